@@ -1,0 +1,497 @@
+"""Kubernetes objects cut down to what DNS needs.
+
+This is the one module that reads Kubernetes API objects (the JSON the API
+server sends, or the YAML people ``kubectl apply``).  Each reader validates the
+fields it keeps and raises :class:`ObjectError` naming the field; everything
+else in the object is dropped, which keeps memory small on big clusters and
+makes "did anything DNS-visible change?" a plain ``==`` between two values.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+# Kinds we keep, by the name used in store keys.
+SERVICE = "Service"
+ENDPOINT_SLICE = "EndpointSlice"
+ENDPOINTS = "Endpoints"
+NAMESPACE = "Namespace"
+POD = "Pod"
+KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE, ENDPOINTS, POD)
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+Labels = tuple[tuple[str, str], ...]
+Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for Namespace
+
+
+class ObjectError(ValueError):
+    """A Kubernetes object that cannot be read; ``field`` is a JSON-path-like location."""
+
+    def __init__(self, field: str, message: str, kind: str = "", namespace: str = "", name: str = ""):
+        self.field = field
+        self.message = message
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+        super().__init__(str(self))
+
+    @property
+    def object_ref(self) -> str:
+        """``Service default/web`` style reference, or just the kind when unnamed."""
+        if not self.name:
+            return self.kind or "object"
+        where = f"{self.namespace}/{self.name}" if self.namespace else self.name
+        return f"{self.kind} {where}"
+
+    def __str__(self) -> str:
+        location = f"{self.field}: " if self.field else ""
+        return f"({self.object_ref}) {location}{self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServicePort:
+    name: str
+    port: int
+    protocol: str  # TCP, UDP or SCTP
+    target_port: int | str | None = None  # number, or a container port name
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    namespace: str
+    name: str
+    type: str  # ClusterIP, NodePort, LoadBalancer, ExternalName
+    cluster_ips: tuple[str, ...] = ()  # empty when headless or ExternalName
+    headless: bool = False
+    ports: tuple[ServicePort, ...] = ()
+    selector: Labels | None = None  # None: selectorless (endpoints managed by hand)
+    external_name: str = ""
+    publish_not_ready: bool = False
+    labels: Labels = ()
+
+    @property
+    def key(self) -> Key:
+        return (SERVICE, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointPort:
+    name: str
+    port: int
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]
+    ready: bool = True
+    hostname: str = ""
+    node_name: str = ""
+    target_pod: str = ""  # pod name when targetRef is a Pod in the slice's namespace
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service_name: str  # from the kubernetes.io/service-name label
+    address_type: str  # IPv4, IPv6 or FQDN
+    endpoints: tuple[Endpoint, ...] = ()
+    ports: tuple[EndpointPort, ...] = ()
+
+    @property
+    def key(self) -> Key:
+        return (ENDPOINT_SLICE, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoints:
+    """A v1 Endpoints object, already flattened to slice-like parts.
+
+    The cluster stage mirrors it into EndpointSlices as the mirroring controller does.
+    """
+
+    namespace: str
+    name: str
+    subsets: tuple[tuple[tuple[Endpoint, ...], tuple[EndpointPort, ...]], ...] = ()
+
+    @property
+    def key(self) -> Key:
+        return (ENDPOINTS, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+    labels: Labels = ()
+
+    @property
+    def namespace(self) -> str:
+        return ""
+
+    @property
+    def key(self) -> Key:
+        return (NAMESPACE, "", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerPort:
+    name: str
+    port: int
+    protocol: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    ips: tuple[str, ...] = ()
+    hostname: str = ""
+    subdomain: str = ""
+    labels: Labels = ()
+    phase: str = ""
+    ready: bool = False
+    container_ports: tuple[ContainerPort, ...] = ()
+    node_name: str = ""
+    terminating: bool = False
+
+    @property
+    def key(self) -> Key:
+        return (POD, self.namespace, self.name)
+
+
+KubeObject = Service | EndpointSlice | Endpoints | Namespace | Pod
+
+
+# --------------------------------------------------------------------------- readers
+
+
+class _Reader:
+    """Typed access into one object's dict that reports the failing field."""
+
+    def __init__(self, kind: str, namespace: str, name: str):
+        self.kind, self.namespace, self.name = kind, namespace, name
+
+    def fail(self, path: str, message: str) -> ObjectError:
+        return ObjectError(path, message, self.kind, self.namespace, self.name)
+
+    def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.fail(path, f"expected a mapping, got {_show(value)}")
+        return value
+
+    def sequence(self, value: Any, path: str) -> list[Any]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            raise self.fail(path, f"expected a list, got {_show(value)}")
+        return value
+
+    def string(self, value: Any, path: str, default: str = "") -> str:
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise self.fail(path, f"expected a string, got {_show(value)}")
+        return value
+
+    def boolean(self, value: Any, path: str, default: bool = False) -> bool:
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.fail(path, f"expected true or false, got {_show(value)}")
+        return value
+
+    def port(self, value: Any, path: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+            raise self.fail(path, f"expected an integer 1-65535, got {_show(value)}")
+        return value
+
+    def protocol(self, value: Any, path: str) -> str:
+        proto = self.string(value, path, "TCP")
+        if proto not in ("TCP", "UDP", "SCTP"):
+            raise self.fail(path, f"expected TCP, UDP or SCTP, got {_show(value)}")
+        return proto
+
+    def ip(self, value: Any, path: str) -> str:
+        text = self.string(value, path)
+        try:
+            return str(ipaddress.ip_address(text))
+        except ValueError:
+            raise self.fail(path, f"expected an IP address, got {_show(value)}") from None
+
+    def dns_label(self, value: Any, path: str) -> str:
+        text = self.string(value, path)
+        if text and not _is_dns_label(text):
+            raise self.fail(path, f"expected a DNS label (a-z, 0-9, '-', at most 63), got {_show(value)}")
+        return text
+
+    def labels(self, value: Any, path: str) -> Labels:
+        labels = self.mapping(value, path)
+        out = []
+        for k, v in labels.items():
+            if not isinstance(k, str):
+                raise self.fail(path, f"label keys must be strings, got {_show(k)}")
+            if v is None:
+                v = ""
+            if isinstance(v, bool | int | float):
+                raise self.fail(f"{path}.{k}", f"label values must be strings, got {_show(v)} (quote it)")
+            out.append((k, self.string(v, f"{path}.{k}")))
+        return tuple(sorted(out))
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    if value is None:
+        return "nothing"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _is_dns_label(text: str) -> bool:
+    if not 1 <= len(text) <= 63 or text[0] == "-" or text[-1] == "-":
+        return False
+    return all(c.isascii() and (c.isalnum() or c == "-") for c in text.lower()) and text == text.lower()
+
+
+def _metadata(doc: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[_Reader, Mapping[str, Any]]:
+    meta_raw = doc.get("metadata")
+    probe = _Reader(kind, "", "")
+    meta = probe.mapping(meta_raw, "metadata")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise probe.fail("metadata.name", f"expected a non-empty string, got {_show(name)}")
+    namespace = ""
+    if namespaced:
+        namespace = probe.string(meta.get("namespace"), "metadata.namespace", "default") or "default"
+    reader = _Reader(kind, namespace, name)
+    if namespaced and not _is_dns_label(namespace):
+        raise reader.fail("metadata.namespace", f"expected a DNS label, got {_show(namespace)}")
+    return reader, meta
+
+
+def read_namespace(doc: Mapping[str, Any]) -> Namespace:
+    r, meta = _metadata(doc, NAMESPACE, namespaced=False)
+    return Namespace(name=r.name, labels=r.labels(meta.get("labels"), "metadata.labels"))
+
+
+def read_service(doc: Mapping[str, Any]) -> Service:
+    r, meta = _metadata(doc, SERVICE, namespaced=True)
+    spec = r.mapping(doc.get("spec"), "spec")
+    svc_type = r.string(spec.get("type"), "spec.type", "ClusterIP")
+    if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
+        raise r.fail("spec.type", f"expected ClusterIP, NodePort, LoadBalancer or ExternalName, got {_show(svc_type)}")
+
+    ports = []
+    for i, raw in enumerate(r.sequence(spec.get("ports"), "spec.ports")):
+        path = f"spec.ports[{i}]"
+        p = r.mapping(raw, path)
+        target = p.get("targetPort")
+        if target is not None and not isinstance(target, str):
+            target = r.port(target, f"{path}.targetPort")
+        ports.append(
+            ServicePort(
+                name=r.string(p.get("name"), f"{path}.name"),
+                port=r.port(p.get("port"), f"{path}.port"),
+                protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
+                target_port=target,
+            )
+        )
+
+    external_name = ""
+    cluster_ips: tuple[str, ...] = ()
+    headless = False
+    if svc_type == "ExternalName":
+        external_name = r.string(spec.get("externalName"), "spec.externalName").rstrip(".")
+        if not external_name:
+            raise r.fail("spec.externalName", "an ExternalName service needs spec.externalName")
+    else:
+        raw_ips = spec.get("clusterIPs")
+        if raw_ips is None and spec.get("clusterIP") is not None:
+            raw_ips = [spec.get("clusterIP")]
+        ips = [r.string(v, f"spec.clusterIPs[{i}]") for i, v in enumerate(r.sequence(raw_ips, "spec.clusterIPs"))]
+        if ips and ips[0] == "None":
+            headless = True
+        else:
+            cluster_ips = tuple(r.ip(v, f"spec.clusterIPs[{i}]") for i, v in enumerate(ips) if v)
+
+    selector_raw = spec.get("selector")
+    selector = r.labels(selector_raw, "spec.selector") if selector_raw else None
+    return Service(
+        namespace=r.namespace,
+        name=r.name,
+        type=svc_type,
+        cluster_ips=cluster_ips,
+        headless=headless,
+        ports=tuple(ports),
+        selector=selector,
+        external_name=external_name,
+        publish_not_ready=r.boolean(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses"),
+        labels=r.labels(meta.get("labels"), "metadata.labels"),
+    )
+
+
+def _endpoint_ports(r: _Reader, raw_ports: Any, path: str) -> tuple[EndpointPort, ...]:
+    ports = []
+    for i, raw in enumerate(r.sequence(raw_ports, path)):
+        p = r.mapping(raw, f"{path}[{i}]")
+        if p.get("port") is None:  # EndpointSlice allows an unset port ("all ports")
+            continue
+        ports.append(
+            EndpointPort(
+                name=r.string(p.get("name"), f"{path}[{i}].name"),
+                port=r.port(p.get("port"), f"{path}[{i}].port"),
+                protocol=r.protocol(p.get("protocol"), f"{path}[{i}].protocol"),
+            )
+        )
+    return tuple(ports)
+
+
+def _target_pod(r: _Reader, raw: Any, path: str, namespace: str) -> str:
+    ref = r.mapping(raw, path)
+    if ref.get("kind") != "Pod":
+        return ""
+    if r.string(ref.get("namespace"), f"{path}.namespace", namespace) != namespace:
+        return ""
+    return r.string(ref.get("name"), f"{path}.name")
+
+
+def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
+    r, meta = _metadata(doc, ENDPOINT_SLICE, namespaced=True)
+    labels = dict(r.labels(meta.get("labels"), "metadata.labels"))
+    address_type = r.string(doc.get("addressType"), "addressType", "IPv4")
+    if address_type not in ("IPv4", "IPv6", "FQDN"):
+        raise r.fail("addressType", f"expected IPv4, IPv6 or FQDN, got {_show(address_type)}")
+    endpoints = []
+    for i, raw in enumerate(r.sequence(doc.get("endpoints"), "endpoints")):
+        path = f"endpoints[{i}]"
+        e = r.mapping(raw, path)
+        addrs = r.sequence(e.get("addresses"), f"{path}.addresses")
+        if address_type == "FQDN":
+            addresses = tuple(r.string(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
+        else:
+            addresses = tuple(r.ip(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
+        cond = r.mapping(e.get("conditions"), f"{path}.conditions")
+        endpoints.append(
+            Endpoint(
+                addresses=addresses,
+                # Per the EndpointSlice API, an unset ready condition means ready.
+                ready=r.boolean(cond.get("ready"), f"{path}.conditions.ready", True),
+                hostname=r.dns_label(e.get("hostname"), f"{path}.hostname"),
+                node_name=r.string(e.get("nodeName"), f"{path}.nodeName"),
+                target_pod=_target_pod(r, e.get("targetRef"), f"{path}.targetRef", r.namespace),
+            )
+        )
+    return EndpointSlice(
+        namespace=r.namespace,
+        name=r.name,
+        service_name=labels.get(SERVICE_NAME_LABEL, ""),
+        address_type=address_type,
+        endpoints=tuple(endpoints),
+        ports=_endpoint_ports(r, doc.get("ports"), "ports"),
+    )
+
+
+def read_endpoints(doc: Mapping[str, Any]) -> Endpoints:
+    r, _ = _metadata(doc, ENDPOINTS, namespaced=True)
+    subsets = []
+    for i, raw in enumerate(r.sequence(doc.get("subsets"), "subsets")):
+        path = f"subsets[{i}]"
+        s = r.mapping(raw, path)
+        endpoints = []
+        for field_name, ready in (("addresses", True), ("notReadyAddresses", False)):
+            for j, raw_addr in enumerate(r.sequence(s.get(field_name), f"{path}.{field_name}")):
+                apath = f"{path}.{field_name}[{j}]"
+                a = r.mapping(raw_addr, apath)
+                endpoints.append(
+                    Endpoint(
+                        addresses=(r.ip(a.get("ip"), f"{apath}.ip"),),
+                        ready=ready,
+                        hostname=r.dns_label(a.get("hostname"), f"{apath}.hostname"),
+                        node_name=r.string(a.get("nodeName"), f"{apath}.nodeName"),
+                        target_pod=_target_pod(r, a.get("targetRef"), f"{apath}.targetRef", r.namespace),
+                    )
+                )
+        subsets.append((tuple(endpoints), _endpoint_ports(r, s.get("ports"), f"{path}.ports")))
+    return Endpoints(namespace=r.namespace, name=r.name, subsets=tuple(subsets))
+
+
+def read_pod(doc: Mapping[str, Any]) -> Pod:
+    r, meta = _metadata(doc, POD, namespaced=True)
+    spec = r.mapping(doc.get("spec"), "spec")
+    status = r.mapping(doc.get("status"), "status")
+
+    ips: list[str] = []
+    for i, raw in enumerate(r.sequence(status.get("podIPs"), "status.podIPs")):
+        ips.append(r.ip(r.mapping(raw, f"status.podIPs[{i}]").get("ip"), f"status.podIPs[{i}].ip"))
+    if not ips and status.get("podIP"):
+        ips.append(r.ip(status.get("podIP"), "status.podIP"))
+
+    ready = False
+    for i, raw in enumerate(r.sequence(status.get("conditions"), "status.conditions")):
+        c = r.mapping(raw, f"status.conditions[{i}]")
+        if c.get("type") == "Ready":
+            ready = r.string(c.get("status"), f"status.conditions[{i}].status") == "True"
+
+    container_ports = []
+    for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
+        c = r.mapping(raw_c, f"spec.containers[{i}]")
+        for j, raw_p in enumerate(r.sequence(c.get("ports"), f"spec.containers[{i}].ports")):
+            path = f"spec.containers[{i}].ports[{j}]"
+            p = r.mapping(raw_p, path)
+            container_ports.append(
+                ContainerPort(
+                    name=r.string(p.get("name"), f"{path}.name"),
+                    port=r.port(p.get("containerPort"), f"{path}.containerPort"),
+                    protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
+                )
+            )
+
+    return Pod(
+        namespace=r.namespace,
+        name=r.name,
+        ips=tuple(ips),
+        hostname=r.dns_label(spec.get("hostname"), "spec.hostname"),
+        subdomain=r.dns_label(spec.get("subdomain"), "spec.subdomain"),
+        labels=r.labels(meta.get("labels"), "metadata.labels"),
+        phase=r.string(status.get("phase"), "status.phase"),
+        ready=ready,
+        container_ports=tuple(container_ports),
+        node_name=r.string(spec.get("nodeName"), "spec.nodeName"),
+        terminating=meta.get("deletionTimestamp") is not None,
+    )
+
+
+# apiVersion each kind must carry, and its reader.
+READERS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], KubeObject]]] = {
+    NAMESPACE: (("v1",), read_namespace),
+    SERVICE: (("v1",), read_service),
+    ENDPOINT_SLICE: (("discovery.k8s.io/v1",), read_endpoint_slice),
+    ENDPOINTS: (("v1",), read_endpoints),
+    POD: (("v1",), read_pod),
+}
+
+
+def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject | None:
+    """Read one API object; None for a kind DNS does not use.
+
+    ``kind`` is given by the watch source, whose list items carry no ``kind``.
+    """
+    kind = kind or doc.get("kind")
+    if not isinstance(kind, str) or not kind:
+        raise ObjectError("kind", f"expected a kind such as Service, got {_show(kind)}")
+    if kind not in READERS:
+        return None
+    versions, reader = READERS[kind]
+    api_version = doc.get("apiVersion")
+    if api_version is not None and api_version not in versions:
+        return None  # e.g. discovery.k8s.io/v1beta1: not a version we read
+    return reader(doc)
