@@ -1,0 +1,3 @@
+"""clusterdns: authoritative DNS for Kubernetes cluster names."""
+
+__version__ = "0.1.0"

@@ -71,6 +71,7 @@ class Service:
     external_name: str = ""
     publish_not_ready: bool = False
     labels: Labels = ()
+    ip_families: tuple[str, ...] = ()  # IPv4 / IPv6, as spec.ipFamilies says
 
     @property
     def key(self) -> Key:
@@ -323,6 +324,13 @@ def read_service(doc: Mapping[str, Any]) -> Service:
         else:
             cluster_ips = tuple(r.ip(v, f"spec.clusterIPs[{i}]") for i, v in enumerate(ips) if v)
 
+    families = tuple(
+        r.string(v, f"spec.ipFamilies[{i}]") for i, v in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies"))
+    )
+    for i, family in enumerate(families):
+        if family not in ("IPv4", "IPv6"):
+            raise r.fail(f"spec.ipFamilies[{i}]", f"expected IPv4 or IPv6, got {_show(family)}")
+
     selector_raw = spec.get("selector")
     selector = r.labels(selector_raw, "spec.selector") if selector_raw else None
     return Service(
@@ -336,6 +344,7 @@ def read_service(doc: Mapping[str, Any]) -> Service:
         external_name=external_name,
         publish_not_ready=r.boolean(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses"),
         labels=r.labels(meta.get("labels"), "metadata.labels"),
+        ip_families=families,
     )
 
 

@@ -1,0 +1,166 @@
+"""From a parsed query and the zone to a response: a pure function, no sockets.
+
+Negative answers are exact because most of a cluster's traffic is misses
+(``ndots:5`` walks every search domain first): NXDOMAIN when the name does not
+exist, NOERROR with no answers (NODATA) when it exists without the asked type,
+and the zone's SOA in the authority section of both, whose TTL caches the miss.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
+
+from .zone import Zone
+
+CLASS_IN = 1
+CLASS_ANY = 255
+BADVERS = 16
+MAX_CNAME_CHAIN = 8
+OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
+
+
+def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
+    """The response to ``query`` (already parsed; the header may ask for anything)."""
+    reply = DNSRecord(
+        DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
+        questions=list(query.questions),
+    )
+    opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
+    if opts:
+        _add_opt(reply, opts[0])
+    if query.header.opcode != OPCODE.QUERY:
+        reply.header.rcode = RCODE.NOTIMP
+        return reply
+    if len(query.questions) != 1 or len(opts) > 1:
+        reply.header.rcode = RCODE.FORMERR
+        return reply
+    if opts and _edns_version(opts[0]) != 0:
+        _set_rcode(reply, BADVERS)
+        return reply
+
+    question = query.questions[0]
+    name = str(question.qname).lower()
+    origin = zone.origin_for(name)
+    if origin is None or question.qclass not in (CLASS_IN, CLASS_ANY):
+        reply.header.rcode = RCODE.REFUSED
+        return reply
+    if question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        reply.header.rcode = RCODE.REFUSED  # no zone transfer of cluster data
+        return reply
+
+    reply.header.aa = 1
+    _resolve(zone, reply, question.qname, name, question.qtype)
+    return reply
+
+
+def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None:
+    ttl = zone.settings.ttl
+    owner = qname  # the first owner keeps the question's letter case
+    for _ in range(MAX_CNAME_CHAIN):
+        origin = zone.origin_for(name)
+        if origin is None:
+            return  # the chain leaves our zones: the client's resolver follows it
+        sets = lookup(zone, name)
+        if name == origin:  # the apex owns the SOA, built from the current serial
+            sets = {**(sets or {}), QTYPE.SOA: (soa_record(zone, origin).rdata,)}
+        if sets is None:
+            if not zone.exists(name):
+                reply.header.rcode = RCODE.NXDOMAIN
+            reply.add_auth(soa_record(zone, origin))
+            return
+        cname = sets.get(QTYPE.CNAME)
+        if cname and qtype not in (QTYPE.CNAME, QTYPE.ANY):
+            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=cname[0]))
+            name = str(cname[0].label).lower()
+            owner = name
+            continue
+        wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
+        found = False
+        for t in wanted:
+            for rdata in sets.get(t, ()):
+                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+                found = True
+        if not found:
+            reply.add_auth(soa_record(zone, origin))  # NODATA
+            return
+        _add_glue(zone, reply, sets, wanted)
+        return
+
+
+def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
+    """Addresses of SRV targets and name servers, so clients need no second query."""
+    targets: list[str] = []
+    if QTYPE.SRV in types:
+        targets += [str(rd.target).lower() for rd in sets.get(QTYPE.SRV, ())]
+    if QTYPE.NS in types:
+        targets += [str(rd.label).lower() for rd in sets.get(QTYPE.NS, ())]
+    ttl = zone.settings.ttl
+    for target in dict.fromkeys(targets):
+        found = lookup(zone, target) or {}
+        for t in (QTYPE.A, QTYPE.AAAA):
+            for rdata in found.get(t, ()):
+                reply.add_ar(RR(target, t, ttl=ttl, rdata=rdata))
+
+
+def lookup(zone: Zone, name: str):
+    """Record sets at ``name``, including pod names made up on the fly (``--pods insecure``)."""
+    settings = zone.settings
+    pod_suffix = "pod." + settings.zone
+    if name.endswith("." + pod_suffix) and settings.pods != "disabled":
+        return _pod_lookup(zone, name[: -len(pod_suffix) - 1])
+    return zone.records(name)
+
+
+def _pod_lookup(zone: Zone, prefix: str):
+    labels = prefix.split(".")
+    settings = zone.settings
+    if len(labels) == 1:  # <ns>.pod.<zone>: exists as the parent of its pods
+        exists = settings.pods == "insecure" and zone.exists(f"{labels[0]}.svc.{settings.zone}")
+        return {} if exists else None
+    if len(labels) != 2:
+        return None
+    ip = pod_ip(labels[0])
+    if ip is None:
+        return None
+    if settings.pods == "verified":
+        return zone.records(f"{ip.replace('.', '-').replace(':', '-')}.{labels[1]}.pod.{settings.zone}")
+    rdata = AAAA(ip) if ":" in ip else A(ip)
+    return {QTYPE.AAAA if ":" in ip else QTYPE.A: (rdata,)}
+
+
+def pod_ip(label: str) -> str | None:
+    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1``; None if not an address."""
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
+def soa_record(zone: Zone, origin: str) -> RR:
+    ttl = zone.settings.ttl
+    # CoreDNS's SOA: refresh 7200, retry 1800, expire 86400, minimum = TTL.
+    rdata = SOA(f"ns.dns.{origin}", f"hostmaster.{origin}", (zone.serial, 7200, 1800, 86400, ttl))
+    return RR(origin, QTYPE.SOA, ttl=ttl, rdata=rdata)
+
+
+def _edns_version(opt: RR) -> int:
+    return (opt.ttl >> 16) & 0xFF
+
+
+def _add_opt(reply: DNSRecord, opt: RR) -> None:
+    do = bool(opt.ttl & 0x8000)
+    reply.add_ar(EDNS0(udp_len=OUR_UDP_PAYLOAD, flags="do" if do else ""))
+
+
+def _set_rcode(reply: DNSRecord, rcode: int) -> None:
+    """Set a possibly extended rcode: the high bits live in the OPT record."""
+    reply.header.rcode = rcode & 0xF
+    for rr in reply.ar:
+        if rr.rtype == QTYPE.OPT:
+            rr.ttl = (rr.ttl & 0x00FFFFFF) | ((rcode >> 4) << 24)

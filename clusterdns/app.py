@@ -1,0 +1,43 @@
+"""Wiring: sources → cluster → zone → responder, in one object a command or a test can start."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from .cluster import Changes, Cluster
+from .events import Event
+from .records import APEX_OWNER, apex_records, apply_changes
+from .settings import Settings
+from .wire import Responder
+from .zone import Zone
+
+log = logging.getLogger(__name__)
+
+# Namespaces every cluster has; manifests rarely declare them.
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+
+
+class ClusterDNS:
+    """The whole DNS state of one process: feed it events, ask it bytes."""
+
+    def __init__(self, settings: Settings, derive_endpoints: bool = False, implicit_namespaces: Sequence[str] = ()):
+        self.settings = settings
+        self.cluster = Cluster(derive_endpoints=derive_endpoints, implicit_namespaces=implicit_namespaces)
+        self.zone = Zone(settings)
+        self.responder = Responder(self.zone)
+        self.zone.replace(APEX_OWNER, apex_records(None, settings))
+        apply_changes(self.zone, self.cluster, Changes(namespaces=set(implicit_namespaces)), settings)
+        self.batches = 0
+
+    def sink(self, events: Sequence[Event]) -> None:
+        """Apply one batch of source events (on the event-loop thread)."""
+        changes = self.cluster.apply(events)
+        self.batches += 1
+        if changes and apply_changes(self.zone, self.cluster, changes, self.settings):
+            log.debug("zone serial %d after %d event(s)", self.zone.serial, len(events))
+
+    @classmethod
+    def for_manifests(cls, settings: Settings) -> "ClusterDNS":
+        """Manifest input: play the endpoint controllers and assume the built-in namespaces."""
+        return cls(settings, derive_endpoints=True, implicit_namespaces=BUILTIN_NAMESPACES)

@@ -1,0 +1,274 @@
+"""The object store, and the endpoint controllers a real cluster would run.
+
+Objects are kept by ``(kind, namespace, name)``.  Applying a batch of events
+returns :class:`Changes`: which services, namespaces and pods may now have
+different DNS records, so the zone recomputes only those.
+
+For manifest input (``derive_endpoints=True``) the store also plays two
+controllers, so the manifests people write just work:
+
+* the EndpointSlice controller: a Service with a selector and no slice of its
+  own gets endpoints from the Pods it selects;
+* the mirroring controller: a v1 Endpoints object becomes a slice.
+
+Precedence for one service: its EndpointSlices, else its Endpoints, else Pods
+through its selector.  A live cluster runs these controllers itself, so the
+watch source leaves ``derive_endpoints`` off and only slices count.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
+
+from .events import Delete, Event, Replace, Synced, Upsert
+from .objects import (
+    ENDPOINT_SLICE,
+    ENDPOINTS,
+    NAMESPACE,
+    POD,
+    SERVICE,
+    Endpoint,
+    EndpointPort,
+    Endpoints,
+    EndpointSlice,
+    Key,
+    KubeObject,
+    Namespace,
+    Pod,
+    Service,
+)
+
+ServiceRef = tuple[str, str]  # (namespace, name)
+
+
+@dataclass
+class Changes:
+    """What a batch touched, as the zone needs to know it."""
+
+    services: set[ServiceRef] = field(default_factory=set)
+    namespaces: set[str] = field(default_factory=set)
+    pods: set[Key] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.services or self.namespaces or self.pods)
+
+
+class Cluster:
+    def __init__(self, derive_endpoints: bool = False, implicit_namespaces: Iterable[str] = ()):
+        self.derive_endpoints = derive_endpoints
+        self.objects: dict[Key, KubeObject] = {}
+        self.synced: set[str] = set()
+        # Namespaces that exist without a Namespace object (manifest mode: the
+        # ones every cluster has).
+        self.implicit_namespaces = frozenset(implicit_namespaces)
+        # Indexes, so one event touches only what it affects.
+        self._slices_by_service: dict[ServiceRef, set[str]] = defaultdict(set)
+        self._pods_by_namespace: dict[str, set[str]] = defaultdict(set)
+        self._selector_services_by_namespace: dict[str, set[str]] = defaultdict(set)
+
+    # ------------------------------------------------------------------ reading
+
+    def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        return self.objects.get((kind, namespace, name))
+
+    def service(self, ref: ServiceRef) -> Service | None:
+        return self.objects.get((SERVICE, *ref))  # type: ignore[return-value]
+
+    def namespace_exists(self, name: str) -> bool:
+        return name in self.implicit_namespaces or (NAMESPACE, "", name) in self.objects
+
+    def count(self, kind: str) -> int:
+        return sum(1 for key in self.objects if key[0] == kind)
+
+    def of_kind(self, kind: str) -> list[KubeObject]:
+        return [obj for key, obj in self.objects.items() if key[0] == kind]
+
+    def endpoint_slices(self, ref: ServiceRef) -> list[EndpointSlice]:
+        """The slices that hold ``ref``'s endpoints, given or derived."""
+        names = self._slices_by_service.get(ref)
+        if names:
+            return [self.objects[(ENDPOINT_SLICE, ref[0], n)] for n in sorted(names)]  # type: ignore[misc]
+        if not self.derive_endpoints:
+            return []
+        endpoints = self.objects.get((ENDPOINTS, *ref))
+        if endpoints is not None:
+            return mirror_endpoints(endpoints)  # type: ignore[arg-type]
+        service = self.service(ref)
+        if service is not None and service.selector:
+            pods = [self.objects[(POD, ref[0], n)] for n in sorted(self._pods_by_namespace.get(ref[0], ()))]
+            return derive_slices(service, pods)  # type: ignore[arg-type]
+        return []
+
+    # ------------------------------------------------------------------ writing
+
+    def apply(self, events: Sequence[Event]) -> Changes:
+        changes = Changes()
+        for event in events:
+            if isinstance(event, Upsert):
+                self._put(event.obj.key, event.obj, changes)
+            elif isinstance(event, Delete):
+                self._put(event.key, None, changes)
+            elif isinstance(event, Replace):
+                self._replace(event.kind, event.objects, changes)
+            elif isinstance(event, Synced):
+                self.synced.add(event.kind)
+        return changes
+
+    def _replace(self, kind: str, objects: Sequence[KubeObject], changes: Changes) -> None:
+        fresh = {obj.key: obj for obj in objects}
+        for key in [k for k in self.objects if k[0] == kind and k not in fresh]:
+            self._put(key, None, changes)
+        for key, obj in fresh.items():
+            self._put(key, obj, changes)
+
+    def _put(self, key: Key, new: KubeObject | None, changes: Changes) -> None:
+        old = self.objects.get(key)
+        if old == new:
+            return  # nothing DNS-visible changed
+        if new is None:
+            del self.objects[key]
+        else:
+            self.objects[key] = new
+        kind, namespace, name = key
+        if kind == SERVICE:
+            self._index_service(namespace, name, new)  # type: ignore[arg-type]
+            changes.services.add((namespace, name))
+        elif kind == ENDPOINT_SLICE:
+            for obj in (old, new):
+                if obj is not None and obj.service_name:  # type: ignore[union-attr]
+                    changes.services.add((namespace, obj.service_name))  # type: ignore[union-attr]
+            self._index_slice(namespace, name, old, new)  # type: ignore[arg-type]
+        elif kind == ENDPOINTS:
+            changes.services.add((namespace, name))
+        elif kind == NAMESPACE:
+            changes.namespaces.add(name)
+        elif kind == POD:
+            if new is None:
+                self._pods_by_namespace[namespace].discard(name)
+            else:
+                self._pods_by_namespace[namespace].add(name)
+            changes.pods.add(key)
+            if self.derive_endpoints:
+                changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
+
+    def _index_service(self, namespace: str, name: str, service: Service | None) -> None:
+        if service is not None and service.selector:
+            self._selector_services_by_namespace[namespace].add(name)
+        else:
+            self._selector_services_by_namespace[namespace].discard(name)
+
+    def _index_slice(self, namespace: str, name: str, old: EndpointSlice | None, new: EndpointSlice | None) -> None:
+        if old is not None and old.service_name:
+            ref = (namespace, old.service_name)
+            self._slices_by_service[ref].discard(name)
+            if not self._slices_by_service[ref]:
+                del self._slices_by_service[ref]
+        if new is not None and new.service_name:
+            self._slices_by_service[(namespace, new.service_name)].add(name)
+
+    def _services_selecting(self, namespace: str, *pods: Pod | None) -> set[ServiceRef]:
+        refs = set()
+        for svc_name in self._selector_services_by_namespace.get(namespace, ()):
+            service = self.service((namespace, svc_name))
+            if service is not None and any(p is not None and selects(service, p) for p in pods):
+                refs.add((namespace, svc_name))
+        return refs
+
+
+# ---------------------------------------------------------------------- controllers
+
+
+def selects(service: Service, pod: Pod) -> bool:
+    labels = dict(pod.labels)
+    return bool(service.selector) and all(labels.get(k) == v for k, v in service.selector)  # type: ignore[union-attr]
+
+
+def mirror_endpoints(endpoints: Endpoints) -> list[EndpointSlice]:
+    """v1 Endpoints → EndpointSlices, one per subset and address family."""
+    slices = []
+    for i, (addresses, ports) in enumerate(endpoints.subsets):
+        for family, members in _by_family(addresses).items():
+            slices.append(
+                EndpointSlice(
+                    namespace=endpoints.namespace,
+                    name=f"{endpoints.name}-mirror-{i}-{family.lower()}",
+                    service_name=endpoints.name,
+                    address_type=family,
+                    endpoints=tuple(members),
+                    ports=ports,
+                )
+            )
+    return slices
+
+
+def derive_slices(service: Service, pods: Iterable[Pod]) -> list[EndpointSlice]:
+    """What the EndpointSlice controller would write for ``service``.
+
+    Pods that are selected, have an IP and are neither finished nor terminating
+    become endpoints; ready follows the pod's Ready condition unless the
+    service publishes not-ready addresses.  Pods whose named target ports
+    resolve differently land in different slices, as in a real cluster.
+    """
+    families = _service_families(service)
+    groups: dict[tuple[tuple[EndpointPort, ...], str], list[Endpoint]] = defaultdict(list)
+    for pod in pods:
+        if not selects(service, pod) or not pod.ips or pod.phase in ("Succeeded", "Failed") or pod.terminating:
+            continue
+        ports = _resolve_ports(service, pod)
+        hostname = pod.hostname if pod.hostname and pod.subdomain == service.name else ""
+        ready = pod.ready or service.publish_not_ready
+        for ip in pod.ips:
+            family = _family(ip)
+            if families and family not in families:
+                continue
+            groups[(ports, family)].append(
+                Endpoint(addresses=(ip,), ready=ready, hostname=hostname, node_name=pod.node_name, target_pod=pod.name)
+            )
+    slices = []
+    for i, ((ports, family), endpoints) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][1], repr(kv[0][0])))):
+        slices.append(
+            EndpointSlice(
+                namespace=service.namespace,
+                name=f"{service.name}-derived-{i}",
+                service_name=service.name,
+                address_type=family,
+                endpoints=tuple(endpoints),
+                ports=ports,
+            )
+        )
+    return slices
+
+
+def _resolve_ports(service: Service, pod: Pod) -> tuple[EndpointPort, ...]:
+    ports = []
+    for sp in service.ports:
+        target = sp.target_port if sp.target_port is not None else sp.port
+        if isinstance(target, str):
+            number = next(
+                (cp.port for cp in pod.container_ports if cp.name == target and cp.protocol == sp.protocol), None
+            )
+            if number is None:
+                continue  # the pod does not expose that named port: no endpoint port for it
+            target = number
+        ports.append(EndpointPort(name=sp.name, port=target, protocol=sp.protocol))
+    return tuple(ports)
+
+
+def _service_families(service: Service) -> set[str]:
+    if service.ip_families:
+        return set(service.ip_families)
+    return {_family(ip) for ip in service.cluster_ips}
+
+
+def _family(ip: str) -> str:
+    return "IPv6" if ipaddress.ip_address(ip).version == 6 else "IPv4"
+
+
+def _by_family(endpoints: Iterable[Endpoint]) -> dict[str, list[Endpoint]]:
+    out: dict[str, list[Endpoint]] = defaultdict(list)
+    for e in endpoints:
+        out[_family(e.addresses[0])].append(e)
+    return out

@@ -1,0 +1,201 @@
+"""Which records each Kubernetes object produces (Kubernetes DNS spec, schema 1.1.0).
+
+Pure functions from typed objects to :data:`~clusterdns.zone.RecordSets`, plus
+:func:`apply_changes`, which feeds the zone the owners a batch touched.  To
+find where a record type comes from, search this file for its name.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import defaultdict
+
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, SRV, TXT, A
+
+from .cluster import Changes, Cluster, ServiceRef
+from .objects import POD, Endpoint, EndpointSlice, Pod, Service
+from .settings import SCHEMA_VERSION, Settings
+from .zone import RecordSets, Zone
+
+APEX_OWNER = ("apex",)
+
+
+def service_name(service: Service | ServiceRef, settings: Settings) -> str:
+    namespace, name = (service.namespace, service.name) if isinstance(service, Service) else service
+    return f"{name}.{namespace}.svc.{settings.zone}"
+
+
+def dashed(ip: str) -> str:
+    """``10.1.2.3`` → ``10-1-2-3``; ``fd00::1`` → ``fd00--1`` (CoreDNS's endpoint and pod names)."""
+    return ip.replace(".", "-").replace(":", "-")
+
+
+def address_record(ip: str) -> tuple[int, A | AAAA]:
+    return (QTYPE.AAAA, AAAA(ip)) if ":" in ip else (QTYPE.A, A(ip))
+
+
+def reverse_name(ip: str) -> str:
+    return ipaddress.ip_address(ip).reverse_pointer + "."
+
+
+class _Sets:
+    """Builder for RecordSets that keeps insertion order and drops repeats."""
+
+    def __init__(self) -> None:
+        self.sets: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+
+    def add(self, name: str, qtype: int, rdata) -> None:
+        bucket = self.sets[name][qtype]
+        if rdata not in bucket:
+            bucket.append(rdata)
+
+    def touch(self, name: str) -> None:
+        """A name that exists with no records (NODATA, not NXDOMAIN)."""
+        self.sets[name]  # noqa: B018 - defaultdict creates it
+
+    def done(self) -> RecordSets:
+        return {name: {t: tuple(rds) for t, rds in by_type.items()} for name, by_type in self.sets.items()}
+
+
+# ------------------------------------------------------------------------- services
+
+
+def service_records(service: Service, slices: list[EndpointSlice], settings: Settings) -> RecordSets:
+    name = service_name(service, settings)
+    out = _Sets()
+    if service.type == "ExternalName":
+        out.add(name, QTYPE.CNAME, CNAME(service.external_name + "."))
+        return out.done()
+    if service.headless:
+        _headless_records(service, name, slices, settings, out)
+        return out.done()
+    if settings.ignore_empty_service and not _ready_endpoints(slices):
+        return {}
+    for ip in service.cluster_ips:
+        out.add(name, *address_record(ip))
+        out.add(reverse_name(ip), QTYPE.PTR, PTR(name))
+    srv = [(p.name, p.protocol, p.port, name) for p in service.ports]
+    _srv_records(name, srv, out)
+    return out.done()
+
+
+def _headless_records(
+    service: Service, name: str, slices: list[EndpointSlice], settings: Settings, out: _Sets
+) -> None:
+    ready = _ready_endpoints(slices)
+    if not ready:
+        return  # a headless service without ready endpoints does not exist (spec 2.4.1)
+    srv = []
+    for endpoint, slice_ in ready:
+        endpoint_name = f"{_endpoint_label(endpoint, settings)}.{name}"
+        for ip in endpoint.addresses:
+            out.add(name, *address_record(ip))
+            out.add(endpoint_name, *address_record(ip))
+            if endpoint.hostname or settings.ptr_all_endpoints:
+                out.add(reverse_name(ip), QTYPE.PTR, PTR(endpoint_name))
+        srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
+    _srv_records(name, srv, out)
+
+
+def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:
+    """Ready IP endpoints, each address once even when slices overlap."""
+    seen: set[str] = set()
+    ready = []
+    for slice_ in slices:
+        if slice_.address_type == "FQDN":
+            continue
+        for endpoint in slice_.endpoints:
+            if not endpoint.ready:
+                continue
+            fresh = tuple(ip for ip in endpoint.addresses if ip not in seen)
+            if fresh:
+                seen.update(fresh)
+                ready.append((Endpoint(fresh, True, endpoint.hostname, endpoint.node_name, endpoint.target_pod), slice_))
+    return ready
+
+
+def _endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
+    """An endpoint's name under its service: hostname, else pod name (option), else dashed IP."""
+    if endpoint.hostname:
+        return endpoint.hostname
+    if settings.endpoint_pod_names and endpoint.target_pod:
+        return endpoint.target_pod
+    return dashed(endpoint.addresses[0])
+
+
+def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) -> None:
+    """SRV at ``_port._proto.<service>`` for named ports and at ``<service>`` for all.
+
+    Priority 0 and weight 100/N within each record set, as CoreDNS writes them.
+    """
+    by_owner: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for port_name, protocol, port, target in ports:
+        by_owner[name].append((port, target))
+        if port_name:
+            by_owner[f"_{port_name}._{protocol.lower()}.{name}"].append((port, target))
+    for owner, entries in by_owner.items():
+        unique = list(dict.fromkeys(entries))
+        weight = max(1, 100 // len(unique))
+        for port, target in unique:
+            out.add(owner, QTYPE.SRV, SRV(priority=0, weight=weight, port=port, target=target))
+
+
+# --------------------------------------------------------------------- pods, apex
+
+
+def pod_records(pod: Pod, settings: Settings) -> RecordSets:
+    """``a-b-c-d.<ns>.pod.<zone>`` for each pod IP (``--pods verified``)."""
+    out = _Sets()
+    if pod.phase in ("Succeeded", "Failed"):
+        return {}
+    for ip in pod.ips:
+        out.add(f"{dashed(ip)}.{pod.namespace}.pod.{settings.zone}", *address_record(ip))
+    return out.done()
+
+
+def namespace_records(namespace: str, exists: bool, settings: Settings) -> RecordSets:
+    """An existing namespace's ``<ns>.svc.<zone>`` answers NODATA rather than NXDOMAIN."""
+    return {f"{namespace}.svc.{settings.zone}": {}} if exists else {}
+
+
+def apex_records(dns_service: Service | None, settings: Settings) -> RecordSets:
+    """NS and ``dns-version`` at the apex; SOA is built per answer from the serial."""
+    out = _Sets()
+    for origin in settings.zones:
+        out.add(origin, QTYPE.NS, NS(f"ns.dns.{origin}"))
+    out.add(f"dns-version.{settings.zone}", QTYPE.TXT, TXT(SCHEMA_VERSION))
+    if dns_service is not None:
+        for ip in dns_service.cluster_ips:
+            out.add(f"ns.dns.{settings.zone}", *address_record(ip))
+    return out.done()
+
+
+# ------------------------------------------------------------------ cluster → zone
+
+
+def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Settings) -> bool:
+    """Recompute the owners ``changes`` names and commit; True if DNS data changed."""
+    for ref in changes.services:
+        service = cluster.service(ref)
+        records = service_records(service, cluster.endpoint_slices(ref), settings) if service else {}
+        zone.replace(("svc", *ref), records)
+        if ref == settings.dns_service:
+            zone.replace(APEX_OWNER, apex_records(service, settings))
+    for namespace in changes.namespaces:
+        zone.replace(("ns", namespace), namespace_records(namespace, cluster.namespace_exists(namespace), settings))
+    if settings.pods == "verified":
+        for key in changes.pods:
+            pod = cluster.get(*key)
+            zone.replace(key, pod_records(pod, settings) if pod else {})  # type: ignore[arg-type]
+    return zone.commit()
+
+
+def load_all(zone: Zone, cluster: Cluster, settings: Settings) -> None:
+    """Fill an empty zone from everything the cluster holds (start-up)."""
+    changes = Changes(
+        services={(ns, name) for (kind, ns, name) in cluster.objects if kind == "Service"},
+        namespaces={name for (kind, _, name) in cluster.objects if kind == "Namespace"} | set(cluster.implicit_namespaces),
+        pods={key for key in cluster.objects if key[0] == POD},
+    )
+    zone.replace(APEX_OWNER, apex_records(cluster.service(settings.dns_service), settings))
+    apply_changes(zone, cluster, changes, settings)

@@ -1,0 +1,31 @@
+"""The options that shape DNS answers, in one immutable value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+POD_MODES = ("insecure", "verified", "disabled")
+REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
+SCHEMA_VERSION = "1.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    zone: str = "cluster.local."  # cluster domain, absolute, lower case
+    ttl: int = 5
+    pods: str = "insecure"  # CoreDNS `pods` option; kubeadm's default Corefile says insecure
+    endpoint_pod_names: bool = False
+    ptr_all_endpoints: bool = False
+    ignore_empty_service: bool = False
+    reverse: bool = True  # authoritative for in-addr.arpa and ip6.arpa, as CoreDNS's default Corefile
+    dns_service: tuple[str, str] = ("kube-system", "kube-dns")  # its cluster IP is the NS address
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return (self.zone, *REVERSE_ZONES) if self.reverse else (self.zone,)
+
+
+def absolute(name: str) -> str:
+    """Lower-case, dot-terminated form used for every name in the zone."""
+    name = name.strip().lower()
+    return name if name.endswith(".") else name + "."

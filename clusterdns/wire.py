@@ -1,0 +1,156 @@
+"""Bytes in, bytes out: the query hot path.
+
+Most queries are repeats (every pod asks the same few names, and the same
+search-path misses), so responses are kept pre-encoded, keyed by the
+normalised question and the few header/EDNS bits that change the answer.  A
+hit costs one dict lookup and two slices: the new query's ID and its
+question (which carries the client's letter case, echoed back) are spliced
+into the stored bytes.  Everything else goes through dnslib and
+:func:`~clusterdns.answer.answer`.  The zone clears the cache on every change.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from cachetools import LRUCache
+from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+
+from .answer import answer
+from .zone import Zone
+
+HEADER = struct.Struct("!HHHHHH")
+MIN_UDP_PAYLOAD = 512
+MAX_MESSAGE = 65535
+OPT_TYPE = 41
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """What the fast parser learns from a query without building objects."""
+
+    key: bytes  # cache key: lower-cased question + answer-relevant bits
+    qname_end: int  # offset just past QNAME in the query (question ends 4 later)
+    udp_limit: int  # largest UDP response the client accepts
+    qtype: int
+
+
+def parse_question(data: bytes) -> Question | None:
+    """Fast path parse of an ordinary query; None means "take the slow path"."""
+    if len(data) < 17:
+        return None
+    _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
+        return None  # a response, an opcode other than QUERY, or something unusual
+    offset = 12
+    while True:
+        if offset >= len(data):
+            return None
+        length = data[offset]
+        if length == 0:
+            break
+        if length > 63:
+            return None  # compression pointer in a question: leave it to the full parser
+        offset += 1 + length
+    qname_end = offset + 1
+    if qname_end + 4 > len(data):
+        return None
+    qtype = (data[qname_end] << 8) | data[qname_end + 1]
+    udp_limit = MIN_UDP_PAYLOAD
+    edns = b"-"
+    rest = qname_end + 4
+    if arcount:
+        # Only a bare OPT record (root owner, type 41) is understood here.
+        if rest + 11 > len(data) or data[rest] != 0 or data[rest + 1 : rest + 3] != b"\x00\x29":
+            return None
+        payload = (data[rest + 3] << 8) | data[rest + 4]
+        version = data[rest + 6]
+        do_bit = data[rest + 7] & 0x80
+        rdlen = (data[rest + 9] << 8) | data[rest + 10]
+        if version != 0 or rest + 11 + rdlen != len(data):
+            return None
+        udp_limit = max(MIN_UDP_PAYLOAD, payload)
+        edns = b"D" if do_bit else b"E"
+    elif rest != len(data):
+        return None
+    # RD and CD are echoed, so they are part of the key; so is EDNS presence/DO.
+    bits = bytes((flags >> 8 & 0x01, flags & 0x10)) + edns
+    return Question(data[12:qname_end].lower() + data[qname_end : qname_end + 4] + bits, qname_end, udp_limit, qtype)
+
+
+class Responder:
+    """Answers wire-format queries from the zone, through the pre-encoded cache."""
+
+    def __init__(self, zone: Zone, cache_size: int = 100_000):
+        self.zone = zone
+        self.cache: LRUCache[bytes, bytes] = LRUCache(maxsize=cache_size)
+        self.hits = 0
+        self.misses = 0
+        zone.listeners.append(self.cache.clear)
+
+    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int]:
+        """(response or None to drop, qtype, rcode) for one query."""
+        data = bytes(data)
+        question = parse_question(data)
+        if question is not None:
+            cached = self.cache.get(question.key)
+            if cached is not None:
+                self.hits += 1
+                # ID from the query, question (with its letter case) from the query.
+                response = data[:2] + cached[2:12] + data[12 : question.qname_end] + cached[question.qname_end :]
+                if not udp or len(response) <= question.udp_limit:
+                    return response, question.qtype, cached[3] & 0x0F
+        self.misses += 1
+        return self._respond_slowly(data, question, udp)
+
+    def _respond_slowly(self, data: bytes, question: Question | None, udp: bool) -> tuple[bytes | None, int, int]:
+        try:
+            query = DNSRecord.parse(data)
+        except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
+            return formerr(data), 0, RCODE.FORMERR
+        if query.header.qr:
+            return None, 0, 0  # never answer a response (reflection loops)
+        reply = answer(self.zone, query)
+        full = bytes(reply.pack())
+        if question is not None and _cacheable(reply):
+            self.cache[question.key] = full
+        limit = question.udp_limit if question is not None else udp_limit(query)
+        qtype = query.questions[0].qtype if query.questions else 0
+        if udp and len(full) > limit:
+            return truncated(reply), qtype, reply.header.rcode
+        if len(full) > MAX_MESSAGE:
+            return truncated(reply), qtype, reply.header.rcode
+        return full, qtype, reply.header.rcode
+
+
+def _cacheable(reply: DNSRecord) -> bool:
+    return reply.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)
+
+
+def udp_limit(query: DNSRecord) -> int:
+    for rr in query.ar:
+        if rr.rtype == QTYPE.OPT:
+            return max(MIN_UDP_PAYLOAD, rr.rclass)
+    return MIN_UDP_PAYLOAD
+
+
+def truncated(reply: DNSRecord) -> bytes:
+    """TC=1 with the question and OPT only: the client retries over TCP."""
+    short = DNSRecord(reply.header, questions=reply.questions)
+    short.header.tc = 1
+    for rr in reply.ar:
+        if rr.rtype == QTYPE.OPT:
+            short.add_ar(rr)
+    return bytes(short.pack())
+
+
+def formerr(data: bytes) -> bytes | None:
+    """FORMERR echoing the ID and opcode when a header can be read; None (drop) otherwise."""
+    if len(data) < 12:
+        return None
+    msg_id, flags = struct.unpack_from("!HH", data)
+    if flags & 0x8000:
+        return None  # a malformed *response*: drop it, never answer one
+    header = DNSHeader(id=msg_id, qr=1, opcode=(flags >> 11) & 0xF, rd=(flags >> 8) & 1, rcode=RCODE.FORMERR)
+    return bytes(DNSRecord(header).pack())

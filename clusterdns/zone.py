@@ -1,0 +1,135 @@
+"""The DNS view: record sets by owner name, and the names that exist without records.
+
+Each *owner* (a service, a namespace, a pod, the zone apex) contributes a
+:data:`RecordSets` value; :meth:`Zone.replace` swaps one owner's contribution
+and touches only its names.  Two owners may share a name (two services whose
+endpoints reverse-map to the same PTR name): their record sets are merged.
+
+Empty non-terminals (``svc.cluster.local.``, ``default.svc.cluster.local.``,
+``_tcp.web.default.svc.cluster.local.``) exist because a name below them
+does: a counter per ancestor says how many names sit underneath it, so
+"NXDOMAIN or NODATA?" is one dict lookup.
+
+Updates run on the event loop, between queries; :meth:`commit` bumps the SOA
+serial once per batch and tells listeners (the wire cache) to drop what they
+hold.  A query therefore never sees half an update.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Callable, Hashable
+
+from dnslib import RD
+
+from .settings import Settings
+
+RecordSets = dict[str, dict[int, tuple[RD, ...]]]  # owner name → qtype → rdata
+Owner = Hashable
+
+
+class Zone:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.serial = int(time.time())
+        self._by_owner: dict[Owner, RecordSets] = {}
+        self._contributions: dict[str, dict[Owner, dict[int, tuple[RD, ...]]]] = {}
+        self._records: dict[str, dict[int, tuple[RD, ...]]] = {}  # merged view, read by queries
+        self._below: Counter[str] = Counter()  # name → how many names exist under it
+        self._dirty = False
+        self.listeners: list[Callable[[], None]] = []
+
+    # ------------------------------------------------------------------ reading
+
+    def records(self, name: str) -> dict[int, tuple[RD, ...]] | None:
+        """Record sets at ``name`` (lower case, absolute), or None if it owns none."""
+        return self._records.get(name)
+
+    def exists(self, name: str) -> bool:
+        return name in self._records or self._below[name] > 0
+
+    def origin_for(self, name: str) -> str | None:
+        """The zone we are authoritative for that holds ``name``, if any."""
+        best = None
+        for origin in self.settings.zones:
+            if (name == origin or name.endswith("." + origin)) and (best is None or len(origin) > len(best)):
+                best = origin
+        return best
+
+    def names(self) -> list[str]:
+        return sorted(self._records)
+
+    @property
+    def record_count(self) -> int:
+        return sum(len(rds) for sets in self._records.values() for rds in sets.values())
+
+    # ------------------------------------------------------------------ writing
+
+    def replace(self, owner: Owner, records: RecordSets) -> None:
+        """Make ``records`` the whole contribution of ``owner`` (empty: remove it)."""
+        old = self._by_owner.get(owner, {})
+        if old == records:
+            return
+        if records:
+            self._by_owner[owner] = records
+        else:
+            self._by_owner.pop(owner, None)
+        for name in old.keys() - records.keys():
+            self._withdraw(owner, name)
+        for name, sets in records.items():
+            if old.get(name) != sets:
+                self._contribute(owner, name, sets)
+        self._dirty = True
+
+    def commit(self) -> bool:
+        """End a batch: bump the serial and notify listeners if anything changed."""
+        if not self._dirty:
+            return False
+        self._dirty = False
+        # Serial: seconds since the epoch like CoreDNS, but never backwards and
+        # never the same twice, so secondaries and caches see every change.
+        self.serial = max(self.serial + 1, int(time.time()))
+        for listener in self.listeners:
+            listener()
+        return True
+
+    def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[RD, ...]]) -> None:
+        by_owner = self._contributions.get(name)
+        if by_owner is None:
+            by_owner = self._contributions[name] = {}
+            self._count_ancestors(name, +1)
+        by_owner[owner] = sets
+        self._merge(name)
+
+    def _withdraw(self, owner: Owner, name: str) -> None:
+        by_owner = self._contributions[name]
+        del by_owner[owner]
+        if by_owner:
+            self._merge(name)
+        else:
+            del self._contributions[name]
+            del self._records[name]
+            self._count_ancestors(name, -1)
+
+    def _merge(self, name: str) -> None:
+        by_owner = self._contributions[name]
+        if len(by_owner) == 1:
+            self._records[name] = next(iter(by_owner.values()))
+            return
+        merged: dict[int, list[RD]] = {}
+        for owner in sorted(by_owner, key=repr):  # stable order across updates
+            for qtype, rds in by_owner[owner].items():
+                bucket = merged.setdefault(qtype, [])
+                bucket.extend(rd for rd in rds if rd not in bucket)
+        self._records[name] = {qtype: tuple(rds) for qtype, rds in merged.items()}
+
+    def _count_ancestors(self, name: str, delta: int) -> None:
+        origin = self.origin_for(name)
+        if origin is None:
+            return
+        while name != origin:
+            name = name.split(".", 1)[1]
+            self._below[name] += delta
+            if self._below[name] <= 0:
+                del self._below[name]
