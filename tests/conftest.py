@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from .dnsserver import RunningServer
+
+ROOT = Path(__file__).resolve().parent.parent
+ZONES = ROOT / "zones"
+
+
+@pytest.fixture(scope="module")
+def zones_server():
+    """The example cluster in zones/, served on a free port for a whole test module."""
+    with RunningServer([ZONES]) as server:
+        yield server
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_leftover_threads():
+    """Every thread a test starts must be stopped by the end of the session."""
+    before = set(threading.enumerate())
+    yield
+    ours = ("test-", "clusterdns")
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive() and t.name.startswith(ours)]
+    assert not leftover, f"threads left running: {leftover}"

@@ -1,0 +1,95 @@
+"""Reading Kubernetes objects: what is kept, and errors that name the field."""
+
+import pytest
+
+from clusterdns.objects import Endpoint, ObjectError, read_object
+
+
+def service(**spec):
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}, "spec": spec}
+
+
+def test_service_defaults_namespace_and_reads_dual_stack():
+    svc = read_object(service(clusterIPs=["10.0.0.1", "fd00::1"], ports=[{"name": "http", "port": 80, "targetPort": "web"}]))
+    assert svc.namespace == "default"
+    assert svc.cluster_ips == ("10.0.0.1", "fd00::1")
+    assert svc.ports[0].target_port == "web" and svc.ports[0].protocol == "TCP"
+    assert not svc.headless
+
+
+def test_headless_and_external_name():
+    assert read_object(service(clusterIP="None")).headless
+    ext = read_object(service(type="ExternalName", externalName="db.example.com."))
+    assert ext.external_name == "db.example.com" and ext.cluster_ips == ()
+
+
+def test_bad_port_names_field_and_object():
+    with pytest.raises(ObjectError) as err:
+        read_object(service(clusterIP="10.0.0.1", ports=[{"port": 80}, {"port": "http"}]))
+    assert str(err.value) == '(Service default/web) spec.ports[1].port: expected an integer 1-65535, got "http"'
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"kind": "Service", "metadata": {}}, "metadata.name: expected a non-empty string, got nothing"),
+        (service(clusterIP="10.0.0.300"), 'spec.clusterIPs[0]: expected an IP address, got "10.0.0.300"'),
+        (service(type="Weird"), 'spec.type: expected ClusterIP, NodePort, LoadBalancer or ExternalName, got "Weird"'),
+        (service(type="ExternalName"), "spec.externalName: an ExternalName service needs spec.externalName"),
+        (service(selector={"app": 1}), "spec.selector.app: label values must be strings, got 1 (quote it)"),
+        (service(ports=[{"port": 80, "protocol": "HTTP"}]), 'spec.ports[0].protocol: expected TCP, UDP or SCTP, got "HTTP"'),
+        ({"kind": None}, "kind: expected a kind such as Service, got nothing"),
+    ],
+)
+def test_errors_name_the_field(doc, message):
+    with pytest.raises(ObjectError) as err:
+        read_object(doc)
+    assert message in str(err.value)
+
+
+def test_other_kinds_are_skipped():
+    assert read_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) is None
+    assert read_object({"apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice", "metadata": {"name": "x"}}) is None
+
+
+def test_endpoint_slice_unset_ready_counts_as_ready():
+    es = read_object(
+        {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {"name": "web-abc", "namespace": "shop", "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "endpoints": [
+                {"addresses": ["10.1.0.1"], "targetRef": {"kind": "Pod", "name": "web-1", "namespace": "shop"}},
+                {"addresses": ["10.1.0.2"], "conditions": {"ready": False}, "hostname": "two"},
+            ],
+            "ports": [{"name": "http", "port": 8080}],
+        }
+    )
+    assert es.service_name == "web"
+    assert es.endpoints == (
+        Endpoint(("10.1.0.1",), True, "", "", "web-1"),
+        Endpoint(("10.1.0.2",), False, "two", "", ""),
+    )
+
+
+def test_pod_keeps_only_dns_fields():
+    pod = read_object(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "labels": {"app": "a"}, "annotations": {"big": "x" * 1000}},
+            "spec": {"hostname": "h", "subdomain": "s", "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+            "status": {"phase": "Running", "podIP": "10.0.0.9", "podIPs": [{"ip": "10.0.0.9"}, {"ip": "fd00::9"}], "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+    assert pod.ips == ("10.0.0.9", "fd00::9") and pod.ready and pod.hostname == "h" and pod.subdomain == "s"
+    assert pod.container_ports[0].port == 8080
+    assert not hasattr(pod, "annotations")
+
+
+def test_unchanged_dns_fields_compare_equal():
+    a = read_object(service(clusterIP="10.0.0.1"))
+    b_doc = service(clusterIP="10.0.0.1")
+    b_doc["metadata"]["annotations"] = {"touched": "yes"}
+    assert a == read_object(b_doc)

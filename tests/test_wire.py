@@ -1,0 +1,163 @@
+"""On the wire: UDP and TCP, EDNS and truncation, letter case, malformed input."""
+
+import socket
+import struct
+import time
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from .builders import endpoint_slice, service
+from .dnsserver import RunningServer, answers
+
+from clusterdns.events import Upsert
+
+MANY = 80  # endpoints: their A records cannot fit in 512 bytes
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RunningServer() as srv:
+        ips = [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(MANY)]
+        srv.call(
+            srv.dns.sink,
+            [
+                Upsert(service("web", ports=(("http", 80, 8080),))),
+                Upsert(service("big", cluster_ip="None")),
+                Upsert(endpoint_slice("big-1", "big", ips)),
+            ],
+        )
+        yield srv
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_answer_over_udp_and_tcp(server, tcp):
+    reply = server.query("web.default.svc.cluster.local", "A", tcp=tcp)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA and not reply.flags & dns.flags.RA
+    assert answers(reply) == ["10.96.0.100"]
+
+
+def test_letter_case_echoed_including_from_cache(server):
+    for name in ("web.default.svc.cluster.local.", "WeB.DEFAULT.svc.Cluster.Local.", "WEB.default.SVC.cluster.local."):
+        reply = server.query(name)
+        assert reply.question[0].name.to_text() == name
+        assert reply.answer[0].name.to_text() == name
+        assert answers(reply) == ["10.96.0.100"]
+
+
+def test_id_matches_on_cache_hits(server):
+    for _ in range(3):
+        q = dns.message.make_query("web.default.svc.cluster.local", "A")
+        reply = server.send(q)  # dnspython checks the ID and question match
+        assert reply.id == q.id
+
+
+def test_edns_echoed_and_payload_honoured(server):
+    reply = server.query("big.default.svc.cluster.local", "A", use_edns=0, payload=4096)
+    assert reply.edns == 0 and not reply.flags & dns.flags.TC
+    assert len(answers(reply)) == MANY
+    do = server.query("web.default.svc.cluster.local", "A", use_edns=0, want_dnssec=True)
+    assert do.ednsflags & dns.flags.DO
+
+
+@pytest.mark.parametrize("use_edns, payload", [(False, 512), (0, 512), (0, 1232)])
+def test_truncation_is_well_formed_and_tcp_has_everything(server, use_edns, payload):
+    q = dns.message.make_query("big.default.svc.cluster.local", "A", use_edns=use_edns, payload=payload)
+    wire = dns.query.udp(q, server.host, port=server.port, timeout=3, raise_on_truncation=False)
+    assert wire.flags & dns.flags.TC
+    assert wire.question == q.question
+    assert (wire.edns == 0) == (use_edns is not False)
+    raw = server.send_raw(q.to_wire())
+    assert len(raw) <= payload
+    full = server.send(q, tcp=True)
+    assert not full.flags & dns.flags.TC and len(answers(full)) == MANY
+
+
+def test_several_queries_on_one_tcp_connection(server):
+    with socket.create_connection((server.host, server.port), timeout=3) as sock:
+        for name in ("web.default.svc.cluster.local", "nope.default.svc.cluster.local", "web.default.svc.cluster.local"):
+            q = dns.message.make_query(name, "A")
+            dns.query.send_tcp(sock, q)
+            reply, _ = dns.query.receive_tcp(sock, expiration=time.time() + 3)
+            assert reply.id == q.id
+        # pipelined: two queries written back to back, two answers come back
+        q1, q2 = dns.message.make_query("web.default.svc.cluster.local", "A"), dns.message.make_query("web.default.svc.cluster.local", "SRV")
+        sock.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (q1.to_wire(), q2.to_wire())))
+        ids = {dns.query.receive_tcp(sock, expiration=time.time() + 3)[0].id for _ in range(2)}
+        assert ids == {q1.id, q2.id}
+
+
+def test_tcp_idle_timeout_closes_connection(server, monkeypatch):
+    import clusterdns.server as srv_mod
+
+    monkeypatch.setattr(srv_mod, "TCP_IDLE_TIMEOUT", 0.2)
+    with socket.create_connection((server.host, server.port), timeout=3) as sock:
+        assert sock.recv(1) == b""  # server closed it: an idle client cannot pin a connection
+
+
+def test_notimp_for_other_opcodes(server):
+    wire = bytearray(dns.message.make_query("web.default.svc.cluster.local", "A").to_wire())
+    for opcode in (2, 4, 5):  # STATUS, NOTIFY, UPDATE
+        wire[2] = (wire[2] & 0x87) | (opcode << 3)
+        reply = server.send_raw(bytes(wire))
+        assert reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.NOTIMP
+        assert (reply[2] >> 3) & 0x0F == opcode
+
+
+def test_formerr_for_two_questions_and_garbage_after_header(server):
+    q = dns.message.make_query("web.default.svc.cluster.local", "A")
+    wire = bytearray(q.to_wire())
+    question = wire[12:]
+    two = wire[:4] + b"\x00\x02" + wire[6:] + question
+    reply = server.send_raw(bytes(two))
+    assert reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.FORMERR
+    garbage = wire[:12] + b"\xff\xfe\x01"
+    reply = server.send_raw(bytes(garbage))
+    assert reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.FORMERR
+
+
+def test_too_short_and_responses_are_dropped(server):
+    assert server.send_raw(b"\x12\x34\x01") is None
+    response = dns.message.make_response(dns.message.make_query("web.default.svc.cluster.local", "A"))
+    assert server.send_raw(response.to_wire(), timeout=0.3) is None
+    assert answers(server.query("web.default.svc.cluster.local")) == ["10.96.0.100"]  # still serving
+
+
+def _mutations():
+    seed = dns.message.make_query("web.default.svc.cluster.local", "SRV", use_edns=0).to_wire()
+    flips = st.lists(st.tuples(st.integers(0, len(seed) - 1), st.integers(0, 255)), max_size=6)
+    mutated = flips.map(lambda fl: _apply(seed, fl))
+    truncated = st.integers(0, len(seed)).map(lambda n: seed[:n])
+    return st.one_of(st.binary(max_size=600), mutated, truncated)
+
+
+def _apply(seed, flips):
+    out = bytearray(seed)
+    for pos, value in flips:
+        out[pos] = value
+    return bytes(out)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(packet=_mutations())
+def test_random_and_mutated_packets_never_crash_or_hang(server, packet):
+    expect_drop = len(packet) < 12 or bool(packet[2] & 0x80)
+    # loopback replies take well under a millisecond: a short wait is enough to see a drop
+    reply = server.send_raw(packet, timeout=0.1 if expect_drop else 2.0)
+    if reply is not None:
+        assert reply[:2] == packet[:2]  # any reply is for this query
+        dns.message.from_wire(reply, question_only=True)  # and parses
+    else:
+        assert expect_drop  # only headerless junk or responses are dropped
+
+
+def test_still_serving_after_fuzzing(server):
+    assert answers(server.query("web.default.svc.cluster.local", tcp=True)) == ["10.96.0.100"]
