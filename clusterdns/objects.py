@@ -48,7 +48,7 @@ class ObjectError(ValueError):
 
     def __str__(self) -> str:
         location = f"{self.field}: " if self.field else ""
-        return f"({self.object_ref}) {location}{self.message}"
+        return f"({self.object_ref}): {location}{self.message}"
 
 
 @dataclass(frozen=True, slots=True)

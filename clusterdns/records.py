@@ -69,13 +69,14 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     if service.headless:
         _headless_records(service, name, slices, settings, out)
         return out.done()
-    if settings.ignore_empty_service and not _ready_endpoints(slices):
+    ready = _ready_endpoints(slices)
+    if settings.ignore_empty_service and not ready:
         return {}
     for ip in service.cluster_ips:
         out.add(name, *address_record(ip))
         out.add(reverse_name(ip), QTYPE.PTR, PTR(name))
-    srv = [(p.name, p.protocol, p.port, name) for p in service.ports]
-    _srv_records(name, srv, out)
+    _endpoint_records(name, ready, settings, out)  # as CoreDNS: endpoint names exist under any service
+    _srv_records(name, [(p.name, p.protocol, p.port, name) for p in service.ports], out)
     return out.done()
 
 
@@ -86,15 +87,24 @@ def _headless_records(
     if not ready:
         return  # a headless service without ready endpoints does not exist (spec 2.4.1)
     srv = []
+    for endpoint, slice_, endpoint_name in _endpoint_records(name, ready, settings, out):
+        for ip in endpoint.addresses:
+            out.add(name, *address_record(ip))
+        srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
+    _srv_records(name, srv, out)
+
+
+def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[tuple[Endpoint, EndpointSlice, str]]:
+    """``<endpoint>.<service>`` address records, and PTRs for them where the spec (or the option) asks."""
+    named = []
     for endpoint, slice_ in ready:
         endpoint_name = f"{_endpoint_label(endpoint, settings)}.{name}"
         for ip in endpoint.addresses:
-            out.add(name, *address_record(ip))
             out.add(endpoint_name, *address_record(ip))
             if endpoint.hostname or settings.ptr_all_endpoints:
                 out.add(reverse_name(ip), QTYPE.PTR, PTR(endpoint_name))
-        srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
-    _srv_records(name, srv, out)
+        named.append((endpoint, slice_, endpoint_name))
+    return named
 
 
 def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:

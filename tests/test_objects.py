@@ -26,7 +26,7 @@ def test_headless_and_external_name():
 def test_bad_port_names_field_and_object():
     with pytest.raises(ObjectError) as err:
         read_object(service(clusterIP="10.0.0.1", ports=[{"port": 80}, {"port": "http"}]))
-    assert str(err.value) == '(Service default/web) spec.ports[1].port: expected an integer 1-65535, got "http"'
+    assert str(err.value) == '(Service default/web): spec.ports[1].port: expected an integer 1-65535, got "http"'
 
 
 @pytest.mark.parametrize(
