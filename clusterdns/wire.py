@@ -1,12 +1,17 @@
 """Bytes in, bytes out: the query hot path.
 
 Most queries are repeats (every pod asks the same few names, and the same
-search-path misses), so responses are kept pre-encoded, keyed by the
-normalised question and the few header/EDNS bits that change the answer.  A
-hit costs one dict lookup and two slices: the new query's ID and its
-question (which carries the client's letter case, echoed back) are spliced
-into the stored bytes.  Everything else goes through dnslib and
-:func:`~clusterdns.answer.answer`.  The zone clears the cache on every change.
+search-path misses), so responses are kept pre-encoded at two levels:
+
+1. by the exact query bytes after the ID (and the transport): a repeat of a
+   query is answered by replaying the bytes sent last time with the new ID;
+2. by the normalised question (lower-cased name, type, class) and the few
+   header/EDNS bits that change the answer: a hit splices the new query's ID
+   and question (which carries the client's letter case, echoed back) into
+   the stored bytes.
+
+Everything else goes through dnslib and :func:`~clusterdns.answer.answer`.
+The zone clears both caches on every change.
 """
 
 from __future__ import annotations
@@ -84,25 +89,44 @@ class Responder:
 
     def __init__(self, zone: Zone, cache_size: int = 100_000):
         self.zone = zone
-        self.cache: LRUCache[bytes, bytes] = LRUCache(maxsize=cache_size)
+        self.cache_size = cache_size
+        self.replies: dict[tuple[bool, bytes], tuple[bytes, int]] = {}  # exact repeats
+        self.cache: LRUCache[bytes, bytes] = LRUCache(maxsize=cache_size)  # by normalised question
         self.hits = 0
         self.misses = 0
-        zone.listeners.append(self.cache.clear)
+        zone.listeners.append(self.clear)
+
+    def clear(self) -> None:
+        self.replies.clear()
+        self.cache.clear()
 
     def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int]:
         """(response or None to drop, qtype, rcode) for one query."""
         data = bytes(data)
+        key = (udp, data[2:])
+        replay = self.replies.get(key)
+        if replay is not None:
+            self.hits += 1
+            response, qtype = replay
+            return data[:2] + response[2:], qtype, response[3] & 0x0F
         question = parse_question(data)
+        result = None
         if question is not None:
             cached = self.cache.get(question.key)
             if cached is not None:
-                self.hits += 1
                 # ID from the query, question (with its letter case) from the query.
                 response = data[:2] + cached[2:12] + data[12 : question.qname_end] + cached[question.qname_end :]
                 if not udp or len(response) <= question.udp_limit:
-                    return response, question.qtype, cached[3] & 0x0F
-        self.misses += 1
-        return self._respond_slowly(data, question, udp)
+                    self.hits += 1
+                    result = response, question.qtype, cached[3] & 0x0F
+        if result is None:
+            self.misses += 1
+            result = self._respond_slowly(data, question, udp)
+        if question is not None and result[0] is not None and result[0][3] & 0x0F in (RCODE.NOERROR, RCODE.NXDOMAIN):
+            if len(self.replies) >= self.cache_size:
+                self.replies.clear()  # cheap bound; the normalised cache refills it quickly
+            self.replies[key] = (result[0], result[1])
+        return result
 
     def _respond_slowly(self, data: bytes, question: Question | None, udp: bool) -> tuple[bytes | None, int, int]:
         try:

@@ -154,7 +154,11 @@ def test_random_and_mutated_packets_never_crash_or_hang(server, packet):
     reply = server.send_raw(packet, timeout=0.1 if expect_drop else 2.0)
     if reply is not None:
         assert reply[:2] == packet[:2]  # any reply is for this query
-        dns.message.from_wire(reply, question_only=True)  # and parses
+        assert reply[2] & 0x80  # and is a response
+        if (packet[2] >> 3) & 0x0F == 0:
+            dns.message.from_wire(reply, question_only=True)  # and parses
+        else:
+            assert reply[3] & 0x0F in (dns.rcode.NOTIMP, dns.rcode.FORMERR)
     else:
         assert expect_drop  # only headerless junk or responses are dropped
 
