@@ -52,6 +52,12 @@ def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
 
     reply.header.aa = 1
     _resolve(zone, reply, question.qname, name, question.qtype)
+    if not zone.complete and (reply.header.rcode == RCODE.NXDOMAIN or not reply.rr):
+        # Before the first full sync a miss is not known to be one; SERVFAIL,
+        # unlike NXDOMAIN, is not kept by the caches downstream.
+        reply.header.rcode = RCODE.SERVFAIL
+        reply.header.aa = 0
+        reply.auth = []
     return reply
 
 

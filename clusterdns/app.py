@@ -21,13 +21,21 @@ BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease"
 class ClusterDNS:
     """The whole DNS state of one process: feed it events, ask it bytes."""
 
-    def __init__(self, settings: Settings, derive_endpoints: bool = False, implicit_namespaces: Sequence[str] = ()):
+    def __init__(
+        self,
+        settings: Settings,
+        derive_endpoints: bool = False,
+        implicit_namespaces: Sequence[str] = (),
+        required_kinds: Sequence[str] = (),
+    ):
         self.settings = settings
+        self.required_kinds = frozenset(required_kinds)  # kinds that must sync before misses are vouched for
         self.cluster = Cluster(derive_endpoints=derive_endpoints, implicit_namespaces=implicit_namespaces)
         self.zone = Zone(settings)
         self.responder = Responder(self.zone)
         self.zone.replace(APEX_OWNER, apex_records(None, settings))
         apply_changes(self.zone, self.cluster, Changes(namespaces=set(implicit_namespaces)), settings)
+        self.zone.set_complete(not self.required_kinds)
         self.batches = 0
 
     def sink(self, events: Sequence[Event]) -> None:
@@ -36,6 +44,13 @@ class ClusterDNS:
         self.batches += 1
         if changes and apply_changes(self.zone, self.cluster, changes, self.settings):
             log.debug("zone serial %d after %d event(s)", self.zone.serial, len(events))
+        if not self.zone.complete and self.synced:
+            self.zone.set_complete(True)
+
+    @property
+    def synced(self) -> bool:
+        """Every required kind has delivered its first full state."""
+        return self.required_kinds <= self.cluster.synced
 
     @classmethod
     def for_manifests(cls, settings: Settings) -> "ClusterDNS":

@@ -19,7 +19,7 @@ watch source leaves ``derive_endpoints`` off and only slices count.
 from __future__ import annotations
 
 import ipaddress
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -61,6 +61,7 @@ class Cluster:
         self.derive_endpoints = derive_endpoints
         self.objects: dict[Key, KubeObject] = {}
         self.synced: set[str] = set()
+        self.counts: Counter[str] = Counter()  # objects per kind, kept up to date (metrics, status)
         # Namespaces that exist without a Namespace object (manifest mode: the
         # ones every cluster has).
         self.implicit_namespaces = frozenset(implicit_namespaces)
@@ -81,7 +82,7 @@ class Cluster:
         return name in self.implicit_namespaces or (NAMESPACE, "", name) in self.objects
 
     def count(self, kind: str) -> int:
-        return sum(1 for key in self.objects if key[0] == kind)
+        return self.counts[kind]
 
     def of_kind(self, kind: str) -> list[KubeObject]:
         return [obj for key, obj in self.objects.items() if key[0] == kind]
@@ -130,8 +131,10 @@ class Cluster:
             return  # nothing DNS-visible changed
         if new is None:
             del self.objects[key]
+            self.counts[key[0]] -= 1
         else:
             self.objects[key] = new
+            self.counts[key[0]] += old is None
         kind, namespace, name = key
         if kind == SERVICE:
             self._index_service(namespace, name, new)  # type: ignore[arg-type]

@@ -39,6 +39,9 @@ class Zone:
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self._dirty = False
         self.listeners: list[Callable[[], None]] = []
+        # False until the sources have delivered a full first state: until then a
+        # miss may only mean "not loaded yet", so answers must not deny names.
+        self.complete = True
 
     # ------------------------------------------------------------------ reading
 
@@ -81,6 +84,12 @@ class Zone:
             if old.get(name) != sets:
                 self._contribute(owner, name, sets)
         self._dirty = True
+
+    def set_complete(self, complete: bool) -> None:
+        if complete != self.complete:
+            self.complete = complete
+            for listener in self.listeners:
+                listener()
 
     def commit(self) -> bool:
         """End a batch: bump the serial and notify listeners if anything changed."""

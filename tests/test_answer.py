@@ -184,3 +184,16 @@ def test_out_of_zone_refused_and_edns_badvers():
     reply = ask(dns, "cluster.local", "SOA", edns=EDNS0(version=1))
     opt = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT][0]
     assert (reply.header.rcode, opt.ttl >> 24) == (0, 1)  # BADVERS = 16: high bits in OPT
+
+
+def test_misses_are_servfail_until_the_first_full_sync():
+    from clusterdns.events import Synced
+
+    dns = ClusterDNS(Settings(), required_kinds=("Service", "EndpointSlice"))
+    dns.sink([Upsert(service("web")), Synced("Service")])
+    assert rdata(ask(dns, "web.default.svc.cluster.local")) == ["10.96.0.100"]  # known names answer
+    for name, qtype in (("nope.default.svc.cluster.local", "A"), ("web.default.svc.cluster.local", "AAAA")):
+        reply = ask(dns, name, qtype)
+        assert (reply.header.rcode, reply.auth) == (RCODE.SERVFAIL, [])
+    dns.sink([Synced("EndpointSlice")])
+    assert ask(dns, "nope.default.svc.cluster.local").header.rcode == RCODE.NXDOMAIN
