@@ -21,7 +21,10 @@ from dnslib import QTYPE, RR
 from . import __version__
 from .app import ClusterDNS
 from .objects import KINDS
-from .server import DnsServer, parse_listen
+from .labels import SelectorError, parse_selector
+from .server import parse_listen
+from .serving import ListenError, ServeOptions, Serving
+from .sources.kube import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
 from .sources.manifests import ManifestSource, manifest_files
 
@@ -43,9 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="answer DNS queries for the cluster",
-        description="Serve the cluster zone over UDP and TCP. With no --manifests and no cluster, serves ./zones.",
+        description=(
+            "Serve the cluster zone over UDP and TCP, from manifests (hot-reloaded) or a live cluster "
+            "(--kube, --kubeconfig, --context, or in-cluster config in a pod). With neither, serves ./zones."
+        ),
     )
-    _add_input_options(serve)
+    kube = _add_input_options(serve)
     _add_zone_options(serve)
     serve.add_argument(
         "--listen", action="append", metavar="HOST:PORT",
@@ -56,6 +62,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="address for /health, /ready and /metrics; '' turns it off (default %(default)s)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
+    kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
+    kube.add_argument("--labels", metavar="SELECTOR", help="serve only services and endpoints matching this label selector")
+    kube.add_argument("--namespace-labels", metavar="SELECTOR", help="serve only namespaces matching this label selector")
+    kube.add_argument(
+        "--startup-timeout", type=float, default=5.0, metavar="SECONDS",
+        help="wait this long for the first sync before serving what is known (default %(default)s)",
+    )
+    kube.add_argument(
+        "--watch-inactivity-timeout", type=float, default=75.0, metavar="SECONDS",
+        help="restart a watch that has sent nothing (not even a bookmark) for this long (default %(default)s)",
+    )
+    kube.add_argument(
+        "--ready-grace", type=float, default=300.0, metavar="SECONDS",
+        help="keep /ready true this long after the API went away, serving the last known state (default %(default)s)",
+    )
 
     check = commands.add_parser(
         "check", help="validate manifests and summarise what would be served",
@@ -71,15 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True) -> None:
+def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
     parser.add_argument(
         "--manifests", nargs="+", metavar="PATH",
         help="YAML/JSON manifest files or directories (reloaded when they change)",
     )
     if kube:
         group = parser.add_argument_group("live cluster")
-        group.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: $KUBECONFIG, ~/.kube/config)")
-        group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+        group.add_argument("--kubeconfig", metavar="PATH", help="watch the cluster of this kubeconfig file")
+        group.add_argument(
+            "--context", metavar="NAME",
+            help="kubeconfig context (default: the current one; the file from $KUBECONFIG or ~/.kube/config)",
+        )
+        return group
+    return None
 
 
 def _add_zone_options(parser: argparse.ArgumentParser) -> None:
@@ -128,11 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
         )
-        try:
-            listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
-        except ValueError as exc:
-            parser.error(str(exc))
-        return asyncio.run(serve(args, settings, listen))
+        return asyncio.run(serve(serve_options(args, settings, parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     paths = args.manifests or [DEFAULT_MANIFESTS]
     return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
@@ -180,55 +203,64 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
 # ----------------------------------------------------------------------------- serve
 
 
-async def serve(args: argparse.Namespace, settings: Settings, listen: list[tuple[str, int]]) -> int:
+def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
+    try:
+        listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
+        http = parse_listen(args.http) if args.http else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    for flag, text in (("--labels", args.labels), ("--namespace-labels", args.namespace_labels)):
+        if text:
+            try:
+                parse_selector(text)
+            except SelectorError as exc:
+                parser.error(f"{flag}: {exc}")
+    live = bool(args.kube or args.kubeconfig or args.context or (not args.manifests and os.environ.get("KUBERNETES_SERVICE_HOST")))
+    if live and args.manifests:
+        parser.error("--manifests and a live cluster (--kube, --kubeconfig, --context) are exclusive")
+    manifests = None if live else (args.manifests or [DEFAULT_MANIFESTS])
+    if manifests:
+        missing = [p for p in manifests if not Path(p).exists()]
+        if missing:
+            parser.error(f"no such file or directory: {', '.join(missing)}")
+    namespaces = frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()) if args.namespaces else None
+    return ServeOptions(
+        settings=settings,
+        listen=listen,
+        http=http,
+        manifests=manifests,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        namespaces=namespaces,
+        labels=args.labels,
+        namespace_labels=args.namespace_labels,
+        startup_timeout=args.startup_timeout,
+        watch_inactivity_timeout=args.watch_inactivity_timeout,
+        ready_grace=args.ready_grace,
+    )
+
+
+async def serve(options: ServeOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-
-    paths = args.manifests
-    live = not paths and (args.kubeconfig or args.context or os.environ.get("KUBERNETES_SERVICE_HOST"))
-    if live:
-        log.error("live clusters are not supported yet; pass --manifests")
-        return EXIT_USAGE
-    paths = paths or [DEFAULT_MANIFESTS]
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        log.error("no such file or directory: %s", ", ".join(missing))
-        return EXIT_USAGE
-
-    started = time.monotonic()
-    dns = ClusterDNS.for_manifests(settings)
-    source = ManifestSource(paths, dns.sink)
-    source.load()
-    error_count = sum(len(m) for m in source.errors.values())
-    log.info(
-        "loaded %s in %.2fs: %s; %d names, %d records%s",
-        ", ".join(paths), time.monotonic() - started,
-        ", ".join(f"{dns.cluster.count(k)} {k}s" for k in KINDS),
-        len(dns.zone.names()), dns.zone.record_count,
-        f"; {error_count} error(s) above" if error_count else "",
-    )
-
-    server = DnsServer(dns.responder)
+    serving = Serving(options)
     try:
-        for host, port in listen:
-            await server.listen(host, port)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s%s", host, port, exc.strerror or exc,
-                  " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if port < 1024 else "")
-        await server.close()
+        await serving.start()
+    except ListenError as exc:
+        log.error("%s", exc)
         return EXIT_BIND
-
-    watcher = asyncio.create_task(source.watch(stop))
-    log.info("serving zone %s; Ctrl-C to stop", settings.zone)
+    except KubeConfigError as exc:
+        log.error("%s", exc)
+        await serving.close()
+        return EXIT_USAGE
+    log.info("serving zone %s; Ctrl-C to stop", options.settings.zone)
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
-        stop.set()
-        await asyncio.wait_for(watcher, 5)
-        await server.close()
+        await serving.close()
     return EXIT_OK
 
 

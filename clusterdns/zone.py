@@ -37,6 +37,7 @@ class Zone:
         self._contributions: dict[str, dict[Owner, dict[int, tuple[RD, ...]]]] = {}
         self._records: dict[str, dict[int, tuple[RD, ...]]] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
+        self.record_count = 0  # kept up to date as names merge and withdraw
         self._dirty = False
         self.listeners: list[Callable[[], None]] = []
         # False until the sources have delivered a full first state: until then a
@@ -62,10 +63,6 @@ class Zone:
 
     def names(self) -> list[str]:
         return sorted(self._records)
-
-    @property
-    def record_count(self) -> int:
-        return sum(len(rds) for sets in self._records.values() for rds in sets.values())
 
     # ------------------------------------------------------------------ writing
 
@@ -118,20 +115,28 @@ class Zone:
             self._merge(name)
         else:
             del self._contributions[name]
-            del self._records[name]
+            self._set_records(name, None)
             self._count_ancestors(name, -1)
+
+    def _set_records(self, name: str, sets: dict[int, tuple[RD, ...]] | None) -> None:
+        old = self._records.pop(name, None)
+        if old:
+            self.record_count -= sum(map(len, old.values()))
+        if sets is not None:
+            self._records[name] = sets
+            self.record_count += sum(map(len, sets.values()))
 
     def _merge(self, name: str) -> None:
         by_owner = self._contributions[name]
         if len(by_owner) == 1:
-            self._records[name] = next(iter(by_owner.values()))
+            self._set_records(name, next(iter(by_owner.values())))
             return
         merged: dict[int, list[RD]] = {}
         for owner in sorted(by_owner, key=repr):  # stable order across updates
             for qtype, rds in by_owner[owner].items():
                 bucket = merged.setdefault(qtype, [])
                 bucket.extend(rd for rd in rds if rd not in bucket)
-        self._records[name] = {qtype: tuple(rds) for qtype, rds in merged.items()}
+        self._set_records(name, {qtype: tuple(rds) for qtype, rds in merged.items()})
 
     def _count_ancestors(self, name: str, delta: int) -> None:
         origin = self.origin_for(name)

@@ -197,3 +197,14 @@ def test_misses_are_servfail_until_the_first_full_sync():
         assert (reply.header.rcode, reply.auth) == (RCODE.SERVFAIL, [])
     dns.sink([Synced("EndpointSlice")])
     assert ask(dns, "nope.default.svc.cluster.local").header.rcode == RCODE.NXDOMAIN
+
+
+def test_zone_record_count_follows_updates():
+    dns = make_dns(*HEADLESS)
+
+    def counted():
+        return sum(len(rds) for n in dns.zone.names() for rds in dns.zone.records(n).values())
+
+    assert dns.zone.record_count == counted()
+    dns.sink([Delete((SERVICE, "default", "hs"))])
+    assert dns.zone.record_count == counted()

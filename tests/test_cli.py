@@ -96,4 +96,4 @@ def test_serve_exits_3_when_the_port_is_taken():
         proc, lines, reader = start_serve("--manifests", str(ZONES), "--listen", f"127.0.0.1:{port}", "--http", "")
         assert proc.wait(15) == 3
         reader.join(5)
-    assert any("cannot listen on 127.0.0.1" in line for line in lines)
+    assert any(f"cannot listen for DNS on 127.0.0.1 port {port}: Address already in use" in line for line in lines)

@@ -1,0 +1,244 @@
+"""``clusterdns serve``: start the sources, the DNS listeners and the HTTP listener; stop them all.
+
+:class:`Serving` is what the command runs and what end-to-end tests start: it
+owns every task, socket and thread it creates, and :meth:`Serving.close`
+releases them all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .app import ClusterDNS
+from .http import HttpServer, start_http
+from .metrics import Metrics
+from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
+from .server import DnsServer
+from .settings import Settings
+from .sources.manifests import ManifestSource
+
+log = logging.getLogger("clusterdns")
+
+GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+
+
+class ListenError(Exception):
+    """A DNS or HTTP address could not be bound; the message names it."""
+
+
+@dataclass
+class ServeOptions:
+    settings: Settings = field(default_factory=Settings)
+    listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 5353)])
+    http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    manifests: list[str] | None = None  # None: a live cluster
+    kubeconfig: str | None = None
+    context: str | None = None
+    namespaces: frozenset[str] | None = None
+    labels: str | None = None
+    namespace_labels: str | None = None
+    startup_timeout: float = 5.0
+    watch_inactivity_timeout: float = 75.0
+    ready_grace: float = 300.0  # seconds /ready stays true after the API went away
+    kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
+
+
+class Serving:
+    def __init__(self, options: ServeOptions):
+        self.options = options
+        self.metrics = Metrics(server=_server_label(options.listen))
+        self.dns: ClusterDNS | None = None
+        self.manifests: ManifestSource | None = None
+        self.kube = None  # KubeSource when serving a live cluster
+        self.dns_server: DnsServer | None = None
+        self.http: HttpServer | None = None
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._api_down_since: float | None = None
+        self._synced_event = asyncio.Event()
+        self._event_loop: asyncio.AbstractEventLoop | None = None
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        """Load or sync the zone, then open the listeners.  Raises ListenError if one cannot bind."""
+        options = self.options
+        self._event_loop = asyncio.get_running_loop()
+        if options.manifests is not None:
+            self._start_manifests()
+        else:
+            await self._start_kube()
+        self.dns_server = DnsServer(self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone)
+        what, host, port = "DNS", "", 0
+        try:
+            for host, port in options.listen:
+                await self.dns_server.listen(host, port)
+            if options.http is not None:
+                what, (host, port) = "HTTP", options.http
+                self.http = await start_http(host, port, self.metrics, self.readiness)
+                log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+        except OSError as exc:
+            await self.close()
+            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
+            raise ListenError(f"cannot listen for {what} on {host} port {port}: {exc.strerror or exc}{hint}") from exc
+        self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
+
+    def _start_manifests(self) -> None:
+        started = time.monotonic()
+        self.dns = ClusterDNS.for_manifests(self.options.settings)
+        self.manifests = ManifestSource(self.options.manifests, self.dns.sink, on_error=self._manifest_error)
+        self.manifests.load()
+        errors = sum(len(m) for m in self.manifests.errors.values())
+        log.info(
+            "loaded %s in %.2fs: %s; %d names, %d records%s",
+            ", ".join(self.options.manifests), time.monotonic() - started, self._object_summary(),
+            len(self.dns.zone.names()), self.dns.zone.record_count,
+            f"; {errors} error(s) above, those files were skipped" if errors else "",
+        )
+        for kind in KINDS:
+            self.metrics.mark_synced(kind)
+        self._tasks.append(asyncio.create_task(self.manifests.watch(self._stop), name="clusterdns-manifest-watch"))
+
+    async def _start_kube(self) -> None:
+        from .sources.kube import KubeSource  # the kubernetes client is heavy: import only when used
+
+        options = self.options
+        kinds = [NAMESPACE, SERVICE, ENDPOINT_SLICE]
+        if options.settings.pods == "verified":
+            kinds.append(POD)
+        self.dns = ClusterDNS(options.settings, required_kinds=kinds)
+        self.kube = KubeSource(
+            self._kube_events,
+            kubeconfig=options.kubeconfig,
+            context=options.context,
+            configuration=options.kube_configuration,
+            kinds=kinds,
+            namespaces=options.namespaces,
+            label_selector=options.labels,
+            namespace_label_selector=options.namespace_labels,
+            inactivity_timeout=options.watch_inactivity_timeout,
+            on_restart=self._watch_restarted,
+        )
+        self.kube.start()
+        self.metrics.set_api_reachable(True)
+        started = time.monotonic()
+        deadline = started + options.startup_timeout
+        while not self.dns.synced and time.monotonic() < deadline:
+            await self._synced_or_timeout(deadline - time.monotonic())
+        if self.dns.synced:
+            log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
+        else:
+            missing = sorted(set(kinds) - self.dns.cluster.synced)
+            log.warning(
+                "not synced after %.1fs (still waiting for %s): serving what is known; "
+                "misses answer SERVFAIL until the first full sync",
+                options.startup_timeout, ", ".join(missing),
+            )
+
+    async def _synced_or_timeout(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._synced_event.wait(), max(0.0, timeout))
+        except asyncio.TimeoutError:
+            pass
+
+    def _kube_events(self, events) -> None:
+        was_synced = self.dns.synced
+        self.dns.sink(events)
+        self._api_down_since = None
+        for kind in self.dns.cluster.synced:
+            self.metrics.mark_synced(kind)
+        if self.dns.synced and not was_synced:
+            self._synced_event.set()
+
+    def _watch_restarted(self, kind: str, reason: str) -> None:  # on a watch thread
+        self.metrics.count_watch_restart(kind, reason)
+        if reason == "expired":
+            self.metrics.count_watch_relist(kind)
+        if reason in ("disconnected", "error", "unauthorized", "forbidden", "throttled"):
+            try:
+                self._event_loop.call_soon_threadsafe(self._api_lost)
+            except RuntimeError:
+                pass  # the loop is closing: we are shutting down
+
+    def _api_lost(self) -> None:
+        if self._api_down_since is None:
+            self._api_down_since = time.time()
+            log.warning("lost contact with the Kubernetes API: serving the last known state")
+            self.metrics.set_api_reachable(False)
+
+    def _manifest_error(self, message: str) -> None:
+        self.metrics.count_manifest_error()
+
+    # ------------------------------------------------------------------ state
+
+    def readiness(self) -> tuple[bool, str]:
+        """What /ready reports: synced, and (for a live cluster) the API not gone for too long."""
+        if self.dns is None:
+            return False, "starting"
+        if not self.dns.synced:
+            missing = sorted(self.dns.required_kinds - self.dns.cluster.synced)
+            return False, f"waiting for first sync of {', '.join(missing)}"
+        if self.kube is not None and self._api_down():
+            down_for = time.time() - self._api_down_since
+            if down_for > self.options.ready_grace:
+                return False, f"Kubernetes API unreachable for {down_for:.0f}s (grace {self.options.ready_grace:g}s)"
+        return True, ""
+
+    def _api_down(self) -> bool:
+        if self._api_down_since is None:
+            return False
+        latest = max((t for t in self.kube.last_sync_time.values() if t), default=None)
+        if latest is not None and latest > self._api_down_since:
+            self._api_down_since = None  # a bookmark or list since: the API is back
+            self.metrics.set_api_reachable(True)
+            log.info("the Kubernetes API is reachable again")
+            return False
+        return True
+
+    def _object_summary(self) -> str:
+        return ", ".join(f"{self.dns.cluster.count(k)} {k}s" for k in KINDS if self.dns.cluster.count(k) or k != "Endpoints")
+
+    async def _refresh_gauges(self) -> None:
+        while True:
+            self.refresh_gauges()
+            await asyncio.sleep(GAUGE_REFRESH)
+
+    def refresh_gauges(self) -> None:
+        for kind in KINDS:
+            self.metrics.set_objects(kind, self.dns.cluster.count(kind))
+        self.metrics.set_zone_records(self.dns.zone.record_count)
+        self.metrics.set_zone_serial(self.dns.zone.serial)
+        self.metrics.set_cache_entries(len(self.dns.responder.cache))
+        if self.kube is not None:
+            self._api_down()
+
+    # ------------------------------------------------------------------ stop
+
+    async def close(self) -> None:
+        """Stop everything this object started; safe to call twice."""
+        self._stop.set()
+        if self.kube is not None:
+            await asyncio.to_thread(self.kube.stop)
+        for task in self._tasks:
+            if task.get_name() != "clusterdns-manifest-watch":
+                task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
+        if self.dns_server is not None:
+            await self.dns_server.close()
+
+
+def _server_label(listen: list[tuple[str, int]]) -> str:
+    host, port = listen[0] if listen else ("", 53)
+    return f"dns://{_host_for_url(host)}:{port}"
+
+
+def _host_for_url(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
