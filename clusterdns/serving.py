@@ -45,6 +45,7 @@ class ServeOptions:
     watch_inactivity_timeout: float = 75.0
     ready_grace: float = 300.0  # seconds /ready stays true after the API went away
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
+    kube_page_size: int = 500  # objects per list page
 
 
 class Serving:
@@ -121,6 +122,7 @@ class Serving:
             label_selector=options.labels,
             namespace_label_selector=options.namespace_labels,
             inactivity_timeout=options.watch_inactivity_timeout,
+            page_size=options.kube_page_size,
             on_restart=self._watch_restarted,
         )
         self.kube.start()

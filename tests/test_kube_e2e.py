@@ -1,0 +1,233 @@
+"""The whole server fed by a watch: the real kubernetes client against the in-process fake API
+server, answers checked with dnspython over real sockets, /ready and /metrics over real HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+
+from clusterdns.serving import ServeOptions, Serving
+from clusterdns.settings import Settings
+from tests.fake_apiserver import (  # noqa: F401 (fixtures)
+    FakeApiServer,
+    endpoint_slice,
+    fake_apiserver,
+    kubeconfig,
+    namespace,
+    service,
+)
+
+WAIT = 5.0
+
+
+async def ask(serving: Serving, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
+    host, port = serving.dns_server.addresses[0]
+    q = dns.message.make_query(name, qtype)
+    if tcp:
+        return await dns.asyncquery.tcp(q, host, port=port, timeout=2)
+    return await dns.asyncquery.udp(q, host, port=port, timeout=2)
+
+
+async def addresses(serving: Serving, name: str, qtype: str = "A") -> list[str] | int:
+    """Sorted answer data, or the rcode when there is no answer."""
+    reply = await ask(serving, name, qtype)
+    data = sorted(rd.to_text() for rrset in reply.answer for rd in rrset)
+    return data if data else reply.rcode()
+
+
+async def eventually(check, timeout: float = WAIT) -> float:
+    """Await ``check()`` (async) becoming true; returns the seconds it took. Bounded."""
+    started = time.monotonic()
+    while not await check():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def http_get(serving: Serving, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", serving.http.port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), WAIT)
+    writer.close()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+@pytest.fixture
+async def start(kubeconfig: Path):
+    """Start Serving instances against the fake API server; close them all after the test."""
+    started: list[Serving] = []
+
+    async def make(**overrides) -> Serving:
+        options = ServeOptions(
+            settings=overrides.pop("settings", Settings()),
+            listen=[("127.0.0.1", 0)],
+            http=("127.0.0.1", 0),
+            kubeconfig=str(kubeconfig),
+            startup_timeout=overrides.pop("startup_timeout", WAIT),
+            **overrides,
+        )
+        serving = Serving(options)
+        started.append(serving)
+        await serving.start()
+        return serving
+
+    yield make
+    for serving in started:
+        await serving.close()
+
+
+def headless(name: str, ns: str = "default") -> dict:
+    return service(name, namespace=ns, ip="None")
+
+
+async def test_headless_pod_restart_with_new_ip_is_served_within_a_second(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(headless("db"))
+    fake_apiserver.add(endpoint_slice("db-1", "db", addresses=("10.1.0.1", "10.1.0.2")))
+    serving = await start()
+    assert await addresses(serving, "db.default.svc.cluster.local") == ["10.1.0.1", "10.1.0.2"]
+    fake_apiserver.modify(endpoint_slice("db-1", "db", addresses=("10.1.0.1", "10.1.0.9")))
+
+    async def moved():
+        return await addresses(serving, "db.default.svc.cluster.local") == ["10.1.0.1", "10.1.0.9"]
+
+    assert await eventually(moved) < 1.0
+
+
+async def test_deleted_service_disappears_and_external_name_follows_changes(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    fake_apiserver.add(service("ext", ip=None, type="ExternalName", externalName="a.example.com", clusterIPs=None, selector=None))
+    serving = await start()
+    assert await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.5"]
+    assert await addresses(serving, "ext.default.svc.cluster.local") == ["a.example.com."]
+    fake_apiserver.delete("Service", "default", "web")
+    fake_apiserver.modify(service("ext", ip=None, type="ExternalName", externalName="b.example.com", clusterIPs=None, selector=None))
+
+    async def gone():
+        return await addresses(serving, "web.default.svc.cluster.local") == dns.rcode.NXDOMAIN
+
+    async def retargeted():
+        return await addresses(serving, "ext.default.svc.cluster.local") == ["b.example.com."]
+
+    await eventually(gone)
+    await eventually(retargeted)
+
+
+async def test_410_mid_stream_loses_nothing_and_resurrects_nothing(fake_apiserver: FakeApiServer, start):
+    for i in range(5):
+        fake_apiserver.add(service(f"svc{i}", ip=f"10.96.1.{i + 1}"))
+    serving = await start()
+    relists_before = len(fake_apiserver.lists("services"))
+    # Changes the watch will not see: the stream is expired and history compacted, so the
+    # client must relist; svc0 deleted while away must vanish, svc9 added must appear.
+    fake_apiserver.stall_watches("services")
+    fake_apiserver.delete("Service", "default", "svc0")
+    fake_apiserver.add(service("svc9", ip="10.96.1.99"))
+    fake_apiserver.compact()
+    fake_apiserver.expire_watches("services")
+
+    async def caught_up():
+        # svc1..svc4 must answer on every poll: a relist never opens an NXDOMAIN window
+        for i in range(1, 5):
+            assert await addresses(serving, f"svc{i}.default.svc.cluster.local") == [f"10.96.1.{i + 1}"]
+        return (
+            await addresses(serving, "svc0.default.svc.cluster.local") == dns.rcode.NXDOMAIN
+            and await addresses(serving, "svc9.default.svc.cluster.local") == ["10.96.1.99"]
+        )
+
+    await eventually(caught_up)
+    assert len(fake_apiserver.lists("services")) > relists_before
+
+
+async def test_api_vanishing_for_10s_keeps_answers_flowing_and_recovers(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    serving = await start()
+    fake_apiserver.unavailable_for(10)
+    fake_apiserver.drop_connections()
+    deadline = time.monotonic() + 10
+    answered = 0
+    while time.monotonic() < deadline:  # the whole outage: every query answered from the last state
+        assert await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.5"]
+        answered += 1
+        await asyncio.sleep(0.1)
+    status, _ = await http_get(serving, "/ready")
+    assert status == 200  # within the grace period
+    _, metrics = await http_get(serving, "/metrics")
+    assert "clusterdns_api_reachable 0.0" in metrics.splitlines()  # the outage is reported
+    # the API is back: a change made now arrives
+    fake_apiserver.modify(service("web", ip="10.96.0.6"))
+
+    async def recovered():
+        return await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.6"]
+
+    await eventually(recovered, timeout=15)
+    assert answered > 50
+
+
+async def test_thousand_services_over_several_pages(fake_apiserver: FakeApiServer, start):
+    for i in range(1000):
+        fake_apiserver.add(service(f"s{i}", ip=f"10.97.{i // 250}.{i % 250 + 1}"))
+    serving = await start(kube_page_size=300)
+    pages = [r for r in fake_apiserver.lists("services")]
+    assert len(pages) >= 4 and any("continue" in r.params for r in pages)
+    assert serving.dns.cluster.count("Service") == 1000
+    for i in (0, 499, 999):
+        assert await addresses(serving, f"s{i}.default.svc.cluster.local") == [f"10.97.{i // 250}.{i % 250 + 1}"]
+
+
+async def test_namespace_filter(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(namespace("a"))
+    fake_apiserver.add(namespace("b"))
+    fake_apiserver.add(service("web", namespace="a", ip="10.96.0.5"))
+    fake_apiserver.add(service("web", namespace="b", ip="10.96.0.6"))
+    serving = await start(namespaces=frozenset({"a"}))
+    assert await addresses(serving, "web.a.svc.cluster.local") == ["10.96.0.5"]
+    assert await addresses(serving, "web.b.svc.cluster.local") == dns.rcode.NXDOMAIN
+    assert await addresses(serving, "b.svc.cluster.local") == dns.rcode.NXDOMAIN
+    assert (await ask(serving, "a.svc.cluster.local")).rcode() == dns.rcode.NOERROR
+
+
+async def test_servfail_and_not_ready_until_synced(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    fake_apiserver.forbid("endpointslices")
+    serving = await start(startup_timeout=0.5)
+    status, body = await http_get(serving, "/ready")
+    assert status == 503 and "EndpointSlice" in body
+    assert await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.5"]  # what is known answers
+    assert await addresses(serving, "nope.default.svc.cluster.local") == dns.rcode.SERVFAIL  # misses are not vouched for
+    fake_apiserver.clear_faults()
+
+    async def synced():
+        return await addresses(serving, "nope.default.svc.cluster.local") == dns.rcode.NXDOMAIN
+
+    await eventually(synced, timeout=15)
+    assert (await http_get(serving, "/ready"))[0] == 200
+
+
+async def test_metrics_use_coredns_names(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    serving = await start()
+    for _ in range(3):
+        await ask(serving, "web.default.svc.cluster.local")
+    await ask(serving, "nope.default.svc.cluster.local", tcp=True)
+    serving.refresh_gauges()
+    status, body = await http_get(serving, "/metrics")
+    assert status == 200
+    lines = body.splitlines()
+
+    def value(prefix: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in lines if line.startswith(prefix))
+
+    assert value("coredns_dns_requests_total{") >= 4
+    assert value('coredns_dns_responses_total{') >= 4
+    assert any(line.startswith("coredns_dns_request_duration_seconds_bucket{") for line in lines)
+    assert value('clusterdns_objects{kind="Service"}') == 1
