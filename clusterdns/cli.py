@@ -155,10 +155,20 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
         )
-        return asyncio.run(serve(serve_options(args, settings, parser)))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            return runner.run(serve(serve_options(args, settings, parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     paths = args.manifests or [DEFAULT_MANIFESTS]
     return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+
+
+def _loop_factory():
+    """uvloop when installed: its UDP path is about twice as fast as asyncio's own."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 # ----------------------------------------------------------------------------- check
