@@ -68,18 +68,24 @@ class SelectorError(ValueError):
     """A label selector that Kubernetes would reject.
 
     ``text`` is the whole selector, ``position`` the 0-based character offset of
-    the offending token (``len(text)`` for "end of string"), ``reason`` the
-    message without the location.
+    the offending token (``len(text)`` for "end of string"), ``reason`` what is
+    wrong there and ``detail`` (possibly empty) why, e.g. which rule a label key
+    breaks.  ``str()`` reads::
+
+        labels "env in (a, b": expected ',' or ')', found end of string at position 12
+        labels "Env/x=1": invalid label key "Env/x" at position 0: prefix part must be ...
     """
 
-    def __init__(self, text: str, position: int, reason: str):
+    def __init__(self, text: str, position: int, reason: str, detail: str = ""):
         self.text = text
         self.position = position
         self.reason = reason
+        self.detail = detail
         super().__init__(str(self))
 
     def __str__(self) -> str:
-        return f"labels {_quote(self.text)}: {self.reason} at position {self.position}"
+        where = f"labels {_quote(self.text)}: {self.reason} at position {self.position}"
+        return f"{where}: {self.detail}" if self.detail else where
 
 
 # --------------------------------------------------------------------------- validation
@@ -163,11 +169,15 @@ class Requirement:
 
     @classmethod
     def make(cls, key: str, operator: Operator, values: Iterable[str] = ()) -> "Requirement":
-        """A validated requirement; raises :class:`SelectorError` (position 0) when Kubernetes would refuse it."""
+        """A validated requirement.
+
+        Raises :class:`SelectorError` (whose ``text`` is the key, position 0)
+        when Kubernetes' ``NewRequirement`` would refuse it.
+        """
         values = tuple(sorted(set(values)))
         problem = _requirement_problem(key, operator, values)
         if problem:
-            raise SelectorError(str(Requirement(key, operator, values)), 0, problem)
+            raise SelectorError(key, 0, *problem)
         return cls(key, operator, values)
 
     def matches(self, labels: LabelsLike) -> bool:
@@ -235,22 +245,30 @@ def selector_from_labels(labels: LabelsLike) -> Selector:
     return Selector(tuple(sorted(reqs, key=lambda r: r.key)))
 
 
-def _requirement_problem(key: str, operator: Operator, values: tuple[str, ...]) -> str | None:
+def _requirement_problem(key: str, operator: Operator, values: tuple[str, ...]) -> tuple[str, str] | None:
+    """(reason, detail) when Kubernetes' NewRequirement would refuse this, else None."""
     problem = validate_label_key(key)
     if problem:
-        return f"invalid label key {_quote(key)}: {problem}"
+        return f"invalid label key {_quote(key)}", problem
     if operator in _SET and not values:
-        return f"'{operator.value}' needs at least one value"
+        return f"'{operator.value}' needs at least one value", ""
     if operator in _EXACT + _NUMERIC and len(values) != 1:
-        return f"'{operator.value}' needs exactly one value"
+        return f"'{operator.value}' needs exactly one value", ""
     if operator in _UNARY and values:
-        return "exists / does-not-exist take no values"
+        return "exists / does-not-exist take no values", ""
     for value in values:
-        problem = validate_label_value(value)
+        problem = _value_problem(operator, value)
         if problem:
-            return f"invalid value {_quote(value)} for label {_quote(key)}: {problem}"
-        if operator in _NUMERIC and _parse_int64(value) is None:
-            return f"invalid value {_quote(value)} for label {_quote(key)}: '>' and '<' need an integer"
+            return f"invalid value {_quote(value)} for label {_quote(key)}", problem
+    return None
+
+
+def _value_problem(operator: Operator, value: str) -> str | None:
+    problem = validate_label_value(value)
+    if problem:
+        return problem
+    if operator in _NUMERIC and _parse_int64(value) is None:
+        return "'>' and '<' compare integers"
     return None
 
 
@@ -321,11 +339,11 @@ class _Parser:
             self.i += 1
         return tok
 
-    def fail(self, tok: _Token, reason: str) -> SelectorError:
-        return SelectorError(self.text, tok.position, reason)
+    def fail(self, tok: _Token, reason: str, detail: str = "") -> SelectorError:
+        return SelectorError(self.text, tok.position, reason, detail)
 
-    def expected(self, tok: _Token, what: str) -> SelectorError:
-        return self.fail(tok, f"expected {what}, found {tok.describe()}")
+    def expected(self, tok: _Token, what: str, detail: str = "") -> SelectorError:
+        return self.fail(tok, f"expected {what}, found {tok.describe()}", detail)
 
     def selector(self) -> Selector:
         reqs: list[Requirement] = []
@@ -354,7 +372,7 @@ class _Parser:
             raise self.expected(key_tok, "a label key")
         problem = validate_label_key(key_tok.text)
         if problem:
-            raise self.fail(key_tok, f"invalid label key {_quote(key_tok.text)}: {problem}")
+            raise self.fail(key_tok, f"invalid label key {_quote(key_tok.text)}", problem)
         key = key_tok.text
 
         if negated or self.peek().kind in (_END, ","):
@@ -374,14 +392,9 @@ class _Parser:
             values = [self.exact_value()]
 
         for value_tok in values:
-            problem = validate_label_value(value_tok.text)
+            problem = _value_problem(op, value_tok.text)
             if problem:
-                raise self.fail(value_tok, f"invalid value {_quote(value_tok.text)} for label {_quote(key)}: {problem}")
-            if op in _NUMERIC and _parse_int64(value_tok.text) is None:
-                raise self.fail(
-                    value_tok,
-                    f"invalid value {_quote(value_tok.text)} for label {_quote(key)}: '{op_tok.text}' needs an integer",
-                )
+                raise self.fail(value_tok, f"invalid value {_quote(value_tok.text)} for label {_quote(key)}", problem)
         return Requirement(key, op, tuple(sorted({v.text for v in values})))
 
     def exact_value(self) -> _Token:
@@ -433,6 +446,11 @@ class _Parser:
                 if nxt.kind == ",":  # doubled comma: an empty value
                     self.take()
                     values.append(_Token(_IDENT, "", nxt.position))
+                    after = self.peek()
+                    if after.kind == ")":
+                        raise self.expected(
+                            after, "a value or ',' after ',,'", "the API server rejects ',,)'; write ',)' for an empty value"
+                        )
                 continue
             raise self.expected(tok, "a value or ','")
 

@@ -27,6 +27,20 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _udp_socket(host: str, port: int, family: int) -> socket.socket:
+    """A bound UDP socket; IPv6 ones are v6-only, so ``[::]:53`` and ``0.0.0.0:53`` can both be bound."""
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class _Observer:
     """Hands each query's outcome to the metrics, if any (kept off the hot path otherwise)."""
 
@@ -96,7 +110,7 @@ class DnsServer:
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.responder, observe, fam), local_addr=(host, port), family=family
+                lambda: _UdpProtocol(self.responder, observe, fam), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
