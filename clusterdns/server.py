@@ -48,6 +48,10 @@ class _Observer:
         self.metrics = metrics
         self.zone_label = zone_label
 
+    def panic(self) -> None:
+        if self.metrics is not None:
+            self.metrics.count_panic()
+
     def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
         if self.metrics is None:
             return
@@ -81,6 +85,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             response, qtype, rcode = self.responder.respond(data, udp=True)
         except Exception:  # never let one packet take the listener down
             log.exception("internal error answering a UDP query from %s", addr)
+            self.observe.panic()
             return
         if response is not None:
             self.transport.sendto(response, addr)
@@ -149,6 +154,7 @@ class DnsServer:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
                 except Exception:
                     log.exception("internal error answering a TCP query")
+                    observe.panic()
                     return
                 if response is None:
                     return
