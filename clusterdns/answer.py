@@ -103,9 +103,12 @@ def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
     if QTYPE.NS in types:
         targets += [str(rd.label).lower() for rd in sets.get(QTYPE.NS, ())]
     ttl = zone.settings.ttl
+    answered = {(str(rr.rname).lower(), rr.rtype) for rr in reply.rr}
     for target in dict.fromkeys(targets):
         found = lookup(zone, target) or {}
         for t in (QTYPE.A, QTYPE.AAAA):
+            if (target, t) in answered:
+                continue  # already in the answer section (an ANY query)
             for rdata in found.get(t, ()):
                 reply.add_ar(RR(target, t, ttl=ttl, rdata=rdata))
 
@@ -114,19 +117,23 @@ def lookup(zone: Zone, name: str):
     """Record sets at ``name``, including pod names made up on the fly (``--pods insecure``)."""
     settings = zone.settings
     pod_suffix = "pod." + settings.zone
-    if name.endswith("." + pod_suffix) and settings.pods != "disabled":
-        return _pod_lookup(zone, name[: -len(pod_suffix) - 1])
+    if settings.pods != "disabled":
+        if name == pod_suffix:
+            return {}  # pod.<zone>: the parent of every pod name
+        if name.endswith("." + pod_suffix):
+            return _pod_lookup(zone, name[: -len(pod_suffix) - 1])
     return zone.records(name)
 
 
 def _pod_lookup(zone: Zone, prefix: str):
     labels = prefix.split(".")
     settings = zone.settings
-    if len(labels) == 1:  # <ns>.pod.<zone>: exists as the parent of its pods
-        exists = settings.pods == "insecure" and zone.exists(f"{labels[0]}.svc.{settings.zone}")
-        return {} if exists else None
-    if len(labels) != 2:
+    # As CoreDNS: pod names exist only in namespaces that exist (<ns>.svc.<zone> does),
+    # and <ns>.pod.<zone> is their parent, so it exists too (NODATA).
+    if len(labels) > 2 or not zone.exists(f"{labels[-1]}.svc.{settings.zone}"):
         return None
+    if len(labels) == 1:
+        return {}
     ip = pod_ip(labels[0])
     if ip is None:
         return None

@@ -1,7 +1,7 @@
 """The ``clusterdns`` command: serve, check, records.
 
-Exit status: 0 success; 1 the input has errors (``check``) or serving failed
-at run time; 2 bad command line; 3 a listen address could not be bound.
+Exit status: 0 success; 1 the input has errors (``check``, ``records``);
+2 bad command line (or an unusable kubeconfig); 3 a listen address could not be bound.
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--endpoint-pod-names", action="store_true",
-        help="name headless endpoints without a hostname by their pod name instead of their dashed IP",
+        help="name endpoints without a hostname by their pod name instead of their dashed IP",
     )
     group.add_argument(
         "--ptr-all-endpoints", action="store_true",
@@ -147,19 +147,24 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for errors in its usage
     try:
         settings = settings_from(args)
     except ValueError as exc:
-        parser.error(str(exc))
+        command_parser.error(str(exc))
     if args.command == "serve":
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
         )
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(serve(serve_options(args, settings, parser)))
+            return runner.run(serve(serve_options(args, settings, command_parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     paths = args.manifests or [DEFAULT_MANIFESTS]
-    return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+    try:
+        return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+    except BrokenPipeError:  # `clusterdns records | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _loop_factory():

@@ -502,5 +502,8 @@ def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject |
     versions, reader = READERS[kind]
     api_version = doc.get("apiVersion")
     if api_version is not None and api_version not in versions:
-        return None  # e.g. discovery.k8s.io/v1beta1: not a version we read
+        # e.g. discovery.k8s.io/v1beta1, gone since Kubernetes 1.25: say so rather than skip quietly
+        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+        name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or ("default" if kind != NAMESPACE else ""))
+        raise ObjectError("apiVersion", f"expected {' or '.join(versions)}, got {_show(api_version)}", kind, namespace, name)
     return reader(doc)

@@ -34,6 +34,14 @@ def address_record(ip: str) -> tuple[int, A | AAAA]:
     return (QTYPE.AAAA, AAAA(ip)) if ":" in ip else (QTYPE.A, A(ip))
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def reverse_name(ip: str) -> str:
     return ipaddress.ip_address(ip).reverse_pointer + "."
 
@@ -64,17 +72,19 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     name = service_name(service, settings)
     out = _Sets()
     if service.type == "ExternalName":
-        out.add(name, QTYPE.CNAME, CNAME(service.external_name + "."))
+        if not _is_ip(service.external_name):  # an IP is no name to alias: NXDOMAIN, as CoreDNS
+            out.add(name, QTYPE.CNAME, CNAME(service.external_name + "."))
         return out.done()
     if service.headless:
         _headless_records(service, name, slices, settings, out)
         return out.done()
     ready = _ready_endpoints(slices)
+    for ip in service.cluster_ips:
+        out.add(reverse_name(ip), QTYPE.PTR, PTR(name))
     if settings.ignore_empty_service and not ready:
-        return {}
+        return out.done()  # CoreDNS's option hides the forward names only
     for ip in service.cluster_ips:
         out.add(name, *address_record(ip))
-        out.add(reverse_name(ip), QTYPE.PTR, PTR(name))
     _endpoint_records(name, ready, settings, out)  # as CoreDNS: endpoint names exist under any service
     _srv_records(name, [(p.name, p.protocol, p.port, name) for p in service.ports], out)
     return out.done()
@@ -171,8 +181,9 @@ def namespace_records(namespace: str, exists: bool, settings: Settings) -> Recor
 def apex_records(dns_service: Service | None, settings: Settings) -> RecordSets:
     """NS and ``dns-version`` at the apex; SOA is built per answer from the serial."""
     out = _Sets()
+    # Every zone names the cluster zone's server, which has an address (the kube-dns IP).
     for origin in settings.zones:
-        out.add(origin, QTYPE.NS, NS(f"ns.dns.{origin}"))
+        out.add(origin, QTYPE.NS, NS(f"ns.dns.{settings.zone}"))
     out.add(f"dns-version.{settings.zone}", QTYPE.TXT, TXT(SCHEMA_VERSION))
     if dns_service is not None:
         for ip in dns_service.cluster_ips:

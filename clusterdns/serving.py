@@ -202,7 +202,8 @@ class Serving:
         return True
 
     def _object_summary(self) -> str:
-        return ", ".join(f"{self.dns.cluster.count(k)} {k}s" for k in KINDS if self.dns.cluster.count(k) or k != "Endpoints")
+        counts = {kind: self.dns.cluster.count(kind) for kind in KINDS}
+        return ", ".join(f"{n} {kind if kind.endswith('s') else kind + 's'}" for kind, n in counts.items() if n)
 
     async def _refresh_gauges(self) -> None:
         while True:

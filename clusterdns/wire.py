@@ -141,10 +141,8 @@ class Responder:
             self.cache[question.key] = full
         limit = question.udp_limit if question is not None else udp_limit(query)
         qtype = query.questions[0].qtype if query.questions else 0
-        if udp and len(full) > limit:
-            return truncated(reply), qtype, reply.header.rcode
-        if len(full) > MAX_MESSAGE:
-            return truncated(reply), qtype, reply.header.rcode
+        if udp and len(full) > limit or len(full) > MAX_MESSAGE:
+            return fit(reply, limit if udp else MAX_MESSAGE), qtype, reply.header.rcode
         return full, qtype, reply.header.rcode
 
 
@@ -159,13 +157,20 @@ def udp_limit(query: DNSRecord) -> int:
     return MIN_UDP_PAYLOAD
 
 
-def truncated(reply: DNSRecord) -> bytes:
-    """TC=1 with the question and OPT only: the client retries over TCP."""
-    short = DNSRecord(reply.header, questions=reply.questions)
+def fit(reply: DNSRecord, limit: int) -> bytes:
+    """A response within ``limit`` bytes.
+
+    Glue in the additional section is optional (RFC 2181 9): drop it first, and
+    set no TC if the rest fits.  Otherwise TC=1 with the question and OPT only,
+    and the client retries over TCP.
+    """
+    opt = [rr for rr in reply.ar if rr.rtype == QTYPE.OPT]
+    without_glue = DNSRecord(reply.header, questions=reply.questions, rr=reply.rr, auth=reply.auth, ar=opt)
+    packed = bytes(without_glue.pack())
+    if len(packed) <= limit:
+        return packed
+    short = DNSRecord(reply.header, questions=reply.questions, ar=opt)
     short.header.tc = 1
-    for rr in reply.ar:
-        if rr.rtype == QTYPE.OPT:
-            short.add_ar(rr)
     return bytes(short.pack())
 
 

@@ -208,3 +208,31 @@ def test_zone_record_count_follows_updates():
     assert dns.zone.record_count == counted()
     dns.sink([Delete((SERVICE, "default", "hs"))])
     assert dns.zone.record_count == counted()
+
+
+def test_pod_name_parents_exist_where_pod_names_do():
+    dns = make_dns(namespace("shop"), pod("p", "10.244.1.5"))
+    assert ask(dns, "pod.cluster.local").header.rcode == RCODE.NOERROR
+    assert ask(dns, "shop.pod.cluster.local").header.rcode == RCODE.NOERROR
+    assert ask(dns, "nosuchns.pod.cluster.local").header.rcode == RCODE.NXDOMAIN
+    assert ask(dns, "10-0-0-1.nosuchns.pod.cluster.local").header.rcode == RCODE.NXDOMAIN
+    assert ask(dns, "x.10-0-0-1.shop.pod.cluster.local").header.rcode == RCODE.NXDOMAIN
+    disabled = make_dns(pods="disabled")
+    assert ask(disabled, "pod.cluster.local").header.rcode == RCODE.NXDOMAIN
+
+
+def test_external_name_that_is_an_ip_is_nxdomain():
+    dns = make_dns(service("ip", cluster_ip=None, type="ExternalName", externalName="192.0.2.1"))
+    assert ask(dns, "ip.default.svc.cluster.local").header.rcode == RCODE.NXDOMAIN
+
+
+def test_ignore_empty_service_keeps_the_ptr():
+    dns = make_dns(service("web"), ignore_empty_service=True)
+    assert rdata(ask(dns, "100.0.96.10.in-addr.arpa", "PTR")) == ["web.default.svc.cluster.local."]
+
+
+def test_any_does_not_repeat_answers_as_glue():
+    dns = make_dns(service("web"))
+    reply = ask(dns, "web.default.svc.cluster.local", "ANY")
+    assert sorted(QTYPE[rr.rtype] for rr in reply.rr) == ["A", "SRV"]
+    assert reply.ar == []

@@ -47,9 +47,11 @@ def test_errors_name_the_field(doc, message):
     assert message in str(err.value)
 
 
-def test_other_kinds_are_skipped():
+def test_other_kinds_are_skipped_but_old_versions_of_ours_are_errors():
     assert read_object({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}}) is None
-    assert read_object({"apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice", "metadata": {"name": "x"}}) is None
+    with pytest.raises(ObjectError) as err:
+        read_object({"apiVersion": "discovery.k8s.io/v1beta1", "kind": "EndpointSlice", "metadata": {"name": "x"}})
+    assert str(err.value) == '(EndpointSlice default/x): apiVersion: expected discovery.k8s.io/v1, got "discovery.k8s.io/v1beta1"'
 
 
 def test_endpoint_slice_unset_ready_counts_as_ready():

@@ -165,3 +165,15 @@ def test_random_and_mutated_packets_never_crash_or_hang(server, packet):
 
 def test_still_serving_after_fuzzing(server):
     assert answers(server.query("web.default.svc.cluster.local", tcp=True)) == ["10.96.0.100"]
+
+
+def test_glue_is_dropped_before_setting_tc(server):
+    # 7 SRV targets fit in 512 bytes; with their A records as glue they do not
+    ips = [f"10.3.0.{i}" for i in range(1, 8)]
+    server.call(server.dns.sink, [Upsert(service("seven", cluster_ip="None")), Upsert(endpoint_slice("seven-1", "seven", ips))])
+    q = dns.message.make_query("_http._tcp.seven.default.svc.cluster.local", "SRV", use_edns=False)
+    reply = dns.query.udp(q, server.host, port=server.port, timeout=3, raise_on_truncation=False)
+    assert not reply.flags & dns.flags.TC
+    assert len(answers(reply)) == 7 and reply.additional == []
+    full = server.send(q, tcp=True)
+    assert sum(len(r) for r in full.additional) == 7
