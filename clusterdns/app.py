@@ -27,10 +27,15 @@ class ClusterDNS:
         derive_endpoints: bool = False,
         implicit_namespaces: Sequence[str] = (),
         required_kinds: Sequence[str] = (),
+        require_namespace: bool = False,
     ):
         self.settings = settings
         self.required_kinds = frozenset(required_kinds)  # kinds that must sync before misses are vouched for
-        self.cluster = Cluster(derive_endpoints=derive_endpoints, implicit_namespaces=implicit_namespaces)
+        self.cluster = Cluster(
+            derive_endpoints=derive_endpoints,
+            implicit_namespaces=implicit_namespaces,
+            require_namespace=require_namespace,
+        )
         self.zone = Zone(settings)
         self.responder = Responder(self.zone)
         self.zone.replace(APEX_OWNER, apex_records(None, settings))

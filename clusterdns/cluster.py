@@ -57,8 +57,13 @@ class Changes:
 
 
 class Cluster:
-    def __init__(self, derive_endpoints: bool = False, implicit_namespaces: Iterable[str] = ()):
+    def __init__(
+        self, derive_endpoints: bool = False, implicit_namespaces: Iterable[str] = (), require_namespace: bool = False
+    ):
         self.derive_endpoints = derive_endpoints
+        # With a namespace label selector only matching Namespace objects arrive: services in
+        # any other namespace must not be served.
+        self.require_namespace = require_namespace
         self.objects: dict[Key, KubeObject] = {}
         self.synced: set[str] = set()
         self.counts: Counter[str] = Counter()  # objects per kind, kept up to date (metrics, status)
@@ -69,6 +74,7 @@ class Cluster:
         self._slices_by_service: dict[ServiceRef, set[str]] = defaultdict(set)
         self._pods_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._selector_services_by_namespace: dict[str, set[str]] = defaultdict(set)
+        self._services_by_namespace: dict[str, set[str]] = defaultdict(set)
 
     # ------------------------------------------------------------------ reading
 
@@ -80,6 +86,10 @@ class Cluster:
 
     def namespace_exists(self, name: str) -> bool:
         return name in self.implicit_namespaces or (NAMESPACE, "", name) in self.objects
+
+    def visible(self, namespace: str) -> bool:
+        """May names in ``namespace`` be served?"""
+        return not self.require_namespace or self.namespace_exists(namespace)
 
     def count(self, kind: str) -> int:
         return self.counts[kind]
@@ -148,6 +158,8 @@ class Cluster:
             changes.services.add((namespace, name))
         elif kind == NAMESPACE:
             changes.namespaces.add(name)
+            if self.require_namespace:
+                changes.services.update((name, svc) for svc in self._services_by_namespace.get(name, ()))
         elif kind == POD:
             if new is None:
                 self._pods_by_namespace[namespace].discard(name)
@@ -158,6 +170,10 @@ class Cluster:
                 changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
 
     def _index_service(self, namespace: str, name: str, service: Service | None) -> None:
+        if service is not None:
+            self._services_by_namespace[namespace].add(name)
+        else:
+            self._services_by_namespace[namespace].discard(name)
         if service is not None and service.selector:
             self._selector_services_by_namespace[namespace].add(name)
         else:

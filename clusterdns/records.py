@@ -197,7 +197,7 @@ def apex_records(dns_service: Service | None, settings: Settings) -> RecordSets:
 def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Settings) -> bool:
     """Recompute the owners ``changes`` names and commit; True if DNS data changed."""
     for ref in changes.services:
-        service = cluster.service(ref)
+        service = cluster.service(ref) if cluster.visible(ref[0]) else None
         records = service_records(service, cluster.endpoint_slices(ref), settings) if service else {}
         zone.replace(("svc", *ref), records)
         if ref == settings.dns_service:

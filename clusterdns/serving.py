@@ -111,7 +111,7 @@ class Serving:
         kinds = [NAMESPACE, SERVICE, ENDPOINT_SLICE]
         if options.settings.pods == "verified":
             kinds.append(POD)
-        self.dns = ClusterDNS(options.settings, required_kinds=kinds)
+        self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
         self.kube = KubeSource(
             self._kube_events,
             kubeconfig=options.kubeconfig,

@@ -7,6 +7,8 @@ import pytest
 
 from .dnsserver import RunningServer
 
+pytest_plugins = ["tests.fake_apiserver"]  # its fixtures: fake_apiserver, kubeconfig
+
 ROOT = Path(__file__).resolve().parent.parent
 ZONES = ROOT / "zones"
 

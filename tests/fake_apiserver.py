@@ -25,6 +25,7 @@ and is appended to a history that watches replay from.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import itertools
 import json
@@ -80,27 +81,28 @@ _PATH = re.compile(
 
 def _label_matcher(selector: str) -> Callable[[dict[str, str]], bool]:
     """Kubernetes label selector: ``a=b``, ``a==b``, ``a!=b``, ``a``, ``!a``, ``a in (x,y)``, ``a notin (x)``."""
-    # Split on commas that are not inside parentheses.
-    parts = [p.strip() for p in re.split(r",(?![^()]*\))", selector) if p.strip()]
-    tests: list[Callable[[dict[str, str]], bool]] = []
-    for part in parts:
+    # Each requirement: (key, operator, values); split on commas outside parentheses.
+    requirements: list[tuple[str, str, frozenset[str]]] = []
+    for part in (p.strip() for p in re.split(r",(?![^()]*\))", selector) if p.strip()):
         if m := re.fullmatch(r"(\S+)\s+(in|notin)\s+\(([^)]*)\)", part):
-            key, op, values = m.group(1), m.group(2), {v.strip() for v in m.group(3).split(",")}
-            if op == "in":
-                tests.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                tests.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+            values = frozenset(v.strip() for v in m.group(3).split(","))
+            requirements.append((m.group(1), m.group(2), values))
         elif m := re.fullmatch(r"([^=!\s]+)\s*(==|=|!=)\s*(\S*)", part):
-            key, op, value = m.groups()
-            if op == "!=":
-                tests.append(lambda lb, k=key, v=value: lb.get(k) != v)
-            else:
-                tests.append(lambda lb, k=key, v=value: lb.get(k) == v)
+            op = "notin" if m.group(2) == "!=" else "in"
+            requirements.append((m.group(1), op, frozenset([m.group(3)])))
         elif part.startswith("!"):
-            tests.append(lambda lb, k=part[1:].strip(): k not in lb)
+            requirements.append((part[1:].strip(), "absent", frozenset()))
         else:
-            tests.append(lambda lb, k=part: k in lb)
-    return lambda labels: all(t(labels) for t in tests)
+            requirements.append((part, "present", frozenset()))
+
+    def holds(labels: dict[str, str], key: str, op: str, values: frozenset[str]) -> bool:
+        if op == "present":
+            return key in labels
+        if op == "absent":
+            return key not in labels
+        return (labels.get(key) in values) == (op == "in")
+
+    return lambda labels: all(holds(labels, *r) for r in requirements)
 
 
 def _field_value(obj: dict[str, Any], path: str) -> str:
@@ -112,17 +114,13 @@ def _field_value(obj: dict[str, Any], path: str) -> str:
 
 def _field_matcher(selector: str) -> Callable[[dict[str, Any]], bool]:
     """Field selector: comma-separated ``path=value``, ``path==value`` or ``path!=value``."""
-    tests: list[Callable[[dict[str, Any]], bool]] = []
+    requirements: list[tuple[str, bool, str]] = []  # (path, must equal?, value)
     for part in (p.strip() for p in selector.split(",") if p.strip()):
         m = re.fullmatch(r"([^=!]+)(==|=|!=)(.*)", part)
         if not m:
             raise ValueError(f"bad field selector {part!r}")
-        path, op, value = m.groups()
-        if op == "!=":
-            tests.append(lambda o, p=path, v=value: _field_value(o, p) != v)
-        else:
-            tests.append(lambda o, p=path, v=value: _field_value(o, p) == v)
-    return lambda obj: all(t(obj) for t in tests)
+        requirements.append((m.group(1), m.group(2) != "!=", m.group(3)))
+    return lambda obj: all((_field_value(obj, path) == value) == equal for path, equal, value in requirements)
 
 
 # --------------------------------------------------------------------------- records
@@ -139,7 +137,7 @@ class Request:
     watch: bool
     params: dict[str, str]
     time: float  # time.monotonic()
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)  # names lower-cased
 
     @property
     def resource_version(self) -> str | None:
@@ -214,14 +212,16 @@ class FakeApiServer:
 
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.api = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-apiserver", daemon=True)
+        # A short poll interval makes shutdown() (which waits for the next poll) quick.
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-apiserver",
+                                        daemon=True)
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self) -> FakeApiServer:
         self._thread.start()
@@ -320,22 +320,29 @@ class FakeApiServer:
             self._history = [c for c in self._history if c.rv > self._compacted_rv]
             self._snapshots.clear()
 
-    def expire_watches(self) -> None:
-        """Compact, and end every open watch with an ERROR event (Status 410 Expired), as etcd compaction does."""
+    def expire_watches(self, resource: str | None = None, namespace: str | None = None) -> None:
+        """Compact, and end open watches with an ERROR event (Status 410 Expired), as etcd compaction does.
+
+        ``resource``/``namespace`` pick which open watches get the ERROR (all by default);
+        the compaction applies to everything.
+        """
         with self._cond:
             self.compact()
-            for w in self._watches:
+            for w in self._matching_watches(resource, namespace):
                 w.expired = True
             self._cond.notify_all()
 
-    def stall_watches(self) -> None:
+    def stall_watches(self, resource: str | None = None, namespace: str | None = None) -> None:
         """Open watches keep their connection but send nothing more (no events, no bookmarks).
 
         Watches opened later behave normally.  An ``expire_watches`` still reaches a stalled watch.
         """
         with self._cond:
-            for w in self._watches:
+            for w in self._matching_watches(resource, namespace):
                 w.stalled = True
+
+    def _matching_watches(self, resource: str | None, namespace: str | None) -> list[_OpenWatch]:
+        return [w for w in self._watches if resource in (None, w.resource) and namespace in (None, w.namespace)]
 
     def drop_connections(self) -> None:
         """Close every open client connection (watches and idle keep-alive ones) at the TCP level."""
@@ -345,10 +352,8 @@ class FakeApiServer:
                 w.dropped = True
             self._cond.notify_all()
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):  # already gone
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def unavailable_for(self, seconds: float) -> None:
         """Drop every connection now and close new ones unanswered for ``seconds``."""
@@ -360,7 +365,9 @@ class FakeApiServer:
     def available(self) -> bool:
         return time.monotonic() >= self._unavailable_until
 
-    def forbid(self, resource: str, namespace: str | None = None, user: str = "system:serviceaccount:kube-system:clusterdns") -> None:
+    def forbid(
+        self, resource: str, namespace: str | None = None, user: str = "system:serviceaccount:kube-system:clusterdns"
+    ) -> None:
         """Answer 403 Forbidden to list/watch of ``resource`` (a plural), everywhere or in one namespace."""
         r = RESOURCES[resource]
         scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
@@ -433,6 +440,11 @@ class FakeApiServer:
 
         await asyncio.to_thread(self.wait_for, predicate, timeout)
 
+    def _pause(self, seconds: float) -> None:
+        """Sleep, but wake when the server stops (so stop() never waits out a slow answer)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopping, timeout=seconds)
+
     def _record(self, request: Request) -> None:
         with self._cond:
             self.requests.append(request)
@@ -465,7 +477,8 @@ class FakeApiServer:
                 except ValueError:
                     return 400, _status(400, "BadRequest", "invalid continue token")
                 if snap_id not in self._snapshots:
-                    return 410, _status(410, "Expired", "The provided continue parameter is too old to display a consistent list result.")
+                    return 410, _status(410, "Expired", "The provided continue parameter is too old "
+                                        "to display a consistent list result.")
                 rv, items = self._snapshots[snap_id]
             else:
                 asked = params.get("resourceVersion")
@@ -554,7 +567,9 @@ class FakeApiServer:
             # Write outside the lock so a slow client does not block the server.
             yield from out
 
-    def _pending(self, watch: _OpenWatch, sent_rv: int, matches: Callable[[dict[str, Any] | None], bool]) -> list[dict[str, Any]]:
+    def _pending(
+        self, watch: _OpenWatch, sent_rv: int, matches: Callable[[dict[str, Any] | None], bool]
+    ) -> list[dict[str, Any]]:
         """Changes after ``sent_rv`` as this watch sees them (selector transitions become ADDED/DELETED)."""
         newer = []
         for change in reversed(self._history):  # newest first: stop at what was already sent
@@ -624,10 +639,8 @@ class _Handler(BaseHTTPRequestHandler):
     def finish(self) -> None:
         with self.server.api._cond:
             self.server.api._connections.discard(self.connection)
-        try:
+        with contextlib.suppress(OSError):  # the client may have vanished mid-write
             super().finish()
-        except OSError:
-            pass
 
     # ---------------------------------------------------------------- helpers
 
@@ -659,14 +672,15 @@ class _Handler(BaseHTTPRequestHandler):
         known = resource in RESOURCES and RESOURCES[resource].api_version == api_version
         watch = params.get("watch") in ("true", "1")
         api._record(Request("GET", parts.path, resource if known else "", namespace, watch, params,
-                            time.monotonic(), dict(self.headers.items())))
+                            time.monotonic(), {k.lower(): v for k, v in self.headers.items()}))
 
         if api.delay:
-            time.sleep(api.delay)
+            api._pause(api.delay)
         if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
             return self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
         if not known:
-            return self._send_json(404, _status(404, "NotFound", f"the server could not find the requested resource ({parts.path})"))
+            message = f"the server could not find the requested resource ({parts.path})"
+            return self._send_json(404, _status(404, "NotFound", message))
         if fault := api._take_fault(resource, namespace):
             return self._send_json(fault.status, _status(fault.status, fault.reason, fault.message), fault.headers)
         if name:
@@ -698,7 +712,8 @@ class _Handler(BaseHTTPRequestHandler):
         with api._cond:
             api._watches.add(watch)
         try:
-            events = itertools.chain(initial, api._watch_events(watch, after_rv, time.monotonic() + timeout, params, bookmarks))
+            later = api._watch_events(watch, after_rv, time.monotonic() + timeout, params, bookmarks)
+            events = itertools.chain(initial, later)
             for event in events:
                 if event is None:
                     break
@@ -714,7 +729,9 @@ class _Handler(BaseHTTPRequestHandler):
 # --------------------------------------------------------------------------- helpers for tests
 
 
-def write_kubeconfig(path: Path, server_url: str, token: str | None = None, context: str = "fake", namespace: str = "default") -> Path:
+def write_kubeconfig(
+    path: Path, server_url: str, token: str | None = None, context: str = "fake", namespace: str = "default"
+) -> Path:
     """Write a kubeconfig that points at ``server_url`` (plain http; a bearer token if given)."""
     user: dict[str, Any] = {"token": token} if token else {}
     doc = {

@@ -15,11 +15,9 @@ import pytest
 
 from clusterdns.serving import ServeOptions, Serving
 from clusterdns.settings import Settings
-from tests.fake_apiserver import (  # noqa: F401 (fixtures)
+from tests.fake_apiserver import (
     FakeApiServer,
     endpoint_slice,
-    fake_apiserver,
-    kubeconfig,
     namespace,
     service,
 )
@@ -231,3 +229,20 @@ async def test_metrics_use_coredns_names(fake_apiserver: FakeApiServer, start):
     assert value('coredns_dns_responses_total{') >= 4
     assert any(line.startswith("coredns_dns_request_duration_seconds_bucket{") for line in lines)
     assert value('clusterdns_objects{kind="Service"}') == 1
+
+
+async def test_namespace_label_selector_hides_services_of_other_namespaces(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(namespace("prod", labels={"env": "production"}))
+    fake_apiserver.add(namespace("dev", labels={"env": "dev"}))
+    fake_apiserver.add(service("web", namespace="prod", ip="10.96.0.5"))
+    fake_apiserver.add(service("web", namespace="dev", ip="10.96.0.6"))
+    serving = await start(namespace_labels="env in (production, qa)")
+    assert await addresses(serving, "web.prod.svc.cluster.local") == ["10.96.0.5"]
+    assert await addresses(serving, "web.dev.svc.cluster.local") == dns.rcode.NXDOMAIN
+    # relabelling the namespace brings its services in
+    fake_apiserver.modify(namespace("dev", labels={"env": "qa"}))
+
+    async def shown():
+        return await addresses(serving, "web.dev.svc.cluster.local") == ["10.96.0.6"]
+
+    await eventually(shown)
