@@ -24,7 +24,7 @@ from .objects import KINDS
 from .labels import SelectorError, parse_selector
 from .server import parse_listen
 from .serving import ListenError, ServeOptions, Serving
-from .sources.kube import KubeConfigError
+from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
 from .sources.manifests import ManifestSource, manifest_files
 

@@ -43,11 +43,9 @@ DEFAULT_KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE)
 # CoreDNS's `labels` option filters Services and endpoints; namespaces have their own selector.
 LABEL_FILTERED_KINDS = (SERVICE, ENDPOINT_SLICE, ENDPOINTS)
 
+from . import KubeConfigError  # noqa: E402 (defined where importing it costs nothing)
+
 __all__ = ["KubeSource", "KubeConfigError", "load_client_configuration", "DEFAULT_KINDS", "THREAD_PREFIX"]
-
-
-class KubeConfigError(RuntimeError):
-    """No usable credentials for the API server."""
 
 
 def load_client_configuration(kubeconfig: str | None = None, context: str | None = None) -> client.Configuration:

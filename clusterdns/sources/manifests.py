@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -127,11 +128,20 @@ class ManifestSource:
         self.errors: dict[Path, list[str]] = {}
         self.reloads = 0
 
-    def load(self) -> None:
-        """Read everything and emit it, then "synced" for every kind."""
+    def load(self, progress_every: float = 1.0) -> None:
+        """Read everything and emit it, then "synced" for every kind.
+
+        A long load logs a status line every ``progress_every`` seconds.
+        """
         files = manifest_files(self.paths)
-        for path in files:
+        started = last = time.monotonic()
+        for done, path in enumerate(files, start=1):
             self._read(path)
+            now = time.monotonic()
+            if now - last >= progress_every:
+                last = now
+                objects = sum(len(objs) for objs in self._files.values())
+                log.info("loading manifests: %d/%d files, %d objects, %.0fs", done, len(files), objects, now - started)
         events: list[Event] = self._merge()
         events += [Synced(kind) for kind in KINDS]
         self.sink(events)
