@@ -28,7 +28,8 @@ from .zone import Zone
 HEADER = struct.Struct("!HHHHHH")
 MIN_UDP_PAYLOAD = 512
 MAX_MESSAGE = 65535
-OPT_TYPE = 41
+# Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
+CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +123,7 @@ class Responder:
         if result is None:
             self.misses += 1
             result = self._respond_slowly(data, question, udp)
-        if question is not None and result[0] is not None and result[0][3] & 0x0F in (RCODE.NOERROR, RCODE.NXDOMAIN):
+        if question is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
             if len(self.replies) >= self.cache_size:
                 self.replies.clear()  # cheap bound; the normalised cache refills it quickly
             self.replies[key] = (result[0], result[1])
@@ -147,7 +148,7 @@ class Responder:
 
 
 def _cacheable(reply: DNSRecord) -> bool:
-    return reply.header.rcode in (RCODE.NOERROR, RCODE.NXDOMAIN)
+    return reply.header.rcode in CACHED_RCODES
 
 
 def udp_limit(query: DNSRecord) -> int:
