@@ -30,8 +30,8 @@ def dashed(ip: str) -> str:
     return ip.replace(".", "-").replace(":", "-")
 
 
-def address_record(ip: str) -> tuple[int, A | AAAA]:
-    return (QTYPE.AAAA, AAAA(ip)) if ":" in ip else (QTYPE.A, A(ip))
+def address_record(ip: str) -> tuple[int, str]:
+    return (QTYPE.AAAA, ip) if ":" in ip else (QTYPE.A, ip)
 
 
 def _is_ip(text: str) -> bool:
@@ -46,23 +46,32 @@ def reverse_name(ip: str) -> str:
     return ipaddress.ip_address(ip).reverse_pointer + "."
 
 
+# How a plain value becomes record data: values are hashable, so repeats drop in O(1).
+RDATA = {
+    QTYPE.A: A,
+    QTYPE.AAAA: AAAA,
+    QTYPE.PTR: PTR,
+    QTYPE.CNAME: CNAME,
+    QTYPE.NS: NS,
+    QTYPE.TXT: TXT,
+    QTYPE.SRV: lambda v: SRV(priority=v[0], weight=v[1], port=v[2], target=v[3]),
+}
+
+
 class _Sets:
-    """Builder for RecordSets that keeps insertion order and drops repeats."""
+    """Builder for RecordSets from plain values; keeps insertion order and drops repeats."""
 
     def __init__(self) -> None:
-        self.sets: dict[str, dict[int, list]] = defaultdict(lambda: defaultdict(list))
+        self.sets: dict[str, dict[int, dict]] = defaultdict(lambda: defaultdict(dict))
 
-    def add(self, name: str, qtype: int, rdata) -> None:
-        bucket = self.sets[name][qtype]
-        if rdata not in bucket:
-            bucket.append(rdata)
-
-    def touch(self, name: str) -> None:
-        """A name that exists with no records (NODATA, not NXDOMAIN)."""
-        self.sets[name]  # noqa: B018 - defaultdict creates it
+    def add(self, name: str, qtype: int, value) -> None:
+        self.sets[name][qtype][value] = None
 
     def done(self) -> RecordSets:
-        return {name: {t: tuple(rds) for t, rds in by_type.items()} for name, by_type in self.sets.items()}
+        return {
+            name: {t: tuple(map(RDATA[t], values)) for t, values in by_type.items()}
+            for name, by_type in self.sets.items()
+        }
 
 
 # ------------------------------------------------------------------------- services
@@ -73,14 +82,14 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     out = _Sets()
     if service.type == "ExternalName":
         if not _is_ip(service.external_name):  # an IP is no name to alias: NXDOMAIN, as CoreDNS
-            out.add(name, QTYPE.CNAME, CNAME(service.external_name + "."))
+            out.add(name, QTYPE.CNAME, service.external_name + ".")
         return out.done()
     if service.headless:
         _headless_records(service, name, slices, settings, out)
         return out.done()
     ready = _ready_endpoints(slices)
     for ip in service.cluster_ips:
-        out.add(reverse_name(ip), QTYPE.PTR, PTR(name))
+        out.add(reverse_name(ip), QTYPE.PTR, name)
     if settings.ignore_empty_service and not ready:
         return out.done()  # CoreDNS's option hides the forward names only
     for ip in service.cluster_ips:
@@ -112,7 +121,7 @@ def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[
         for ip in endpoint.addresses:
             out.add(endpoint_name, *address_record(ip))
             if endpoint.hostname or settings.ptr_all_endpoints:
-                out.add(reverse_name(ip), QTYPE.PTR, PTR(endpoint_name))
+                out.add(reverse_name(ip), QTYPE.PTR, endpoint_name)
         named.append((endpoint, slice_, endpoint_name))
     return named
 
@@ -157,7 +166,7 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
         unique = list(dict.fromkeys(entries))
         weight = max(1, 100 // len(unique))
         for port, target in unique:
-            out.add(owner, QTYPE.SRV, SRV(priority=0, weight=weight, port=port, target=target))
+            out.add(owner, QTYPE.SRV, (0, weight, port, target))
 
 
 # --------------------------------------------------------------------- pods, apex
@@ -183,8 +192,8 @@ def apex_records(dns_service: Service | None, settings: Settings) -> RecordSets:
     out = _Sets()
     # Every zone names the cluster zone's server, which has an address (the kube-dns IP).
     for origin in settings.zones:
-        out.add(origin, QTYPE.NS, NS(f"ns.dns.{settings.zone}"))
-    out.add(f"dns-version.{settings.zone}", QTYPE.TXT, TXT(SCHEMA_VERSION))
+        out.add(origin, QTYPE.NS, f"ns.dns.{settings.zone}")
+    out.add(f"dns-version.{settings.zone}", QTYPE.TXT, SCHEMA_VERSION)
     if dns_service is not None:
         for ip in dns_service.cluster_ips:
             out.add(f"ns.dns.{settings.zone}", *address_record(ip))
