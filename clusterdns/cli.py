@@ -96,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
     parser.add_argument(
         "--manifests", nargs="+", metavar="PATH",
-        help="YAML/JSON manifest files or directories (reloaded when they change)",
+        help="YAML/JSON manifest files or directories" + (" (reloaded when they change)" if kube else " (default: zones)"),
     )
     if kube:
         group = parser.add_argument_group("live cluster")
@@ -221,7 +221,7 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
     try:
         listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
-        http = parse_listen(args.http) if args.http else None
+        http = parse_listen(args.http, "--http") if args.http else None
     except ValueError as exc:
         parser.error(str(exc))
     for flag, text in (("--labels", args.labels), ("--namespace-labels", args.namespace_labels)):
@@ -233,6 +233,11 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
     live = bool(args.kube or args.kubeconfig or args.context or (not args.manifests and os.environ.get("KUBERNETES_SERVICE_HOST")))
     if live and args.manifests:
         parser.error("--manifests and a live cluster (--kube, --kubeconfig, --context) are exclusive")
+    if not live:
+        filters = [f for f, v in (("--namespaces", args.namespaces), ("--labels", args.labels),
+                                  ("--namespace-labels", args.namespace_labels)) if v]
+        if filters:
+            parser.error(f"{', '.join(filters)} filter what a live cluster sends; with manifests, edit the manifests")
     manifests = None if live else (args.manifests or [DEFAULT_MANIFESTS])
     if manifests:
         missing = [p for p in manifests if not Path(p).exists()]

@@ -18,11 +18,11 @@ TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit between queries (Cor
 MAX_TCP_CONNECTIONS = 1000
 
 
-def parse_listen(text: str) -> tuple[str, int]:
+def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
     """``127.0.0.1:5353``, ``[::1]:53``, ``:53`` (all IPv4) → (host, port)."""
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"--listen {text!r}: expected HOST:PORT, e.g. 127.0.0.1:5353 or [::1]:5353")
+        raise ValueError(f"{flag} {text!r}: expected HOST:PORT, e.g. 127.0.0.1:5353 or [::1]:5353")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 

@@ -61,6 +61,7 @@ class Serving:
         self._tasks: list[asyncio.Task] = []
         self._api_down_since: float | None = None
         self._synced_event = asyncio.Event()
+        self._started = False  # start() has returned
         self._event_loop: asyncio.AbstractEventLoop | None = None
 
     # ------------------------------------------------------------------ start
@@ -87,6 +88,7 @@ class Serving:
             hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {exc.strerror or exc}{hint}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
+        self._started = True
 
     def _start_manifests(self) -> None:
         started = time.monotonic()
@@ -150,17 +152,19 @@ class Serving:
     def _kube_events(self, events) -> None:
         was_synced = self.dns.synced
         self.dns.sink(events)
-        self._api_down_since = None
+        self._api_back()
         for kind in self.dns.cluster.synced:
             self.metrics.mark_synced(kind)
         if self.dns.synced and not was_synced:
             self._synced_event.set()
+            if self._started:  # a late first sync, after --startup-timeout
+                log.info("synced with the API: %s; misses are answered NXDOMAIN from now on", self._object_summary())
 
     def _watch_restarted(self, kind: str, reason: str) -> None:  # on a watch thread
         self.metrics.count_watch_restart(kind, reason)
         if reason == "expired":
             self.metrics.count_watch_relist(kind)
-        if reason in ("disconnected", "error", "unauthorized", "forbidden", "throttled"):
+        if reason in ("disconnected", "error"):  # 401/403/429 come from an API that is there
             try:
                 self._event_loop.call_soon_threadsafe(self._api_lost)
             except RuntimeError:
@@ -171,6 +175,12 @@ class Serving:
             self._api_down_since = time.time()
             log.warning("lost contact with the Kubernetes API: serving the last known state")
             self.metrics.set_api_reachable(False)
+
+    def _api_back(self) -> None:
+        if self._api_down_since is not None:
+            self._api_down_since = None
+            self.metrics.set_api_reachable(True)
+            log.info("the Kubernetes API is reachable again")
 
     def _manifest_error(self, message: str) -> None:
         self.metrics.count_manifest_error()
@@ -195,9 +205,7 @@ class Serving:
             return False
         latest = max((t for t in self.kube.last_sync_time.values() if t), default=None)
         if latest is not None and latest > self._api_down_since:
-            self._api_down_since = None  # a bookmark or list since: the API is back
-            self.metrics.set_api_reachable(True)
-            log.info("the Kubernetes API is reachable again")
+            self._api_back()  # a list or bookmark since it went away
             return False
         return True
 

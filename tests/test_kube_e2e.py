@@ -169,6 +169,8 @@ async def test_api_vanishing_for_10s_keeps_answers_flowing_and_recovers(fake_api
 
     await eventually(recovered, timeout=15)
     assert answered > 50
+    _, metrics = await http_get(serving, "/metrics")
+    assert "clusterdns_api_reachable 1.0" in metrics.splitlines()  # and the recovery too
 
 
 async def test_thousand_services_over_several_pages(fake_apiserver: FakeApiServer, start):
