@@ -8,8 +8,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE
-
 from .wire import Responder
 
 log = logging.getLogger(__name__)
@@ -58,8 +56,8 @@ class _Observer:
         self.metrics.observe_query(
             proto=proto,
             family=family,
-            qtype=QTYPE.get(qtype, str(qtype)),
-            rcode=RCODE.get(rcode, str(rcode)),
+            qtype=qtype,
+            rcode=rcode,
             duration_s=time.perf_counter() - started,
             request_size=size_in,
             response_size=size_out,
