@@ -177,3 +177,21 @@ def test_glue_is_dropped_before_setting_tc(server):
     assert len(answers(reply)) == 7 and reply.additional == []
     full = server.send(q, tcp=True)
     assert sum(len(r) for r in full.additional) == 7
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(packet=_mutations())
+def test_mutated_packets_over_tcp_get_a_reply_or_a_close(server, packet):
+    with socket.create_connection((server.host, server.port), timeout=3) as sock:
+        sock.sendall(struct.pack("!H", len(packet)) + packet)
+        head = sock.recv(2)
+        if head:  # a reply: well framed, for this query
+            length = struct.unpack("!H", head)[0]
+            body = b""
+            while len(body) < length:
+                chunk = sock.recv(length - len(body))
+                assert chunk
+                body += chunk
+            assert body[:2] == packet[:2] and body[2] & 0x80
+        else:
+            assert len(packet) < 12 or packet[2] & 0x80  # dropped: closed, never hung
