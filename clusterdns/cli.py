@@ -1,4 +1,4 @@
-"""The ``clusterdns`` command: serve, check, records.
+"""The ``clusterdns`` command: serve, check, records, resolve, resolv-conf.
 
 Exit status: 0 success; 1 the input has errors (``check``, ``records``);
 2 bad command line (or an unusable kubeconfig); 3 a listen address could not be bound.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from dnslib import QTYPE, RR
 
-from . import __version__
+from . import __version__, explain
 from .app import ClusterDNS
 from .objects import KINDS
 from .labels import SelectorError, parse_selector
@@ -90,6 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
     records = commands.add_parser("records", help="print every record the manifests produce, in zone-file form")
     _add_input_options(records, kube=False)
     _add_zone_options(records)
+
+    resolve = commands.add_parser(
+        "resolve", help="show the names a pod's resolver tries for NAME, and what each answers",
+        description=(
+            "Walk the search path as a glibc stub resolver in a pod would (resolv.conf from kubelet's "
+            "ClusterFirst policy, or --resolv-conf), answering each candidate from the manifests."
+        ),
+    )
+    resolve.add_argument("name", help="the name as a program in the pod would look it up, e.g. kubia or kubia.default")
+    resolve.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
+    resolve.add_argument("-t", "--type", default="A", help="query type (default %(default)s)")
+    resolve.add_argument("--resolv-conf", metavar="FILE", help="use this resolv.conf instead of the pod's default")
+    _add_input_options(resolve, kube=False)
+    _add_zone_options(resolve)
+
+    resolv_conf = commands.add_parser("resolv-conf", help="print the resolv.conf kubelet writes for a pod in a namespace")
+    resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
+    _add_input_options(resolv_conf, kube=False)
+    _add_zone_options(resolv_conf)
     return parser
 
 
@@ -160,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             return runner.run(serve(serve_options(args, settings, command_parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     paths = args.manifests or [DEFAULT_MANIFESTS]
+    if args.command in ("resolve", "resolv-conf"):
+        return explain.run(args, paths, settings)
     try:
         return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
     except BrokenPipeError:  # `clusterdns records | head`
