@@ -10,14 +10,19 @@ search-path misses), so responses are kept pre-encoded at two levels:
    and question (which carries the client's letter case, echoed back) into
    the stored bytes.
 
-Everything else goes through dnslib and :func:`~clusterdns.answer.answer`.
-The zone clears both caches on every change.
+Everything else goes through dnslib and :func:`~clusterdns.answer.answer`,
+with the zone recording which names the answer read.  When the zone commits a
+change it names what changed, and only the answers that read those names are
+dropped: in a busy cluster most cached answers outlive most updates.  (The
+SOA in a cached negative answer may carry an older serial; resolvers use only
+its TTL.)
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Iterable
 
 from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
@@ -86,20 +91,44 @@ def parse_question(data: bytes) -> Question | None:
 
 
 class Responder:
-    """Answers wire-format queries from the zone, through the pre-encoded cache."""
+    """Answers wire-format queries from the zone, through the pre-encoded caches."""
 
     def __init__(self, zone: Zone, cache_size: int = 100_000):
         self.zone = zone
         self.cache_size = cache_size
         self.replies: dict[tuple[bool, bytes], tuple[bytes, int]] = {}  # exact repeats
-        self.cache: LRUCache[bytes, bytes] = LRUCache(maxsize=cache_size)  # by normalised question
+        self.cache: LRUCache[bytes, tuple[bytes, frozenset[str]]] = LRUCache(maxsize=cache_size)  # by question
+        # name → the cache keys whose answers read it, to drop them when it changes
+        self._readers: dict[str, set[tuple[bool, bytes] | bytes]] = {}
+        self._reader_count = 0
         self.hits = 0
         self.misses = 0
-        zone.listeners.append(self.clear)
+        zone.listeners.append(self.forget)
 
     def clear(self) -> None:
         self.replies.clear()
         self.cache.clear()
+        self._readers.clear()
+        self._reader_count = 0
+
+    def forget(self, names: Iterable[str] | None) -> None:
+        """Drop the answers that read any of ``names`` (None: all of them)."""
+        if names is None:
+            self.clear()
+            return
+        for name in names:
+            for key in self._readers.pop(name, ()):
+                if isinstance(key, tuple):
+                    self.replies.pop(key, None)
+                else:
+                    self.cache.pop(key, None)
+
+    def _remember(self, key: tuple[bool, bytes] | bytes, names: frozenset[str]) -> None:
+        self._reader_count += len(names)
+        if self._reader_count > 8 * self.cache_size:
+            self.clear()  # the index outgrew the caches (evicted keys linger in it): start afresh
+        for name in names:
+            self._readers.setdefault(name, set()).add(key)
 
     def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int]:
         """(response or None to drop, qtype, rcode) for one query."""
@@ -111,44 +140,51 @@ class Responder:
             response, qtype = replay
             return data[:2] + response[2:], qtype, response[3] & 0x0F
         question = parse_question(data)
-        result = None
+        result = names = None
         if question is not None:
             cached = self.cache.get(question.key)
             if cached is not None:
+                stored, names = cached
                 # ID from the query, question (with its letter case) from the query.
-                response = data[:2] + cached[2:12] + data[12 : question.qname_end] + cached[question.qname_end :]
+                response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
                 if not udp or len(response) <= question.udp_limit:
                     self.hits += 1
-                    result = response, question.qtype, cached[3] & 0x0F
+                    result = response, question.qtype, stored[3] & 0x0F
         if result is None:
             self.misses += 1
-            result = self._respond_slowly(data, question, udp)
-        if question is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
+            result, names = self._respond_slowly(data, question, udp)
+        if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
             if len(self.replies) >= self.cache_size:
                 self.replies.clear()  # cheap bound; the normalised cache refills it quickly
             self.replies[key] = (result[0], result[1])
+            self._remember(key, names)
         return result
 
-    def _respond_slowly(self, data: bytes, question: Question | None, udp: bool) -> tuple[bytes | None, int, int]:
+    def _respond_slowly(
+        self, data: bytes, question: Question | None, udp: bool
+    ) -> tuple[tuple[bytes | None, int, int], frozenset[str] | None]:
+        """The answer through dnslib, and the names it read (None: not to be cached)."""
         try:
             query = DNSRecord.parse(data)
         except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
-            return formerr(data), 0, RCODE.FORMERR
+            return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
-            return None, 0, 0  # never answer a response (reflection loops)
-        reply = answer(self.zone, query)
+            return (None, 0, 0), None  # never answer a response (reflection loops)
+        self.zone.reads = set()
+        try:
+            reply = answer(self.zone, query)
+        finally:
+            names, self.zone.reads = frozenset(self.zone.reads), None
         full = bytes(reply.pack())
-        if question is not None and _cacheable(reply):
-            self.cache[question.key] = full
+        cacheable = question is not None and reply.header.rcode in CACHED_RCODES
+        if cacheable:
+            self.cache[question.key] = (full, names)
+            self._remember(question.key, names)
         limit = question.udp_limit if question is not None else udp_limit(query)
         qtype = query.questions[0].qtype if query.questions else 0
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
-            return fit(reply, limit if udp else MAX_MESSAGE), qtype, reply.header.rcode
-        return full, qtype, reply.header.rcode
-
-
-def _cacheable(reply: DNSRecord) -> bool:
-    return reply.header.rcode in CACHED_RCODES
+            full = fit(reply, limit if udp else MAX_MESSAGE)
+        return (full, qtype, reply.header.rcode), names if cacheable else None
 
 
 def udp_limit(query: DNSRecord) -> int:

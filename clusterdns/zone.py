@@ -11,15 +11,19 @@ does: a counter per ancestor says how many names sit underneath it, so
 "NXDOMAIN or NODATA?" is one dict lookup.
 
 Updates run on the event loop, between queries; :meth:`commit` bumps the SOA
-serial once per batch and tells listeners (the wire cache) to drop what they
-hold.  A query therefore never sees half an update.
+serial once per batch and tells listeners (the wire cache) which names
+changed, so they drop only the answers that read those names.  A query
+therefore never sees half an update.
+
+While :attr:`reads` is a set, every name a lookup touches is added to it: the
+wire cache uses that to know which answers depend on which names.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Callable, Hashable
+from typing import Callable, Hashable, Iterable
 
 from dnslib import RD
 
@@ -39,7 +43,10 @@ class Zone:
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
         self._dirty = False
-        self.listeners: list[Callable[[], None]] = []
+        self._touched: set[str] = set()  # names whose answers may differ since the last commit
+        self.reads: set[str] | None = None  # when a set, names read by lookups are recorded here
+        # Called with the names that changed, or None for "everything".
+        self.listeners: list[Callable[[Iterable[str] | None], None]] = []
         # False until the sources have delivered a full first state: until then a
         # miss may only mean "not loaded yet", so answers must not deny names.
         self.complete = True
@@ -48,10 +55,14 @@ class Zone:
 
     def records(self, name: str) -> dict[int, tuple[RD, ...]] | None:
         """Record sets at ``name`` (lower case, absolute), or None if it owns none."""
+        if self.reads is not None:
+            self.reads.add(name)
         return self._records.get(name)
 
     def exists(self, name: str) -> bool:
-        return name in self._records or self._below[name] > 0
+        if self.reads is not None:
+            self.reads.add(name)
+        return name in self._records or self._below.get(name, 0) > 0
 
     def origin_for(self, name: str) -> str | None:
         """The zone we are authoritative for that holds ``name``, if any."""
@@ -86,7 +97,7 @@ class Zone:
         if complete != self.complete:
             self.complete = complete
             for listener in self.listeners:
-                listener()
+                listener(None)
 
     def commit(self) -> bool:
         """End a batch: bump the serial and notify listeners if anything changed."""
@@ -96,8 +107,10 @@ class Zone:
         # Serial: seconds since the epoch like CoreDNS, but never backwards and
         # never the same twice, so secondaries and caches see every change.
         self.serial = max(self.serial + 1, int(time.time()))
+        # The apex answers carry the serial: they change with every commit.
+        changed, self._touched = self._touched | set(self.settings.zones), set()
         for listener in self.listeners:
-            listener()
+            listener(changed)
         return True
 
     def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[RD, ...]]) -> None:
@@ -119,6 +132,7 @@ class Zone:
             self._count_ancestors(name, -1)
 
     def _set_records(self, name: str, sets: dict[int, tuple[RD, ...]] | None) -> None:
+        self._touched.add(name)
         old = self._records.pop(name, None)
         if old:
             self.record_count -= sum(map(len, old.values()))
@@ -147,3 +161,6 @@ class Zone:
             self._below[name] += delta
             if self._below[name] <= 0:
                 del self._below[name]
+                self._touched.add(name)  # no longer an empty non-terminal
+            elif self._below[name] == delta:
+                self._touched.add(name)  # newly one
