@@ -61,6 +61,24 @@ def main() -> None:
                                        (EndpointPort("http", 8080, "TCP"),)))])
     per = (time.perf_counter() - started) / updates
     print(f"one EndpointSlice update ({args.endpoints} endpoints): {per * 1e3:.2f} ms")
+    cache_under_churn(dns, args)
+
+
+def cache_under_churn(dns: ClusterDNS, args: argparse.Namespace, names: int = 2000, updates: int = 100) -> None:
+    """How many cached answers survive updates to other services."""
+    from dnslib import DNSRecord
+
+    queries = [bytes(DNSRecord.question(f"svc{s}.ns{s % 100}.svc.cluster.local", "A").pack()) for s in range(names)]
+    for q in queries:
+        dns.responder.respond(q, udp=True)
+    for i in range(updates):
+        s = names + i  # services outside the queried set
+        dns.sink([Upsert(EndpointSlice(f"ns{s % 100}", f"svc{s}-abc", f"svc{s}", "IPv4",
+                                       (Endpoint((ip(0x900000 + i),), True),), (EndpointPort("http", 8080, "TCP"),)))])
+    hits = dns.responder.hits
+    for q in queries:
+        dns.responder.respond(q, udp=True)
+    print(f"after {updates} updates to other services, {dns.responder.hits - hits}/{names} cached answers still served")
 
 
 if __name__ == "__main__":
