@@ -124,6 +124,7 @@ async def test_410_mid_stream_loses_nothing_and_resurrects_nothing(fake_apiserve
     for i in range(5):
         fake_apiserver.add(service(f"svc{i}", ip=f"10.96.1.{i + 1}"))
     serving = await start()
+    await fake_apiserver.await_for(lambda api: api.open_watches("services") > 0)  # the watch to break is open
     relists_before = len(fake_apiserver.lists("services"))
     # Changes the watch will not see: the stream is expired and history compacted, so the
     # client must relist; svc0 deleted while away must vanish, svc9 added must appear.
