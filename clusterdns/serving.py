@@ -132,7 +132,10 @@ class Serving:
         started = time.monotonic()
         deadline = started + options.startup_timeout
         while not self.dns.synced and time.monotonic() < deadline:
-            await self._synced_or_timeout(deadline - time.monotonic())
+            await self._synced_or_timeout(min(1.0, deadline - time.monotonic()))
+            if not self.dns.synced:  # a status line each second of a long first sync
+                waiting = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
+                log.info("syncing with the API: %s so far; waiting for %s", self._object_summary() or "nothing", waiting)
         if self.dns.synced:
             log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
         else:
