@@ -137,3 +137,9 @@ def test_hot_reload_applies_edits_and_keeps_serving_on_errors(tmp_path):
         assert wait_for(lambda: answers(server.query("more.default.svc.cluster.local")) == ["10.96.7.7"])
         g.unlink()
         assert wait_for(lambda: server.query("more.default.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN)
+        # a whole directory moved in at once
+        staging = tmp_path.parent / f"{tmp_path.name}-staging"
+        staging.mkdir()
+        write(staging / "sub.yaml", WEB.replace("name: web", "name: sub").replace("10.96.5.5", "10.96.8.8"))
+        staging.rename(tmp_path / "subdir")
+        assert wait_for(lambda: answers(server.query("sub.default.svc.cluster.local")) == ["10.96.8.8"])

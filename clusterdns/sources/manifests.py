@@ -149,6 +149,9 @@ class ManifestSource:
     def reload(self, changed: Iterable[Path]) -> None:
         """Re-read ``changed`` files (deleted ones drop out) and emit the difference."""
         current = set(manifest_files(self.paths))
+        known = set(self._files) | set(self.errors)
+        # A directory moved in or out arrives as one path: compare with what we hold too.
+        changed = set(changed) | (current - known) | (known - current)
         touched = []
         for path in sorted(changed):
             if path in current:
