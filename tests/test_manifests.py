@@ -143,3 +143,16 @@ def test_hot_reload_applies_edits_and_keeps_serving_on_errors(tmp_path):
         write(staging / "sub.yaml", WEB.replace("name: web", "name: sub").replace("10.96.5.5", "10.96.8.8"))
         staging.rename(tmp_path / "subdir")
         assert wait_for(lambda: answers(server.query("sub.default.svc.cluster.local")) == ["10.96.8.8"])
+
+
+def test_hot_reload_of_a_single_file_saved_by_rename(tmp_path):
+    f = write(tmp_path / "web.yaml", WEB)
+    write(tmp_path / "other.yaml", WEB.replace("name: web", "name: other"))  # not named: never served
+    with RunningServer([f], watch=True) as server:
+        assert server.query("other.default.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN
+        for ip in ("10.96.6.6", "10.96.7.7"):  # twice: the watch survives the first replacement
+            temp = tmp_path / ".web.yaml.swp"
+            temp.write_text(WEB.replace("10.96.5.5", ip))
+            temp.replace(f)
+            assert wait_for(lambda: answers(server.query("web.default.svc.cluster.local")) == [ip])
+        assert server.query("other.default.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN

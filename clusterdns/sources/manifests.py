@@ -174,7 +174,9 @@ class ManifestSource:
         """Follow the manifest paths until ``stop`` is set."""
         from watchfiles import awatch  # imported here: only serving needs it
 
-        targets = [p for p in self.paths if p.exists()]
+        # A file is watched through its directory: editors save by writing a new file and
+        # renaming it over the old one, which would end a watch on the file itself.
+        targets = sorted({p if p.is_dir() else p.parent for p in self.paths if p.exists()})
         if not targets:
             return
         async for changes in awatch(*targets, stop_event=stop, debounce=debounce_ms, step=50):
