@@ -300,6 +300,14 @@ async def test_malformed_requests_are_400(server, request_bytes, eof):
     assert b"Connection: close" in response
 
 
+async def connections(srv, count: int, timeout: float = 5.0) -> None:
+    """Wait (bounded) until the server holds ``count`` open connections."""
+    async def held():
+        while len(srv._tasks) != count:
+            await asyncio.sleep(0)
+    await asyncio.wait_for(held(), timeout)
+
+
 async def test_a_client_too_slow_to_send_its_request_is_dropped(metrics, readiness):
     srv = await start_http("127.0.0.1", 0, metrics, readiness, read_timeout=0.2)
     try:
@@ -317,7 +325,7 @@ async def test_connections_over_the_limit_are_turned_away(metrics, readiness):
     srv = await start_http("127.0.0.1", 0, metrics, readiness, max_connections=1)
     try:
         idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        await asyncio.sleep(0.05)  # let the server start handling it
+        await connections(srv, 1)  # the server is handling it
         assert await raw(srv, b"GET /health HTTP/1.1\r\n\r\n") == b""
         idle_writer.write(b"GET /health HTTP/1.1\r\n\r\n")
         assert status_of(await asyncio.wait_for(idle_reader.read(), 5)) == 200
@@ -331,7 +339,7 @@ async def test_close_drops_connections_and_leaves_no_tasks(metrics, readiness):
     port = srv.port
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"GET /health HTTP/1.1\r\n")  # a request in progress
-    await asyncio.sleep(0.05)
+    await connections(srv, 1)
 
     await srv.close()
 
