@@ -12,6 +12,25 @@ watch source use, over plain HTTP/1.1 on 127.0.0.1:
 * ``410 Gone``: an HTTP 410 for a watch or list from a compacted
   resourceVersion, or an ``ERROR`` event carrying a ``Status`` (code 410, reason
   Expired) sent to open watches by :meth:`FakeApiServer.expire_watches`.
+* ``GET`` of one named object: the object, or a ``404`` ``Status`` (reason
+  NotFound, with ``details``) when it is not held.
+* Discovery, enough for ``kubectl`` to map kinds to resources: ``/api``
+  (APIVersions), ``/apis`` (APIGroupList), ``/apis/{group}`` (APIGroup),
+  ``/api/v1`` and ``/apis/{group}/{version}`` (APIResourceList) and
+  ``/version``, for every resource in :data:`RESOURCES` (top-level resources
+  only, no subresources).  Discovery is always answered as plain
+  ``application/json``, even when the client's ``Accept`` asks for aggregated
+  discovery (``application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList``):
+  that is what an apiserver without aggregated discovery does, and client-go
+  falls back to the per-group-version documents.  With it,
+  ``kubectl apply --dry-run=client --validate=false`` works against the fake
+  (``GET`` of each object, 404, "created (dry run)").
+
+It is read-only: ``POST``, ``PUT``, ``PATCH`` and ``DELETE`` are recorded and
+answered ``405`` (a ``Status`` with reason MethodNotAllowed) for a resource,
+``404`` elsewhere, as is everything else it does not serve (``/openapi/...``
+included).  Objects are put in place by the test: :meth:`FakeApiServer.add` and
+friends.
 
 and lets a test misbehave on purpose: drop every connection, stall open
 watches, be unavailable for a while, answer 403 for a resource, 429 with
@@ -45,29 +64,75 @@ import yaml
 # --------------------------------------------------------------------------- resources
 
 
+# What a real apiserver advertises for an ordinary read-write resource (the fake itself only reads).
+_ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
 @dataclass(frozen=True)
 class Resource:
     plural: str
     kind: str
     api_version: str  # "v1" or "group/version"
     namespaced: bool
+    # Discovery only: as a real apiserver (v1.32) lists them.
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = _ALL_VERBS
 
     @property
     def group(self) -> str:
         return self.api_version.rpartition("/")[0]
 
+    @property
+    def version(self) -> str:
+        return self.api_version.rpartition("/")[2]
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()  # built-in resources: "endpoints" for Endpoints, "pod" for Pod
+
+    @property
+    def group_resource(self) -> str:
+        """``deployments.apps``, or ``services`` for the core group (as in error messages)."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def discovery(self) -> dict[str, Any]:
+        """This resource's entry in an APIResourceList."""
+        entry: dict[str, Any] = {"name": self.plural, "singularName": self.singular, "namespaced": self.namespaced,
+                                 "kind": self.kind, "verbs": list(self.verbs)}
+        if self.short_names:
+            entry["shortNames"] = list(self.short_names)
+        if self.categories:
+            entry["categories"] = list(self.categories)
+        return entry
+
 
 RESOURCES = {
     r.plural: r
     for r in (
-        Resource("services", "Service", "v1", True),
-        Resource("endpoints", "Endpoints", "v1", True),
-        Resource("pods", "Pod", "v1", True),
-        Resource("namespaces", "Namespace", "v1", False),
+        # What clusterdns reads.
+        Resource("services", "Service", "v1", True, ("svc",), ("all",)),
+        Resource("endpoints", "Endpoints", "v1", True, ("ep",)),
+        Resource("pods", "Pod", "v1", True, ("po",), ("all",)),
+        Resource("namespaces", "Namespace", "v1", False, ("ns",),
+                 verbs=tuple(v for v in _ALL_VERBS if v != "deletecollection")),
         Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1", True),
+        # What deploy/ creates (for kubectl apply --dry-run=client), plus their close relatives.
+        Resource("configmaps", "ConfigMap", "v1", True, ("cm",)),
+        Resource("serviceaccounts", "ServiceAccount", "v1", True, ("sa",)),
+        Resource("deployments", "Deployment", "apps/v1", True, ("deploy",), ("all",)),
+        Resource("poddisruptionbudgets", "PodDisruptionBudget", "policy/v1", True, ("pdb",)),
+        Resource("clusterroles", "ClusterRole", "rbac.authorization.k8s.io/v1", False),
+        Resource("clusterrolebindings", "ClusterRoleBinding", "rbac.authorization.k8s.io/v1", False),
+        Resource("roles", "Role", "rbac.authorization.k8s.io/v1", True),
+        Resource("rolebindings", "RoleBinding", "rbac.authorization.k8s.io/v1", True),
     )
 }
 _BY_KIND = {r.kind: r for r in RESOURCES.values()}
+
+# The version /version reports (kubectl prints it; nothing depends on it).
+SERVER_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0-fake", "gitCommit": "", "gitTreeState": "clean",
+                  "buildDate": "1970-01-01T00:00:00Z", "goVersion": "", "compiler": "gc", "platform": "linux/amd64"}
 
 # /api/v1[/namespaces/{ns}]/{plural}[/{name}] and /apis/{group}/{version}[/namespaces/{ns}]/{plural}[/{name}]
 _PATH = re.compile(
@@ -413,7 +478,8 @@ class FakeApiServer:
 
     def lists(self, resource: str | None = None) -> list[Request]:
         with self._cond:
-            return [r for r in self.requests if r.resource and not r.watch and (resource in (None, r.resource))]
+            return [r for r in self.requests
+                    if r.method == "GET" and r.resource and not r.watch and (resource in (None, r.resource))]
 
     def watches(self, resource: str | None = None) -> list[Request]:
         with self._cond:
@@ -608,6 +674,46 @@ def _status(code: int, reason: str, message: str) -> dict[str, Any]:
     }
 
 
+def _group_versions() -> dict[str, dict[str, list[Resource]]]:
+    """{group: {version: [resources]}}, "" being the core group, in RESOURCES order."""
+    out: dict[str, dict[str, list[Resource]]] = {}
+    for r in RESOURCES.values():
+        out.setdefault(r.group, {}).setdefault(r.version, []).append(r)
+    return out
+
+
+def _api_group(name: str, versions: dict[str, list[Resource]]) -> dict[str, Any]:
+    listed = [{"groupVersion": f"{name}/{v}", "version": v} for v in versions]
+    return {"name": name, "versions": listed, "preferredVersion": listed[0]}
+
+
+def _discovery(path: str, server_address: str) -> dict[str, Any] | None:
+    """The discovery document at ``path``, or None when ``path`` is not a discovery path the fake knows."""
+    path = path.rstrip("/")
+    groups = _group_versions()
+    if path == "/version":
+        return dict(SERVER_VERSION)
+    if path == "/api":
+        return {"kind": "APIVersions", "versions": list(groups.get("", {})),
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}]}
+    if path == "/apis":
+        return {"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [_api_group(g, versions) for g, versions in groups.items() if g]}
+    if m := re.fullmatch(r"/api/([^/]+)", path):
+        group, version = "", m.group(1)
+    elif m := re.fullmatch(r"/apis/([^/]+)/([^/]+)", path):
+        group, version = m.group(1), m.group(2)
+    elif (m := re.fullmatch(r"/apis/([^/]+)", path)) and m.group(1) in groups and m.group(1):
+        return {"kind": "APIGroup", "apiVersion": "v1", **_api_group(m.group(1), groups[m.group(1)])}
+    else:
+        return None
+    resources = groups.get(group, {}).get(version)
+    if not resources:
+        return None
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": f"{group}/{version}" if group else version,
+            "resources": [r.discovery() for r in resources]}
+
+
 class _HTTPServer(ThreadingHTTPServer):
     # Join handler threads on server_close() so tests can check nothing is left running.
     daemon_threads = False
@@ -679,19 +785,55 @@ class _Handler(BaseHTTPRequestHandler):
         if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
             return self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
         if not known:
-            message = f"the server could not find the requested resource ({parts.path})"
-            return self._send_json(404, _status(404, "NotFound", message))
+            # Discovery is answered as plain JSON whatever Accept asks for (aggregated
+            # discovery included): clients then fall back to the legacy documents.
+            if (doc := _discovery(parts.path, "{}:{}".format(*self.server.server_address[:2]))) is not None:
+                return self._send_json(200, doc)
+            return self._not_found(parts.path)
         if fault := api._take_fault(resource, namespace):
             return self._send_json(fault.status, _status(fault.status, fault.reason, fault.message), fault.headers)
         if name:
-            obj = api.get(RESOURCES[resource].kind, namespace, name)
+            r = RESOURCES[resource]
+            obj = api.get(r.kind, namespace, name)
             if obj is None:
-                return self._send_json(404, _status(404, "NotFound", f'{resource} "{name}" not found'))
+                status = _status(404, "NotFound", f'{r.group_resource} "{name}" not found')
+                status["details"] = {"name": name, "group": r.group, "kind": resource}
+                return self._send_json(404, status)
             return self._send_json(200, obj)
         if not watch:
             code, body = api._list(resource, namespace, params)
             return self._send_json(code, body)
         self._serve_watch(resource, namespace, params)
+
+    def _not_found(self, path: str) -> None:
+        message = f"the server could not find the requested resource ({path})"
+        self._send_json(404, _status(404, "NotFound", message))
+
+    # ---------------------------------------------------------------- writes: refused
+
+    def _refuse(self) -> None:
+        """Record a write and refuse it: 405 for a resource path, 404 for anything else."""
+        api = self.server.api
+        with contextlib.suppress(ValueError, OSError):  # drain the body so the connection stays usable
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        parts = urlsplit(self.path)
+        params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        m = _PATH.match(parts.path)
+        api_version = (m.group("core") or f"{m.group('group')}/{m.group('version')}") if m else ""
+        resource = m.group("plural") if m else ""
+        known = resource in RESOURCES and RESOURCES[resource].api_version == api_version
+        api._record(Request(self.command, parts.path, resource if known else "", (m.group("ns") or "") if m else "",
+                            False, params, time.monotonic(), {k.lower(): v for k, v in self.headers.items()}))
+        if api.delay:
+            api._pause(api.delay)
+        if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
+            return self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
+        if not known:
+            return self._not_found(parts.path)
+        message = f"{self.command} is not supported: the fake API server only reads (GET)"
+        self._send_json(405, _status(405, "MethodNotAllowed", message))
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = _refuse  # http.server dispatches on these names
 
     def _serve_watch(self, resource: str, namespace: str, params: dict[str, str]) -> None:
         api = self.server.api

@@ -11,8 +11,15 @@ pair (0.0.0.0 and [::] on one port) is started for real.
 When kubectl is installed the manifests are also run through it.  kubectl has
 no offline `apply`: `kubectl apply --dry-run=client` and `kubectl create
 --dry-run=client` both need an API server for discovery (they fail with
-"unable to recognize ... connection refused").  What does work offline, and is
-used here:
+"unable to recognize ... connection refused").  So
+
+* ``kubectl apply --dry-run=client --validate=false -f deploy/`` is run against
+  tests/fake_apiserver.py, which serves discovery and answers 404 for each
+  object: every kind must map to a served resource and every object must come
+  out "created (dry run)", in file order.  (--validate=false: validation would
+  download the OpenAPI schema, which the fake does not serve.)
+
+and these work with no server at all:
 
 * ``kubectl label --local -f deploy/`` reads every document the way
   ``kubectl apply -f deploy/`` would (YAML, apiVersion/kind/name, one object
@@ -23,8 +30,8 @@ used here:
   did not recognise: it is missing from the output (a typo such as
   ``readinesProbe`` would be dropped silently by a real apply).
 
-Neither runs the API server's validation or admission: that needs a cluster
-(``kubectl apply --dry-run=server -f deploy/``, see docs/deploy.md).
+None of these runs the API server's validation or admission: that needs a
+cluster (``kubectl apply --dry-run=server -f deploy/``, see docs/deploy.md).
 """
 
 from __future__ import annotations
@@ -722,3 +729,81 @@ def test_kubectl_notices_a_misspelt_field(tmp_path):
     (printed,) = json_stream(proc.stdout)
     printed_container = printed["spec"]["template"]["spec"]["containers"][0]
     assert "readinesProbe" not in printed_container and "readinessProbe" not in printed_container
+
+
+# --------------------------------------------------------------------------- kubectl apply, against the fake API server
+
+
+def printed_name(doc: dict[str, Any]) -> str:
+    """How kubectl names an object in its output: ``deployment.apps/clusterdns``, ``service/kube-dns``."""
+    group = doc["apiVersion"].rpartition("/")[0]
+    return f"{doc['kind'].lower()}{'.' + group if group else ''}/{doc['metadata']['name']}"
+
+
+def object_path(doc: dict[str, Any]) -> str:
+    """The API path of the object ``doc`` describes (what kubectl GETs before applying it)."""
+    from tests.fake_apiserver import RESOURCES
+
+    (r,) = [r for r in RESOURCES.values() if r.kind == doc["kind"] and r.api_version == doc["apiVersion"]]
+    prefix = f"/apis/{r.api_version}" if r.group else f"/api/{r.api_version}"
+    scope = f"/namespaces/{doc['metadata']['namespace']}" if r.namespaced else ""
+    return f"{prefix}{scope}/{r.plural}/{doc['metadata']['name']}"
+
+
+def kubectl_apply_dry_run(directory: Path, server: Any, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``kubectl apply --dry-run=client --validate=false -f directory`` against ``server`` (a FakeApiServer).
+
+    --validate=false: validation downloads the OpenAPI schema, which the fake
+    does not serve.  Wrong field types are caught by the offline decoding tests above.
+    """
+    from tests.fake_apiserver import write_kubeconfig
+
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", server.url)
+    args = ["apply", "--dry-run=client", "--validate=false", "-f", str(directory),
+            "--kubeconfig", str(kubeconfig), "--request-timeout=20s"]
+    return run_kubectl(args, tmp_path, check=False)
+
+
+@needs_kubectl
+def test_kubectl_apply_dry_run_client_creates_every_object(fake_apiserver, tmp_path):
+    """`kubectl apply --dry-run=client -f deploy/`: discovery maps every kind, every object would be created."""
+    from tests.fake_apiserver import namespace
+
+    fake_apiserver.add(namespace(NAMESPACE))  # there in every cluster; kubectl looks it up
+    proc = kubectl_apply_dry_run(DEPLOY, fake_apiserver, tmp_path)
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    # In file order, one line per document.
+    assert proc.stdout.splitlines() == [f"{printed_name(doc)} created (dry run)" for _, doc in manifests()]
+    # kubectl really asked the server about each object (and got 404: the create path) ...
+    asked = {r.path for r in fake_apiserver.requests if r.method == "GET"}
+    missing = [object_path(doc) for _, doc in manifests() if object_path(doc) not in asked]
+    assert not missing, f"kubectl never asked for {missing}"
+    # ... and, being a dry run, wrote nothing.
+    assert [r for r in fake_apiserver.requests if r.method != "GET"] == []
+
+
+@needs_kubectl
+@pytest.mark.parametrize("field,value,error", [
+    ("kind", "Deployement", 'no matches for kind "Deployement" in version "apps/v1"'),
+    ("apiVersion", "apps/v1beta2", 'no matches for kind "Deployment" in version "apps/v1beta2"'),
+])
+def test_kubectl_apply_dry_run_client_rejects_an_unknown_kind(fake_apiserver, tmp_path, field, value, error):
+    """The check above can fail: a kind the server does not serve stops the whole apply.
+
+    (A wrongly typed field, such as ``replicas: "two"``, is *not* caught this way: with
+    --validate=false kubectl sends the object as it is, and `created (dry run)` it says.)
+    """
+    from tests.fake_apiserver import namespace
+
+    fake_apiserver.add(namespace(NAMESPACE))
+    broken = tmp_path / "deploy"
+    broken.mkdir()
+    for path in manifest_files():
+        shutil.copy(path, broken / path.name)
+    doc = json.loads(json.dumps(deployment()))
+    doc[field] = value
+    (broken / file_of("Deployment", "clusterdns").name).write_text(yaml.safe_dump(doc))
+    proc = kubectl_apply_dry_run(broken, fake_apiserver, tmp_path)
+    assert proc.returncode != 0, proc.stdout
+    assert error in proc.stderr, proc.stderr
+    assert "deployment.apps/clusterdns created" not in proc.stdout
