@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 

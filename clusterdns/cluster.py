@@ -36,7 +36,6 @@ from .objects import (
     EndpointSlice,
     Key,
     KubeObject,
-    Namespace,
     Pod,
     Service,
 )

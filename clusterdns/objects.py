@@ -10,7 +10,7 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 # Kinds we keep, by the name used in store keys.

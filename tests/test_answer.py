@@ -116,23 +116,23 @@ def test_ptr_for_cluster_ips_and_hostnamed_endpoints_only():
 
 def test_nodata_vs_nxdomain_and_empty_non_terminals():
     dns = make_dns(service("web"), namespace("shop"))
-    cases = {
-        "web.default.svc.cluster.local": ("AAAA", RCODE.NOERROR, 0),
-        "_tcp.web.default.svc.cluster.local": ("A", RCODE.NOERROR, 0),
-        "svc.cluster.local": ("A", RCODE.NOERROR, 0),
-        "shop.svc.cluster.local": ("A", RCODE.NOERROR, 0),
-        "nosuchns.svc.cluster.local": ("A", RCODE.NXDOMAIN, 0),
-        "x.web.default.svc.cluster.local": ("A", RCODE.NXDOMAIN, 0),
-        "a.b.c.web.default.svc.cluster.local": ("A", RCODE.NXDOMAIN, 0),
-        "web.default.svc.cluster.local.default.svc.cluster.local": ("A", RCODE.NXDOMAIN, 0),
-        "web.default.svc.cluster.local": ("TYPE65280", RCODE.NOERROR, 0),
-    }
-    for name, (qtype, rcode, count) in cases.items():
+    cases = [
+        ("web.default.svc.cluster.local", "AAAA", RCODE.NOERROR),
+        ("_tcp.web.default.svc.cluster.local", "A", RCODE.NOERROR),
+        ("svc.cluster.local", "A", RCODE.NOERROR),
+        ("shop.svc.cluster.local", "A", RCODE.NOERROR),
+        ("nosuchns.svc.cluster.local", "A", RCODE.NXDOMAIN),
+        ("x.web.default.svc.cluster.local", "A", RCODE.NXDOMAIN),
+        ("a.b.c.web.default.svc.cluster.local", "A", RCODE.NXDOMAIN),
+        ("web.default.svc.cluster.local.default.svc.cluster.local", "A", RCODE.NXDOMAIN),
+        ("web.default.svc.cluster.local", "TYPE65280", RCODE.NOERROR),
+    ]
+    for name, qtype, rcode in cases:
         q = DNSRecord.question(name, qtype) if not qtype.startswith("TYPE") else DNSRecord.question(name, "A")
         if qtype.startswith("TYPE"):
             q.q.qtype = int(qtype[4:])
         reply = answer(dns.zone, q)
-        assert (reply.header.rcode, len(reply.rr)) == (rcode, count), name
+        assert (reply.header.rcode, len(reply.rr)) == (rcode, 0), (name, qtype)
         assert reply.header.aa == 1
         (soa,) = reply.auth
         assert soa.rtype == QTYPE.SOA and soa.ttl == 5 and str(soa.rname) == "cluster.local."

@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import dns.rcode
-import pytest
 
 from clusterdns.sources.manifests import ManifestSource, read_file
 
@@ -154,5 +153,5 @@ def test_hot_reload_of_a_single_file_saved_by_rename(tmp_path):
             temp = tmp_path / ".web.yaml.swp"
             temp.write_text(WEB.replace("10.96.5.5", ip))
             temp.replace(f)
-            assert wait_for(lambda: answers(server.query("web.default.svc.cluster.local")) == [ip])
+            assert wait_for(lambda ip=ip: answers(server.query("web.default.svc.cluster.local")) == [ip])
         assert server.query("other.default.svc.cluster.local").rcode() == dns.rcode.NXDOMAIN
