@@ -15,6 +15,7 @@ serve: $(BIN)/.installed
 	$(BIN)/clusterdns serve --manifests zones --listen 127.0.0.1:5353
 
 test: $(BIN)/.installed
+	$(BIN)/ruff check clusterdns tests bench
 	$(BIN)/python -m pytest -q
 
 check: $(BIN)/.installed
