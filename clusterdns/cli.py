@@ -60,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--http", default="127.0.0.1:8080", metavar="HOST:PORT",
         help="address for /health, /ready and /metrics; '' turns it off (default %(default)s)",
     )
+    serve.add_argument(
+        "--lameduck", type=float, default=0.0, metavar="SECONDS",
+        help="on SIGTERM, report /ready 503 but keep answering this long before exiting, so clients are moved "
+        "away first (CoreDNS's health lameduck; deploy/ uses 5); a second signal exits at once (default %(default)s)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
     kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
@@ -277,6 +282,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         startup_timeout=args.startup_timeout,
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
+        lameduck=args.lameduck,
     )
 
 
@@ -298,6 +304,14 @@ async def serve(options: ServeOptions) -> int:
     log.info("serving zone %s; Ctrl-C to stop", options.settings.zone)
     try:
         await stop.wait()
+        if options.lameduck > 0:
+            stop.clear()
+            serving.draining = True
+            log.info("lame duck: /ready reports 503, still answering for %gs", options.lameduck)
+            try:
+                await asyncio.wait_for(stop.wait(), options.lameduck)  # a second signal cuts it short
+            except asyncio.TimeoutError:
+                pass
     finally:
         log.info("shutting down")
         await serving.close()

@@ -45,6 +45,7 @@ class ServeOptions:
     ready_grace: float = 300.0  # seconds /ready stays true after the API went away
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_page_size: int = 500  # objects per list page
+    lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
 
 
 class Serving:
@@ -57,6 +58,7 @@ class Serving:
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
+        self.draining = False  # shutting down: keep answering, but tell probes not to send more
         self._tasks: list[asyncio.Task] = []
         self._api_down_since: float | None = None
         self._synced_event = asyncio.Event()
@@ -193,6 +195,8 @@ class Serving:
         """What /ready reports: synced, and (for a live cluster) the API not gone for too long."""
         if self.dns is None:
             return False, "starting"
+        if self.draining:
+            return False, "shutting down"
         if not self.dns.synced:
             missing = sorted(self.dns.required_kinds - self.dns.cluster.synced)
             return False, f"waiting for first sync of {', '.join(missing)}"

@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 
 import dns.message
 import dns.query
@@ -96,3 +97,37 @@ def test_serve_exits_3_when_the_port_is_taken():
         assert proc.wait(15) == 3
         reader.join(5)
     assert any(f"cannot listen for DNS on 127.0.0.1 port {port}: Address already in use" in line for line in lines)
+
+
+def http_get(port, path):
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def test_lameduck_keeps_answering_while_not_ready():
+    port, http = free_port(), free_port()
+    proc, lines, reader = start_serve(
+        "--manifests", str(ZONES), "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}", "--lameduck", "30"
+    )
+    try:
+        assert http_get(http, "/ready")[0] == 200
+        proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while http_get(http, "/ready")[0] != 503:  # the signal is handled asynchronously
+            assert time.monotonic() < deadline
+        assert http_get(http, "/ready") == (503, "shutting down\n")
+        q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
+        assert dns.query.udp(q, "127.0.0.1", port=port, timeout=3).answer  # still answering
+        proc.send_signal(signal.SIGTERM)  # a second signal ends the 30 s lame duck at once
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        reader.join(5)
