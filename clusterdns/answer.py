@@ -9,6 +9,7 @@ and the zone's SOA in the authority section of both, whose TTL caches the miss.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
@@ -156,9 +157,14 @@ def pod_ip(label: str) -> str | None:
 
 
 def soa_record(zone: Zone, origin: str) -> RR:
-    ttl = zone.settings.ttl
+    return _soa(origin, zone.serial, zone.settings.ttl)
+
+
+@lru_cache(maxsize=16)
+def _soa(origin: str, serial: int, ttl: int) -> RR:
+    """Built once per serial: every miss carries one, and RRs are never changed after building."""
     # CoreDNS's SOA: refresh 7200, retry 1800, expire 86400, minimum = TTL.
-    rdata = SOA(f"ns.dns.{origin}", f"hostmaster.{origin}", (zone.serial, 7200, 1800, 86400, ttl))
+    rdata = SOA(f"ns.dns.{origin}", f"hostmaster.{origin}", (serial, 7200, 1800, 86400, ttl))
     return RR(origin, QTYPE.SOA, ttl=ttl, rdata=rdata)
 
 
