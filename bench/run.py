@@ -22,9 +22,8 @@ sys.path.insert(0, str(ROOT))
 
 from dnslib import DNSRecord  # noqa: E402
 
-from clusterdns.app import ClusterDNS  # noqa: E402
+from clusterdns.app import load_manifests  # noqa: E402
 from clusterdns.settings import Settings  # noqa: E402
-from clusterdns.sources.manifests import ManifestSource  # noqa: E402
 
 # What pods ask: hits, and the search-path misses ndots:5 makes before them.
 QUERIES = [
@@ -44,8 +43,7 @@ QUERIES = [
 
 
 def in_process(seconds: float) -> None:
-    dns = ClusterDNS.for_manifests(Settings())
-    ManifestSource([ROOT / "zones"], dns.sink).load()
+    dns, _ = load_manifests([ROOT / "zones"], Settings())
     packets = [bytes(DNSRecord.question(n, t).pack()) for n, t in QUERIES]
     count, deadline = 0, time.perf_counter() + seconds / 2
     started = time.perf_counter()

@@ -13,6 +13,7 @@ from functools import lru_cache
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
+from .records import dashed
 from .zone import Zone
 
 CLASS_IN = 1
@@ -139,7 +140,7 @@ def _pod_lookup(zone: Zone, prefix: str):
     if ip is None:
         return None
     if settings.pods == "verified":
-        return zone.records(f"{ip.replace('.', '-').replace(':', '-')}.{labels[1]}.pod.{settings.zone}")
+        return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
     rdata = AAAA(ip) if ":" in ip else A(ip)
     return {QTYPE.AAAA if ":" in ip else QTYPE.A: (rdata,)}
 

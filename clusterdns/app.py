@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Sequence
 
 from .cluster import Changes, Cluster
 from .events import Event
 from .records import APEX_OWNER, apex_records, apply_changes
 from .settings import Settings
+from .sources.manifests import ManifestSource
 from .wire import Responder
 from .zone import Zone
 
@@ -61,3 +63,11 @@ class ClusterDNS:
     def for_manifests(cls, settings: Settings) -> "ClusterDNS":
         """Manifest input: play the endpoint controllers and assume the built-in namespaces."""
         return cls(settings, derive_endpoints=True, implicit_namespaces=BUILTIN_NAMESPACES)
+
+
+def load_manifests(paths: Sequence[str | Path], settings: Settings) -> tuple[ClusterDNS, ManifestSource]:
+    """A ClusterDNS holding what ``paths`` say (errors are in ``source.errors``)."""
+    dns = ClusterDNS.for_manifests(settings)
+    source = ManifestSource(paths, dns.sink)
+    source.load()
+    return dns, source

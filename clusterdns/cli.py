@@ -18,14 +18,14 @@ from pathlib import Path
 from dnslib import QTYPE, RR
 
 from . import __version__, explain
-from .app import ClusterDNS
+from .app import ClusterDNS, load_manifests
 from .objects import KINDS
 from .labels import SelectorError, parse_selector
 from .server import parse_listen
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
-from .sources.manifests import ManifestSource, manifest_files
+from .sources.manifests import manifest_files
 
 log = logging.getLogger("clusterdns")
 
@@ -183,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
             return runner.run(serve(serve_options(args, settings, command_parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     paths = args.manifests or [DEFAULT_MANIFESTS]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
+        return EXIT_USAGE
     if args.command in ("resolve", "resolv-conf"):
         return explain.run(args, paths, settings)
     try:
@@ -204,18 +208,7 @@ def _loop_factory():
 # ----------------------------------------------------------------------------- check
 
 
-def load_manifests(paths: list[str], settings: Settings) -> tuple[ClusterDNS, ManifestSource]:
-    dns = ClusterDNS.for_manifests(settings)
-    source = ManifestSource(paths, dns.sink)
-    source.load()
-    return dns, source
-
-
 def check(paths: list[str], settings: Settings, show_records: bool, summary: bool) -> int:
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
     dns, source = load_manifests(paths, settings)
     errors = [message for messages in source.errors.values() for message in messages]
     if summary:

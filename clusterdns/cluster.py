@@ -93,9 +93,6 @@ class Cluster:
     def count(self, kind: str) -> int:
         return self.counts[kind]
 
-    def of_kind(self, kind: str) -> list[KubeObject]:
-        return [obj for key, obj in self.objects.items() if key[0] == kind]
-
     def endpoint_slices(self, ref: ServiceRef) -> list[EndpointSlice]:
         """The slices that hold ``ref``'s endpoints, given or derived."""
         names = self._slices_by_service.get(ref)
@@ -209,16 +206,7 @@ def mirror_endpoints(endpoints: Endpoints) -> list[EndpointSlice]:
     slices = []
     for i, (addresses, ports) in enumerate(endpoints.subsets):
         for family, members in _by_family(addresses).items():
-            slices.append(
-                EndpointSlice(
-                    namespace=endpoints.namespace,
-                    name=f"{endpoints.name}-mirror-{i}-{family.lower()}",
-                    service_name=endpoints.name,
-                    address_type=family,
-                    endpoints=tuple(members),
-                    ports=ports,
-                )
-            )
+            slices.append(_slice(endpoints.namespace, endpoints.name, f"mirror-{i}-{family.lower()}", family, members, ports))
     return slices
 
 
@@ -247,17 +235,20 @@ def derive_slices(service: Service, pods: Iterable[Pod]) -> list[EndpointSlice]:
             )
     slices = []
     for i, ((ports, family), endpoints) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][1], repr(kv[0][0])))):
-        slices.append(
-            EndpointSlice(
-                namespace=service.namespace,
-                name=f"{service.name}-derived-{i}",
-                service_name=service.name,
-                address_type=family,
-                endpoints=tuple(endpoints),
-                ports=ports,
-            )
-        )
+        slices.append(_slice(service.namespace, service.name, f"derived-{i}", family, endpoints, ports))
     return slices
+
+
+def _slice(namespace: str, service_name: str, suffix: str, family: str, endpoints, ports) -> EndpointSlice:
+    """A slice one of our controllers writes for ``service_name``."""
+    return EndpointSlice(
+        namespace=namespace,
+        name=f"{service_name}-{suffix}",
+        service_name=service_name,
+        address_type=family,
+        endpoints=tuple(endpoints),
+        ports=tuple(ports),
+    )
 
 
 def _resolve_ports(service: Service, pod: Pod) -> tuple[EndpointPort, ...]:

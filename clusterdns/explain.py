@@ -9,21 +9,15 @@ from pathlib import Path
 from dnslib import QTYPE, RCODE, DNSRecord
 
 from .answer import answer
-from .app import ClusterDNS
+from .app import ClusterDNS, load_manifests
 from .searchpath import ResolvConf, candidates, parse_resolv_conf, pod_resolv_conf
 from .settings import Settings
-from .sources.manifests import ManifestSource
 
 EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
 def run(args: argparse.Namespace, paths: list[str], settings: Settings) -> int:
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
-        return EXIT_USAGE
-    dns = ClusterDNS.for_manifests(settings)
-    ManifestSource(paths, dns.sink).load()
+    dns, _ = load_manifests(paths, settings)
     conf = _pod_conf(dns, args.namespace, settings)
     if args.command == "resolv-conf":
         sys.stdout.write(conf.render())

@@ -66,11 +66,8 @@ PROTO_UDP: Final = "udp"
 PROTO_TCP: Final = "tcp"
 FAMILY_IPV4: Final = "1"  # CoreDNS's "family" label: 1 = IPv4, 2 = IPv6
 FAMILY_IPV6: Final = "2"
-ZONE_DROPPED: Final = "dropped"  # CoreDNS's zone for queries turned away before parsing
 PLUGIN_KUBERNETES: Final = "kubernetes"  # answered from the cluster zone
-PLUGIN_FORWARD: Final = "forward"  # answered by an upstream resolver
 PLUGIN_CACHE: Final = "cache"  # answered from the response cache
-PLUGIN_SERVER: Final = ""  # written by the server itself (FORMERR, REFUSED, SERVFAIL on error)
 CACHE_SUCCESS: Final = "success"
 CACHE_DENIAL: Final = "denial"
 OTHER: Final = "other"

@@ -13,7 +13,7 @@ from collections import defaultdict
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, SRV, TXT, A
 
 from .cluster import Changes, Cluster, ServiceRef
-from .objects import POD, Endpoint, EndpointSlice, Pod, Service
+from .objects import Endpoint, EndpointSlice, Pod, Service
 from .settings import SCHEMA_VERSION, Settings
 from .zone import RecordSets, Zone
 
@@ -218,14 +218,3 @@ def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Sett
             pod = cluster.get(*key)
             zone.replace(key, pod_records(pod, settings) if pod else {})  # type: ignore[arg-type]
     return zone.commit()
-
-
-def load_all(zone: Zone, cluster: Cluster, settings: Settings) -> None:
-    """Fill an empty zone from everything the cluster holds (start-up)."""
-    changes = Changes(
-        services={(ns, name) for (kind, ns, name) in cluster.objects if kind == "Service"},
-        namespaces={name for (kind, _, name) in cluster.objects if kind == "Namespace"} | set(cluster.implicit_namespaces),
-        pods={key for key in cluster.objects if key[0] == POD},
-    )
-    zone.replace(APEX_OWNER, apex_records(cluster.service(settings.dns_service), settings))
-    apply_changes(zone, cluster, changes, settings)

@@ -14,7 +14,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 import yaml
 
@@ -210,6 +210,3 @@ class ManifestSource:
         events += [Upsert(obj) for key, obj in merged.items() if self._merged.get(key) != obj]
         self._merged = merged
         return events
-
-    def objects(self) -> Iterator[KubeObject]:
-        return iter(self._merged.values())
