@@ -18,6 +18,7 @@ from pathlib import Path
 from dnslib import QTYPE, RR
 
 from . import __version__, explain
+from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .objects import KINDS
 from .labels import SelectorError, parse_selector
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
     _add_input_options(resolv_conf, kube=False)
     _add_zone_options(resolv_conf)
+    dev_cli.add_parser(commands)
     return parser
 
 
@@ -149,6 +151,10 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         help="PTR for every endpoint IP, not only those with a hostname (CoreDNS's behaviour)",
     )
     group.add_argument(
+        "--no-explain", action="store_true",
+        help="leave out the Extended DNS Error (RFC 8914) that says in words why a name did not resolve",
+    )
+    group.add_argument(
         "--ignore-empty-service", action="store_true",
         help="NXDOMAIN for a ClusterIP service with no ready endpoints (CoreDNS's ignore empty_service)",
     )
@@ -164,6 +170,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         endpoint_pod_names=args.endpoint_pod_names,
         ptr_all_endpoints=args.ptr_all_endpoints,
         ignore_empty_service=args.ignore_empty_service,
+        explain=not args.no_explain,
     )
 
 
@@ -171,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for errors in its usage
+    if args.command == "dev":
+        return dev_cli.run(args, command_parser)
     try:
         settings = settings_from(args)
     except ValueError as exc:
