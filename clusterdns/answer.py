@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import ipaddress
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
 from .records import dashed
 from .zone import Zone
+
+if TYPE_CHECKING:
+    from .hosts import Hosts
 
 CLASS_IN = 1
 CLASS_ANY = 255
@@ -23,8 +27,11 @@ MAX_CNAME_CHAIN = 8
 OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
 
 
-def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
-    """The response to ``query`` (already parsed; the header may ask for anything)."""
+def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
+    """The response to ``query`` (already parsed; the header may ask for anything).
+
+    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
+    """
     reply = DNSRecord(
         DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
         questions=list(query.questions),
@@ -44,6 +51,9 @@ def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
 
     question = query.questions[0]
     name = str(question.qname).lower()
+    if hosts is not None and question.qclass in (CLASS_IN, CLASS_ANY):
+        if hosts.answer(reply, name, question.qname, question.qtype):
+            return reply
     origin = zone.origin_for(name)
     if origin is None or question.qclass not in (CLASS_IN, CLASS_ANY):
         reply.header.rcode = RCODE.REFUSED
