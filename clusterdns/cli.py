@@ -155,6 +155,10 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         help="PTR for every endpoint IP, not only those with a hostname (CoreDNS's behaviour)",
     )
     group.add_argument(
+        "--no-explain", action="store_true",
+        help="leave out the Extended DNS Error (RFC 8914) that says in words why a name did not resolve",
+    )
+    group.add_argument(
         "--ignore-empty-service", action="store_true",
         help="NXDOMAIN for a ClusterIP service with no ready endpoints (CoreDNS's ignore empty_service)",
     )
@@ -170,6 +174,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         endpoint_pod_names=args.endpoint_pod_names,
         ptr_all_endpoints=args.ptr_all_endpoints,
         ignore_empty_service=args.ignore_empty_service,
+        explain=not args.no_explain,
     )
 
 
