@@ -18,6 +18,7 @@ from pathlib import Path
 from dnslib import QTYPE, RR
 
 from . import __version__, explain
+from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .objects import KINDS
 from .hosts import HostsSettings
@@ -119,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
     _add_input_options(resolv_conf, kube=False)
     _add_zone_options(resolv_conf)
+    dev_cli.add_parser(commands)
     return parser
 
 
@@ -182,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for errors in its usage
+    if args.command == "dev":
+        return dev_cli.run(args, command_parser)
     try:
         settings = settings_from(args)
     except ValueError as exc:
