@@ -21,6 +21,7 @@ from . import __version__, explain
 from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .objects import KINDS
+from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .server import parse_listen
 from .serving import ListenError, ServeOptions, Serving
@@ -65,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
         help="on SIGTERM, report /ready 503 but keep answering this long before exiting, so clients are moved "
         "away first (CoreDNS's health lameduck; deploy/ uses 5); a second signal exits at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--hosts", action="append", metavar="FILE",
+        help="answer A, AAAA and PTR from this /etc/hosts-style file before the cluster zone (TTL 3600, "
+        "reloaded when it changes; names it lacks fall through); repeatable",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
@@ -271,6 +277,9 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         if missing:
             parser.error(f"no such file or directory: {', '.join(missing)}")
     namespaces = frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()) if args.namespaces else None
+    for path in args.hosts or ():
+        if not Path(path).is_file():
+            parser.error(f"--hosts {path}: no such file")
     return ServeOptions(
         settings=settings,
         listen=listen,
@@ -285,6 +294,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
     )
 
 
