@@ -27,11 +27,55 @@ MAX_CNAME_CHAIN = 8
 OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
 
 
-def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
-    """The response to ``query`` (already parsed; the header may ask for anything).
+class Reader:
+    """The zone as one answer reads it: the same lookups, remembering every name and fact read.
 
-    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
+    The answer cache keeps an answer with these names and drops it when the
+    zone reports one of them changed.
     """
+
+    __slots__ = ("zone", "settings", "catalog", "complete", "names")
+
+    def __init__(self, zone: Zone):
+        self.zone = zone
+        self.settings = zone.settings
+        self.catalog = zone.catalog
+        self.complete = zone.complete
+        self.names: set[str] = set()
+
+    def records(self, name: str):
+        self.names.add(name)
+        return self.zone.records(name)
+
+    def exists(self, name: str) -> bool:
+        self.names.add(name)
+        return self.zone.exists(name)
+
+    def read(self, key: str) -> None:
+        self.names.add(key)
+
+    def origin_for(self, name: str) -> str | None:
+        return self.zone.origin_for(name)
+
+    @property
+    def serial(self) -> int:
+        return self.zone.serial
+
+
+def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> tuple[DNSRecord, frozenset[str]]:
+    """The response to ``query`` (already parsed; the header may ask for anything), and the names it read.
+
+    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order);
+    the question's name then counts as read, since a hosts reload may change the answer.
+    """
+    reader = Reader(zone)
+    reply = _answer(reader, query, hosts)
+    if hosts is not None and query.questions:
+        reader.names.add(str(query.questions[0].qname).lower())
+    return reply, frozenset(reader.names)
+
+
+def _answer(zone: Reader, query: DNSRecord, hosts: Hosts | None) -> DNSRecord:
     reply = DNSRecord(
         DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
         questions=list(query.questions),
@@ -63,7 +107,7 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
     return reply
 
 
-def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple[str, tuple[int, ...]]:
+def _answer_question(zone: Reader, reply: DNSRecord, question, name: str) -> tuple[str, tuple[int, ...]]:
     """Fill ``reply``; the last name looked up (a CNAME chain's end) and the types it has."""
     origin = zone.origin_for(name)
     if origin is None or question.qclass not in (CLASS_IN, CLASS_ANY):
@@ -84,7 +128,7 @@ def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple
     return final, types
 
 
-def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tuple[str, tuple[int, ...]]:
+def _resolve(zone: Reader, reply: DNSRecord, qname, name: str, qtype: int) -> tuple[str, tuple[int, ...]]:
     ttl = zone.settings.ttl
     owner = qname  # the first owner keeps the question's letter case
     sets = None
@@ -120,7 +164,7 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
     return name, ()
 
 
-def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
+def _add_glue(zone: Reader, reply: DNSRecord, sets, types: list[int]) -> None:
     """Addresses of SRV targets and name servers, so clients need no second query."""
     targets: list[str] = []
     if QTYPE.SRV in types:
@@ -138,7 +182,7 @@ def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
                 reply.add_ar(RR(target, t, ttl=ttl, rdata=rdata))
 
 
-def lookup(zone: Zone, name: str):
+def lookup(zone: Reader | Zone, name: str):
     """Record sets at ``name``, including pod names made up on the fly (``--pods insecure``)."""
     settings = zone.settings
     pod_suffix = "pod." + settings.zone
@@ -150,7 +194,7 @@ def lookup(zone: Zone, name: str):
     return zone.records(name)
 
 
-def _pod_lookup(zone: Zone, prefix: str):
+def _pod_lookup(zone: Reader | Zone, prefix: str):
     labels = prefix.split(".")
     settings = zone.settings
     # As CoreDNS: pod names exist only in namespaces that exist (<ns>.svc.<zone> does),
@@ -168,7 +212,7 @@ def _pod_lookup(zone: Zone, prefix: str):
     return {QTYPE.AAAA if ":" in ip else QTYPE.A: (rdata,)}
 
 
-def soa_record(zone: Zone, origin: str) -> RR:
+def soa_record(zone: Reader | Zone, origin: str) -> RR:
     return _soa(origin, zone.serial, zone.settings.ttl)
 
 

@@ -51,7 +51,7 @@ def walk(dns: ClusterDNS, name: str, conf: ResolvConf, qtype: int) -> tuple[list
         why = f"has {dots} dot(s), fewer than ndots:{conf.ndots}: each search domain first, as written last"
     lines = [f"search {' '.join(conf.search) or '(none)'}; options ndots:{conf.ndots}", f"{name!r} {why}"]
     for number, candidate in enumerate(candidates(name, conf), start=1):
-        reply = answer(dns.zone, DNSRecord.question(candidate, QTYPE[qtype]))
+        reply, _ = answer(dns.zone, DNSRecord.question(candidate, QTYPE[qtype]))
         rcode = RCODE[reply.header.rcode]
         data = ", ".join(f"{QTYPE[rr.rtype]} {rr.rdata}" for rr in reply.rr)
         if reply.header.rcode == RCODE.REFUSED:

@@ -78,16 +78,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr):
         started = time.perf_counter()
-        hits = self.responder.hits
         try:
-            response, qtype, rcode = self.responder.respond(data, udp=True)
+            response, qtype, rcode, hit = self.responder.respond(data, udp=True)
         except Exception:  # never let one packet take the listener down
             log.exception("internal error answering a UDP query from %s", addr)
             self.observe.panic()
             return
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), self.responder.hits > hits)
+        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), hit)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -147,9 +146,8 @@ class DnsServer:
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
                     return
                 started = time.perf_counter()
-                hits = self.responder.hits
                 try:
-                    response, qtype, rcode = self.responder.respond(data, udp=False)
+                    response, qtype, rcode, hit = self.responder.respond(data, udp=False)
                 except Exception:
                     log.exception("internal error answering a TCP query")
                     observe.panic()
@@ -158,7 +156,7 @@ class DnsServer:
                     return
                 writer.write(len(response).to_bytes(2, "big") + response)
                 await writer.drain()
-                observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
+                observe("tcp", family, qtype, rcode, started, len(data), len(response), hit)
         except ConnectionError:
             pass
         finally:

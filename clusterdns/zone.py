@@ -15,8 +15,9 @@ serial once per batch and tells listeners (the wire cache) which names
 changed, so they drop only the answers that read those names.  A query
 therefore never sees half an update.
 
-While :attr:`reads` is a set, every name a lookup touches is added to it: the
-wire cache uses that to know which answers depend on which names.
+Reading is plain lookups; an answer that needs to know which names it read
+(to be cached and dropped when one changes) reads through
+:class:`~clusterdns.answer.Reader`, which remembers them.
 """
 
 from __future__ import annotations
@@ -44,7 +45,6 @@ class Zone:
         self.record_count = 0  # kept up to date as names merge and withdraw
         self._dirty = False
         self._touched: set[str] = set()  # names whose answers may differ since the last commit
-        self.reads: set[str] | None = None  # when a set, names read by lookups are recorded here
         # Called with the names that changed, or None for "everything".
         self.listeners: list[Callable[[Iterable[str] | None], None]] = []
         # False until the sources have delivered a full first state: until then a
@@ -57,14 +57,13 @@ class Zone:
 
     def records(self, name: str) -> dict[int, tuple[RD, ...]] | None:
         """Record sets at ``name`` (lower case, absolute), or None if it owns none."""
-        if self.reads is not None:
-            self.reads.add(name)
         return self._records.get(name)
 
     def exists(self, name: str) -> bool:
-        if self.reads is not None:
-            self.reads.add(name)
-        return name in self._records or self._below.get(name, 0) > 0
+        return name in self._records or name in self._below
+
+    def read(self, key: str) -> None:
+        """A fact other than a name was read (see :class:`~clusterdns.answer.Reader`); the zone itself keeps no list."""
 
     def origin_for(self, name: str) -> str | None:
         """The zone we are authoritative for that holds ``name``, if any."""
