@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from .wire import Responder
 
+perf_counter = time.perf_counter
+
 log = logging.getLogger(__name__)
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit between queries (CoreDNS: 10 s)
@@ -40,53 +42,48 @@ def _udp_socket(host: str, port: int, family: int) -> socket.socket:
 
 
 class _Observer:
-    """Hands each query's outcome to the metrics, if any (kept off the hot path otherwise)."""
+    """Hands each query's outcome to the metrics, if any.
 
-    def __init__(self, metrics, zone_label: str):
+    ``record`` is the metrics' per-listener recorder with the transport and
+    family labels fixed (None without metrics): the UDP path calls it directly,
+    one call per query.
+    """
+
+    def __init__(self, metrics, zone_label: str, proto: str, family: str):
         self.metrics = metrics
-        self.zone_label = zone_label
+        self.record = metrics.query_observer(proto, family, zone_label) if metrics is not None else None
 
     def panic(self) -> None:
         if self.metrics is not None:
             self.metrics.count_panic()
 
-    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
-        if self.metrics is None:
-            return
-        self.metrics.observe_query(
-            proto=proto,
-            family=family,
-            qtype=qtype,
-            rcode=rcode,
-            duration_s=time.perf_counter() - started,
-            request_size=size_in,
-            response_size=size_out,
-            zone=self.zone_label,
-            cache_hit=hit,
-        )
+    def __call__(self, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
+        if self.record is not None:
+            self.record(qtype, rcode, hit, time.perf_counter() - started, size_in, size_out)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder, observe: _Observer, family: str):
-        self.responder = responder
+    def __init__(self, responder: Responder, observe: _Observer):
+        self.respond = responder.respond
         self.observe = observe
-        self.family = family
+        self.record = observe.record
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr):
-        started = time.perf_counter()
+        started = perf_counter()
         try:
-            response, qtype, rcode, hit = self.responder.respond(data, udp=True)
+            response, qtype, rcode, hit = self.respond(data, True)
         except Exception:  # never let one packet take the listener down
             log.exception("internal error answering a UDP query from %s", addr)
             self.observe.panic()
             return
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), hit)
+        if self.record is not None:
+            self.record(qtype, rcode, hit, perf_counter() - started, len(data), len(response) if response else 0)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -108,16 +105,17 @@ class DnsServer:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        observe = _Observer(self.metrics, self.zone_label)
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
+        udp_observe = _Observer(self.metrics, self.zone_label, "udp", fam)
+        tcp_observe = _Observer(self.metrics, self.zone_label, "tcp", fam)
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.responder, observe, fam), sock=_udp_socket(host, port, family)
+                lambda: _UdpProtocol(self.responder, udp_observe), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
                 server = await asyncio.start_server(
-                    lambda r, w: self._serve_tcp(r, w, observe, fam), host, bound_port, family=family, reuse_address=True
+                    lambda r, w: self._serve_tcp(r, w, tcp_observe), host, bound_port, family=family, reuse_address=True
                 )
             except OSError:
                 transport.close()
@@ -131,7 +129,7 @@ class DnsServer:
             return host, bound_port
         raise OSError("no free port")
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe, family: str):
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe: _Observer):
         task = asyncio.current_task()
         if len(self._connections) >= MAX_TCP_CONNECTIONS:
             writer.close()
@@ -156,7 +154,7 @@ class DnsServer:
                     return
                 writer.write(len(response).to_bytes(2, "big") + response)
                 await writer.drain()
-                observe("tcp", family, qtype, rcode, started, len(data), len(response), hit)
+                observe(qtype, rcode, started, len(data), len(response), hit)
         except ConnectionError:
             pass
         finally:
