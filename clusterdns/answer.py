@@ -11,11 +11,11 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
+from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, DNSHeader, DNSRecord
 
 from . import reasons
 from .records import dashed, pod_ip
-from .zone import Zone
+from .zone import Zone, to_rdata
 
 if TYPE_CHECKING:
     from .hosts import Hosts
@@ -146,15 +146,15 @@ def _resolve(zone: Reader, reply: DNSRecord, qname, name: str, qtype: int) -> tu
             return name, ()
         cname = sets.get(QTYPE.CNAME)
         if cname and qtype not in (QTYPE.CNAME, QTYPE.ANY):
-            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=cname[0]))
-            name = str(cname[0].label).lower()
+            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=to_rdata(QTYPE.CNAME, cname[0])))
+            name = cname[0].lower()
             owner = name
             continue
         wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
         for t in wanted:
-            for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+            for value in sets.get(t, ()):
+                reply.add_answer(RR(owner, t, ttl=ttl, rdata=to_rdata(t, value)))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA
@@ -168,9 +168,9 @@ def _add_glue(zone: Reader, reply: DNSRecord, sets, types: list[int]) -> None:
     """Addresses of SRV targets and name servers, so clients need no second query."""
     targets: list[str] = []
     if QTYPE.SRV in types:
-        targets += [str(rd.target).lower() for rd in sets.get(QTYPE.SRV, ())]
+        targets += [srv[3].lower() for srv in sets.get(QTYPE.SRV, ())]
     if QTYPE.NS in types:
-        targets += [str(rd.label).lower() for rd in sets.get(QTYPE.NS, ())]
+        targets += [ns.lower() for ns in sets.get(QTYPE.NS, ())]
     ttl = zone.settings.ttl
     answered = {(str(rr.rname).lower(), rr.rtype) for rr in reply.rr}
     for target in dict.fromkeys(targets):
@@ -178,8 +178,8 @@ def _add_glue(zone: Reader, reply: DNSRecord, sets, types: list[int]) -> None:
         for t in (QTYPE.A, QTYPE.AAAA):
             if (target, t) in answered:
                 continue  # already in the answer section (an ANY query)
-            for rdata in found.get(t, ()):
-                reply.add_ar(RR(target, t, ttl=ttl, rdata=rdata))
+            for value in found.get(t, ()):
+                reply.add_ar(RR(target, t, ttl=ttl, rdata=to_rdata(t, value)))
 
 
 def lookup(zone: Reader | Zone, name: str):
@@ -208,8 +208,7 @@ def _pod_lookup(zone: Reader | Zone, prefix: str):
         return None
     if settings.pods == "verified":
         return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
-    rdata = AAAA(ip) if ":" in ip else A(ip)
-    return {QTYPE.AAAA if ":" in ip else QTYPE.A: (rdata,)}
+    return {QTYPE.AAAA if ":" in ip else QTYPE.A: (ip,)}
 
 
 def soa_record(zone: Reader | Zone, origin: str) -> RR:

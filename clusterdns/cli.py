@@ -27,6 +27,7 @@ from .server import parse_listen
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
+from .zone import to_rdata
 from .sources.manifests import manifest_files
 
 log = logging.getLogger("clusterdns")
@@ -244,7 +245,7 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
     lines = []
     for name in dns.zone.names():
         for qtype, rds in dns.zone.records(name).items():
-            lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=rd).toZone() for rd in rds]
+            lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=to_rdata(qtype, rd)).toZone() for rd in rds]
     return lines
 
 

@@ -26,12 +26,30 @@ import time
 from collections import Counter
 from typing import Callable, Hashable, Iterable
 
-from dnslib import RD
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RD, SRV, TXT, A
 
 from .settings import Settings
 
-RecordSets = dict[str, dict[int, tuple[RD, ...]]]  # owner name → qtype → rdata
+# A record's data is a plain value, not a dnslib object (a tenth of the memory):
+# an address or a name as a str, an SRV as (priority, weight, port, target).
+Value = Hashable
+RecordSets = dict[str, dict[int, tuple[Value, ...]]]  # owner name → qtype → values
 Owner = Hashable
+
+_RDATA = {
+    QTYPE.A: A,
+    QTYPE.AAAA: AAAA,
+    QTYPE.PTR: PTR,
+    QTYPE.CNAME: CNAME,
+    QTYPE.NS: NS,
+    QTYPE.TXT: TXT,
+    QTYPE.SRV: lambda v: SRV(priority=v[0], weight=v[1], port=v[2], target=v[3]),
+}
+
+
+def to_rdata(qtype: int, value: Value) -> RD:
+    """The dnslib record data for a stored value (built when an answer is encoded, then cached as bytes)."""
+    return value if isinstance(value, RD) else _RDATA[qtype](value)
 
 
 class Zone:
@@ -39,8 +57,8 @@ class Zone:
         self.settings = settings
         self.serial = int(time.time())
         self._by_owner: dict[Owner, RecordSets] = {}
-        self._contributions: dict[str, dict[Owner, dict[int, tuple[RD, ...]]]] = {}
-        self._records: dict[str, dict[int, tuple[RD, ...]]] = {}  # merged view, read by queries
+        self._contributions: dict[str, dict[Owner, dict[int, tuple[Value, ...]]]] = {}
+        self._records: dict[str, dict[int, tuple[Value, ...]]] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
         self._dirty = False
@@ -55,7 +73,7 @@ class Zone:
 
     # ------------------------------------------------------------------ reading
 
-    def records(self, name: str) -> dict[int, tuple[RD, ...]] | None:
+    def records(self, name: str) -> dict[int, tuple[Value, ...]] | None:
         """Record sets at ``name`` (lower case, absolute), or None if it owns none."""
         return self._records.get(name)
 
@@ -119,7 +137,7 @@ class Zone:
             listener(changed)
         return True
 
-    def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[RD, ...]]) -> None:
+    def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[Value, ...]]) -> None:
         by_owner = self._contributions.get(name)
         if by_owner is None:
             by_owner = self._contributions[name] = {}
@@ -137,7 +155,7 @@ class Zone:
             self._set_records(name, None)
             self._count_ancestors(name, -1)
 
-    def _set_records(self, name: str, sets: dict[int, tuple[RD, ...]] | None) -> None:
+    def _set_records(self, name: str, sets: dict[int, tuple[Value, ...]] | None) -> None:
         self._touched.add(name)
         old = self._records.pop(name, None)
         if old:
@@ -151,7 +169,7 @@ class Zone:
         if len(by_owner) == 1:
             self._set_records(name, next(iter(by_owner.values())))
             return
-        merged: dict[int, list[RD]] = {}
+        merged: dict[int, list[Value]] = {}
         for owner in sorted(by_owner, key=repr):  # stable order across updates
             for qtype, rds in by_owner[owner].items():
                 bucket = merged.setdefault(qtype, [])
