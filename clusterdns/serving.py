@@ -12,6 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from . import heap
 from .app import ClusterDNS
 from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
@@ -105,6 +106,7 @@ class Serving:
         self.dns = ClusterDNS.for_manifests(self.options.settings)
         self.manifests = ManifestSource(self.options.manifests, self.dns.sink, on_error=self._manifest_error)
         self.manifests.load()
+        heap.release()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
             "loaded %s in %.2fs: %s; %d names, %d records%s",
@@ -147,6 +149,7 @@ class Serving:
                 waiting = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
                 log.info("syncing with the API: %s so far; waiting for %s", self._object_summary() or "nothing", waiting)
         if self.dns.synced:
+            heap.release()
             log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
         else:
             missing = sorted(set(kinds) - self.dns.cluster.synced)

@@ -57,7 +57,8 @@ class Zone:
         self.settings = settings
         self.serial = int(time.time())
         self._by_owner: dict[Owner, RecordSets] = {}
-        self._contributions: dict[str, dict[Owner, dict[int, tuple[Value, ...]]]] = {}
+        # name → its owner, or {owner: its sets there} when several owners share the name
+        self._contributions: dict[str, Owner | dict[Owner, dict[int, tuple[Value, ...]]]] = {}
         self._records: dict[str, dict[int, tuple[Value, ...]]] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
@@ -138,22 +139,32 @@ class Zone:
         return True
 
     def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[Value, ...]]) -> None:
-        by_owner = self._contributions.get(name)
-        if by_owner is None:
-            by_owner = self._contributions[name] = {}
-            self._count_ancestors(name, +1)
-        by_owner[owner] = sets
-        self._merge(name)
+        current = self._contributions.get(name)
+        if current is None or (not isinstance(current, dict) and current == owner):
+            if current is None:
+                self._count_ancestors(name, +1)
+            self._contributions[name] = owner  # one owner (almost every name): no dict of owners
+            self._set_records(name, sets)
+            return
+        if not isinstance(current, dict):
+            current = self._contributions[name] = {current: self._by_owner[current][name]}
+        current[owner] = sets
+        self._merge(name, current)
 
     def _withdraw(self, owner: Owner, name: str) -> None:
-        by_owner = self._contributions[name]
-        del by_owner[owner]
-        if by_owner:
-            self._merge(name)
-        else:
+        current = self._contributions[name]
+        if not isinstance(current, dict):
             del self._contributions[name]
             self._set_records(name, None)
             self._count_ancestors(name, -1)
+            return
+        del current[owner]
+        if len(current) == 1:
+            (last,) = current
+            self._contributions[name] = last
+            self._set_records(name, current[last])
+        else:
+            self._merge(name, current)
 
     def _set_records(self, name: str, sets: dict[int, tuple[Value, ...]] | None) -> None:
         self._touched.add(name)
@@ -164,11 +175,7 @@ class Zone:
             self._records[name] = sets
             self.record_count += sum(map(len, sets.values()))
 
-    def _merge(self, name: str) -> None:
-        by_owner = self._contributions[name]
-        if len(by_owner) == 1:
-            self._set_records(name, next(iter(by_owner.values())))
-            return
+    def _merge(self, name: str, by_owner: dict[Owner, dict[int, tuple[Value, ...]]]) -> None:
         merged: dict[int, list[Value]] = {}
         for owner in sorted(by_owner, key=repr):  # stable order across updates
             for qtype, rds in by_owner[owner].items():

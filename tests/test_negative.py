@@ -146,3 +146,21 @@ def test_answer_returns_the_names_it_read():
     assert "web-0.hs.default.svc.cluster.local." in names  # the SRV target, read for its glue
     _, names = answer(DNS.zone, DNSRecord.question("nope.default.svc.cluster.local", "A"))
     assert "nope.default.svc.cluster.local." in names
+
+
+def test_a_name_two_owners_share_merges_and_splits_again():
+    from clusterdns.zone import Zone
+
+    zone = Zone(Settings())
+    ptr = "1.0.1.10.in-addr.arpa."
+    zone.replace("a", {ptr: {12: ("a.default.svc.cluster.local.",)}, "a.x.cluster.local.": {1: ("10.1.0.1",)}})
+    zone.replace("b", {ptr: {12: ("b.default.svc.cluster.local.",)}})
+    assert zone.records(ptr) == {12: ("a.default.svc.cluster.local.", "b.default.svc.cluster.local.")}
+    zone.replace("a", {"a.x.cluster.local.": {1: ("10.1.0.1",)}})
+    assert zone.records(ptr) == {12: ("b.default.svc.cluster.local.",)}
+    zone.replace("a", {ptr: {12: ("a2.default.svc.cluster.local.",)}})
+    assert zone.records(ptr) == {12: ("a2.default.svc.cluster.local.", "b.default.svc.cluster.local.")}
+    assert zone.records("a.x.cluster.local.") is None and not zone.exists("x.cluster.local.")
+    zone.replace("b", {})
+    zone.replace("a", {})
+    assert zone.records(ptr) is None and not zone.exists("0.1.10.in-addr.arpa.") and zone.record_count == 0
