@@ -72,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer A, AAAA and PTR from this /etc/hosts-style file before the cluster zone (TTL 3600, "
         "reloaded when it changes; names it lacks fall through); repeatable",
     )
+    serve.add_argument(
+        "--loadbalance", action=argparse.BooleanOptionalAction, default=True,
+        help="rotate the order of A and AAAA records between responses, so clients of a headless service "
+        "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
+    )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
     kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
@@ -295,6 +300,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
+        loadbalance=args.loadbalance,
     )
 
 

@@ -50,6 +50,7 @@ class ServeOptions:
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
+    loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
 
 
 class Serving:
@@ -80,6 +81,7 @@ class Serving:
             self._start_manifests()
         else:
             await self._start_kube()
+        self.dns.responder.loadbalance = options.loadbalance
         if options.hosts is not None:
             self.hosts = Hosts(options.hosts)
             self.dns.responder.use_hosts(self.hosts)
