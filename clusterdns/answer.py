@@ -14,6 +14,7 @@ from functools import lru_cache
 from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
 from .records import dashed
+from .settings import DNS_VERSION_TTL
 from .zone import Zone
 
 CLASS_IN = 1
@@ -86,9 +87,11 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None
             continue
         wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
+        # dns-version carries the spec's TTL; every other name the zone's.
+        name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
         for t in wanted:
             for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=rdata))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA
