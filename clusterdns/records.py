@@ -30,6 +30,18 @@ def dashed(ip: str) -> str:
     return ip.replace(".", "-").replace(":", "-")
 
 
+def pod_ip(label: str) -> str | None:
+    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1`` (the inverse of :func:`dashed`); None if not an address."""
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def address_record(ip: str) -> tuple[int, str]:
     return (QTYPE.AAAA, ip) if ":" in ip else (QTYPE.A, ip)
 
@@ -87,7 +99,7 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     if service.headless:
         _headless_records(service, name, slices, settings, out)
         return out.done()
-    ready = _ready_endpoints(slices)
+    ready = ready_endpoints(slices)
     for ip in service.cluster_ips:
         out.add(reverse_name(ip), QTYPE.PTR, name)
     if settings.ignore_empty_service and not ready:
@@ -103,7 +115,7 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
 def _headless_records(
     service: Service, name: str, slices: list[EndpointSlice], settings: Settings, out: _Sets
 ) -> None:
-    ready = _ready_endpoints(slices)
+    ready = ready_endpoints(slices)
     if not ready:
         return  # a headless service without ready endpoints does not exist (spec 2.4.1)
     srv = []
@@ -123,7 +135,7 @@ def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[
     """
     named = []
     for endpoint, slice_ in ready:
-        endpoint_name = f"{_endpoint_label(endpoint, settings)}.{name}"
+        endpoint_name = f"{endpoint_label(endpoint, settings)}.{name}"
         for ip in endpoint.addresses:
             out.add(endpoint_name, *address_record(ip))
             if endpoint.hostname or not settings.ptr_hostnamed_only:
@@ -132,7 +144,7 @@ def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[
     return named
 
 
-def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:
+def ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:
     """Ready IP endpoints, each address once even when slices overlap."""
     seen: set[str] = set()
     ready = []
@@ -149,7 +161,7 @@ def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, Endpoi
     return ready
 
 
-def _endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
+def endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
     """An endpoint's name under its service: hostname, else pod name (option), else dashed IP."""
     if endpoint.hostname:
         return endpoint.hostname
@@ -213,12 +225,17 @@ def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Sett
     """Recompute the owners ``changes`` names and commit; True if DNS data changed."""
     for ref in changes.services:
         service = cluster.service(ref) if cluster.visible(ref[0]) else None
-        records = service_records(service, cluster.endpoint_slices(ref), settings) if service else {}
-        zone.replace(("svc", *ref), records)
+        slices = cluster.endpoint_slices(ref) if service else []
+        zone.replace(("svc", *ref), service_records(service, slices, settings) if service else {})
+        if zone.catalog is not None:
+            zone.catalog.service_changed(ref, service, slices)
         if ref == settings.dns_service:
             zone.replace(APEX_OWNER, apex_records(service, settings))
     for namespace in changes.namespaces:
-        zone.replace(("ns", namespace), namespace_records(namespace, cluster.namespace_exists(namespace), settings))
+        exists = cluster.namespace_exists(namespace)
+        zone.replace(("ns", namespace), namespace_records(namespace, exists, settings))
+        if zone.catalog is not None:
+            zone.catalog.namespace_changed(namespace, exists)
     if settings.pods == "verified":
         for key in changes.pods:
             pod = cluster.get(*key)
