@@ -15,6 +15,7 @@ from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, A, AAAA, DN
 
 from . import reasons
 from .records import dashed, pod_ip
+from .settings import DNS_VERSION_TTL
 from .zone import Zone
 
 if TYPE_CHECKING:
@@ -108,9 +109,11 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
             continue
         wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
+        # dns-version carries the spec's TTL; every other name the zone's.
+        name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
         for t in wanted:
             for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=rdata))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA

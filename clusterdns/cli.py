@@ -158,8 +158,8 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         help="name endpoints without a hostname by their pod name instead of their dashed IP",
     )
     group.add_argument(
-        "--ptr-all-endpoints", action="store_true",
-        help="PTR for every endpoint IP, not only those with a hostname (CoreDNS's behaviour)",
+        "--ptr-hostnamed-only", action="store_true",
+        help="PTR only for endpoints with a hostname, as the spec says (default: every ready endpoint, as CoreDNS)",
     )
     group.add_argument(
         "--no-explain", action="store_true",
@@ -179,7 +179,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ttl=args.ttl,
         pods=args.pods,
         endpoint_pod_names=args.endpoint_pod_names,
-        ptr_all_endpoints=args.ptr_all_endpoints,
+        ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
         explain=not args.no_explain,
     )
