@@ -9,12 +9,17 @@ and the zone's SOA in the authority section of both, whose TTL caches the miss.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
 from . import reasons
 from .records import dashed, pod_ip
+from .settings import DNS_VERSION_TTL
 from .zone import Zone
+
+if TYPE_CHECKING:
+    from .hosts import Hosts
 
 CLASS_IN = 1
 CLASS_ANY = 255
@@ -23,8 +28,11 @@ MAX_CNAME_CHAIN = 8
 OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
 
 
-def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
-    """The response to ``query`` (already parsed; the header may ask for anything)."""
+def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
+    """The response to ``query`` (already parsed; the header may ask for anything).
+
+    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
+    """
     reply = DNSRecord(
         DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
         questions=list(query.questions),
@@ -44,6 +52,9 @@ def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
 
     question = query.questions[0]
     name = str(question.qname).lower()
+    if hosts is not None and question.qclass in (CLASS_IN, CLASS_ANY):
+        if hosts.answer(reply, name, question.qname, question.qtype):
+            return reply
     final, types = _answer_question(zone, reply, question, name)
     if opts and zone.settings.explain and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
         # Why, in words (RFC 8914): computed once here, then cached with the encoded answer.
@@ -98,9 +109,11 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
             continue
         wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
+        # dns-version carries the spec's TTL; every other name the zone's.
+        name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
         for t in wanted:
             for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=rdata))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA
