@@ -25,6 +25,7 @@ from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .server import parse_listen
+from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
@@ -62,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--http", default="127.0.0.1:8080", metavar="HOST:PORT",
         help="address for /health, /ready and /metrics; '' turns it off (default %(default)s)",
+    )
+    serve.add_argument(
+        "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
+        help="clients allowed to AXFR/IXFR the served zones over TCP; '' allows none (default: loopback only)",
+    )
+    serve.add_argument(
+        "--http-debug-from", default="", metavar="CIDR[,CIDR]",
+        help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
     serve.add_argument(
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
@@ -326,6 +335,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
     try:
         listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
         http = parse_listen(args.http, "--http") if args.http else None
+        transfer_to = parse_networks(args.transfer_to, "--transfer-to")
+        debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
     for flag, text in (("--labels", args.labels), ("--namespace-labels", args.namespace_labels)):
@@ -367,6 +378,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         lameduck=args.lameduck,
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
+        transfer_to=transfer_to,
+        http_debug_from=debug_from,
     )
 
 

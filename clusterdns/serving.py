@@ -12,12 +12,14 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .server import DnsServer
+from .zoneview import zone_json
 from .settings import Settings
 from .sources.manifests import ManifestSource
 
@@ -49,6 +51,8 @@ class ServeOptions:
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    transfer_to: tuple | None = None  # networks allowed AXFR over TCP; None: loopback only
+    http_debug_from: tuple = ()  # networks besides loopback allowed GET /zone
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
     loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
 
@@ -87,13 +91,19 @@ class Serving:
             self.dns.responder.use_hosts(self.hosts)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         self.dns_server = DnsServer(self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone)
+        if options.transfer_to is not None:
+            self.dns_server.transfer_to = options.transfer_to
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
                 await self.dns_server.listen(host, port)
             if options.http is not None:
                 what, (host, port) = "HTTP", options.http
-                self.http = await start_http(host, port, self.metrics, self.readiness)
+                self.http = await start_http(
+                    host, port, self.metrics, self.readiness,
+                    zone_view=self.zone_view,
+                    zone_clients=parse_networks(",".join(LOOPBACK), "loopback") + tuple(options.http_debug_from),
+                )
                 log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
         except OSError as exc:
             await self.close()
@@ -216,6 +226,10 @@ class Serving:
             if down_for > self.options.ready_grace:
                 return False, f"Kubernetes API unreachable for {down_for:.0f}s (grace {self.options.ready_grace:g}s)"
         return True, ""
+
+    def zone_view(self) -> dict:
+        """What GET /zone shows: the zone as DNS sees it (see zoneview.py)."""
+        return zone_json(self.dns)
 
     def _api_down(self) -> bool:
         if self._api_down_since is None:
