@@ -10,7 +10,7 @@ from .cluster import Changes, Cluster
 from .events import Event
 from .records import APEX_OWNER, apex_records, apply_changes
 from .settings import Settings
-from .sources.manifests import ManifestSource
+from .sources.manifests import DEFAULT_MAX_BYTES, ManifestSource
 from .wire import Responder
 from .zone import Zone
 
@@ -65,9 +65,11 @@ class ClusterDNS:
         return cls(settings, derive_endpoints=True, implicit_namespaces=BUILTIN_NAMESPACES)
 
 
-def load_manifests(paths: Sequence[str | Path], settings: Settings) -> tuple[ClusterDNS, ManifestSource]:
+def load_manifests(
+    paths: Sequence[str | Path], settings: Settings, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[ClusterDNS, ManifestSource]:
     """A ClusterDNS holding what ``paths`` say (errors are in ``source.errors``)."""
     dns = ClusterDNS.for_manifests(settings)
-    source = ManifestSource(paths, dns.sink)
+    source = ManifestSource(paths, dns.sink, max_bytes=max_bytes)
     source.load()
     return dns, source

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_NOT_FOUND, EXIT_USAGE = 0, 1, 2
 
 
 def run(args: argparse.Namespace, paths: list[str], settings: Settings) -> int:
-    dns, _ = load_manifests(paths, settings)
+    dns, _ = load_manifests(paths, settings, args.max_manifest_bytes)
     conf = _pod_conf(dns, args.namespace, settings)
     if args.command == "resolv-conf":
         sys.stdout.write(conf.render())
