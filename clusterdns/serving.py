@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from .app import ClusterDNS
+from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
@@ -23,6 +24,8 @@ from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+# Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
+STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
 
 class ListenError(Exception):
@@ -48,6 +51,7 @@ class ServeOptions:
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
     manifest_settle: float = DEFAULT_SETTLE  # a changed file is applied once unchanged this long
+    hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
 
 
 class Serving:
@@ -57,6 +61,7 @@ class Serving:
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
         self.kube = None  # KubeSource when serving a live cluster
+        self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
@@ -77,6 +82,10 @@ class Serving:
             self._start_manifests()
         else:
             await self._start_kube()
+        if options.hosts is not None:
+            self.hosts = Hosts(options.hosts)
+            self.dns.responder.use_hosts(self.hosts)
+            self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         self.dns_server = DnsServer(self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone)
         what, host, port = "DNS", "", 0
         try:
@@ -251,7 +260,7 @@ class Serving:
         if self.kube is not None:
             await asyncio.to_thread(self.kube.stop)
         for task in self._tasks:
-            if task.get_name() != "clusterdns-manifest-watch":
+            if task.get_name() not in STOPPED_BY_EVENT:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

@@ -95,6 +95,7 @@ class Responder:
 
     def __init__(self, zone: Zone, cache_size: int = 100_000):
         self.zone = zone
+        self.hosts = None  # hosts entries answered before the zone (see use_hosts)
         self.cache_size = cache_size
         self.replies: dict[tuple[bool, bytes], tuple[bytes, int]] = {}  # exact repeats
         self.cache: LRUCache[bytes, tuple[bytes, frozenset[str]]] = LRUCache(maxsize=cache_size)  # by question
@@ -104,6 +105,16 @@ class Responder:
         self.hits = 0
         self.misses = 0
         zone.listeners.append(self.forget)
+
+    def use_hosts(self, hosts) -> None:
+        """Answer ``hosts`` (a :class:`~clusterdns.hosts.Hosts`) entries before the zone's names."""
+        self.hosts = hosts
+        hosts.listeners.append(self.forget)
+        self.clear()
+
+    def serves(self, name: str) -> bool:
+        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those."""
+        return (self.hosts is not None and self.hosts.serves(name)) or self.zone.origin_for(name) is not None
 
     def clear(self) -> None:
         self.replies.clear()
@@ -170,11 +181,13 @@ class Responder:
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
-        self.zone.reads = set()
+        self.zone.reads = reads = set()
+        if self.hosts is not None and query.questions:
+            reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
         try:
-            reply = answer(self.zone, query)
+            reply = answer(self.zone, query, self.hosts)
         finally:
-            names, self.zone.reads = frozenset(self.zone.reads), None
+            names, self.zone.reads = frozenset(reads), None
         full = bytes(reply.pack())
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
