@@ -94,6 +94,23 @@ async def test_removed_directory_keeps_serving_reports_not_ready_and_is_picked_u
     assert await addresses(serving, NAME) == ["10.96.0.8"]
 
 
+async def test_directory_recreated_at_once_is_watched_again(tmp_path, serve):
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "web.yaml").write_text(web("10.96.0.5"))
+    serving = await serve(zones)
+    source = serving.manifests
+    for ip in ("10.96.0.6", "10.96.0.7"):  # `rm -r zones && mkdir zones && ...`: often the same inode number
+        shutil.rmtree(zones)
+        zones.mkdir()
+        (zones / "web.yaml").write_text(web(ip))
+        await source.wait_until(lambda ip=ip: serving.dns.cluster.get("Service", "default", "web").cluster_ips == (ip,))
+    (zones / "web.yaml").write_text(web("10.96.0.8"))  # an edit after that is still seen
+    await source.wait_until(lambda: serving.dns.cluster.get("Service", "default", "web").cluster_ips == ("10.96.0.8",))
+    assert await addresses(serving, NAME) == ["10.96.0.8"]
+    assert not source.missing
+
+
 async def test_symlink_swapped_or_dangling(tmp_path, serve):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()

@@ -303,8 +303,12 @@ class ManifestSource:
             try:
                 await asyncio.sleep(0)  # the follower's first step sets up the OS watch
                 await self.refresh(stop=stop)  # then catch up with what changed while nothing was watching
+                missing = set(self.missing)
+                # Start again when a named path now leads elsewhere, or went or came back (seen by the
+                # follower's events: a directory recreated at once can reuse its inode number).
                 while not await _stopped(stop, ROOT_CHECK_INTERVAL):
-                    if self._identity() != identity or (follower is not None and follower.done()):
+                    if (self._identity() != identity or set(self.missing) != missing
+                            or (follower is not None and follower.done())):
                         break
             finally:
                 restart.set()
@@ -313,9 +317,12 @@ class ManifestSource:
 
     async def _follow(self, awatch, targets: list[Path], restart: asyncio.Event, stop: asyncio.Event,
                       debounce_ms: int) -> None:
+        watched = {str(t) for t in targets}
         try:
-            async for _ in awatch(*targets, stop_event=restart, debounce=debounce_ms, step=50):
+            async for changes in awatch(*targets, stop_event=restart, debounce=debounce_ms, step=50):
                 await self.refresh(stop=stop)
+                if any(path in watched for _, path in changes):
+                    return  # a watched directory itself went (or was replaced): its OS watch is dead
         except Exception as exc:  # noqa: BLE001 (a watched directory removed under the watcher: rewatch)
             log.debug("watch of %s ended: %s", ", ".join(map(display, targets)), exc)
 
