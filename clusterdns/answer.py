@@ -20,7 +20,8 @@ CLASS_IN = 1
 CLASS_ANY = 255
 BADVERS = 16
 MAX_CNAME_CHAIN = 8
-OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
+# ANY gets one RRset (RFC 8482 4.1): the addresses if there are any, else the first of these.
+ANY_PREFERENCE = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR, QTYPE.SOA, QTYPE.NS)
 
 
 def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
@@ -31,7 +32,7 @@ def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
     if opts:
-        _add_opt(reply, opts[0])
+        _add_opt(reply, opts[0], zone.settings.max_udp_size)
     if query.header.opcode != OPCODE.QUERY:
         reply.header.rcode = RCODE.NOTIMP
         return reply
@@ -84,7 +85,7 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None
             name = str(cname[0].label).lower()
             owner = name
             continue
-        wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
+        wanted = _any_choice(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
         for t in wanted:
             for rdata in sets.get(t, ()):
@@ -95,6 +96,14 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None
             return
         _add_glue(zone, reply, sets, wanted)
         return
+
+
+def _any_choice(sets) -> list[int]:
+    """The one RRset an ANY query gets (none at a name without records: NODATA)."""
+    for t in ANY_PREFERENCE:
+        if sets.get(t):
+            return [t]
+    return [t for t in sets if sets[t]][:1]
 
 
 def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
@@ -173,9 +182,9 @@ def _edns_version(opt: RR) -> int:
     return (opt.ttl >> 16) & 0xFF
 
 
-def _add_opt(reply: DNSRecord, opt: RR) -> None:
+def _add_opt(reply: DNSRecord, opt: RR, payload: int) -> None:
     do = bool(opt.ttl & 0x8000)
-    reply.add_ar(EDNS0(udp_len=OUR_UDP_PAYLOAD, flags="do" if do else ""))
+    reply.add_ar(EDNS0(udp_len=payload, flags="do" if do else ""))
 
 
 def _set_rcode(reply: DNSRecord, rcode: int) -> None:
