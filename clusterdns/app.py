@@ -8,6 +8,7 @@ from typing import Sequence
 
 from .cluster import Changes, Cluster
 from .events import Event
+from .reasons import Catalog
 from .records import APEX_OWNER, apex_records, apply_changes
 from .settings import Settings
 from .sources.manifests import ManifestSource
@@ -39,6 +40,8 @@ class ClusterDNS:
             require_namespace=require_namespace,
         )
         self.zone = Zone(settings)
+        if settings.explain:
+            self.zone.catalog = Catalog(self.zone)
         self.responder = Responder(self.zone)
         self.zone.replace(APEX_OWNER, apex_records(None, settings))
         apply_changes(self.zone, self.cluster, Changes(namespaces=set(implicit_namespaces)), settings)

@@ -18,8 +18,10 @@ from pathlib import Path
 from dnslib import QTYPE, RR
 
 from . import __version__, explain
+from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .objects import KINDS
+from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .server import TcpLimits, parse_listen
 from .serving import ListenError, ServeOptions, Serving
@@ -68,6 +70,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
         help="on SIGTERM, report /ready 503 but keep answering this long before exiting, so clients are moved "
         "away first (CoreDNS's health lameduck; deploy/ uses 5); a second signal exits at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--hosts", action="append", metavar="FILE",
+        help="answer A, AAAA and PTR from this /etc/hosts-style file before the cluster zone (TTL 3600, "
+        "reloaded when it changes; names it lacks fall through); repeatable",
+    )
+    serve.add_argument(
+        "--loadbalance", action=argparse.BooleanOptionalAction, default=True,
+        help="rotate the order of A and AAAA records between responses, so clients of a headless service "
+        "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     abuse = serve.add_argument_group("abuse limits")
@@ -136,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
     _add_input_options(resolv_conf, kube=False)
     _add_zone_options(resolv_conf)
+    dev_cli.add_parser(commands)
     return parser
 
 
@@ -168,8 +181,12 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         help="name endpoints without a hostname by their pod name instead of their dashed IP",
     )
     group.add_argument(
-        "--ptr-all-endpoints", action="store_true",
-        help="PTR for every endpoint IP, not only those with a hostname (CoreDNS's behaviour)",
+        "--ptr-hostnamed-only", action="store_true",
+        help="PTR only for endpoints with a hostname, as the spec says (default: every ready endpoint, as CoreDNS)",
+    )
+    group.add_argument(
+        "--no-explain", action="store_true",
+        help="leave out the Extended DNS Error (RFC 8914) that says in words why a name did not resolve",
     )
     group.add_argument(
         "--ignore-empty-service", action="store_true",
@@ -190,8 +207,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ttl=args.ttl,
         pods=args.pods,
         endpoint_pod_names=args.endpoint_pod_names,
-        ptr_all_endpoints=args.ptr_all_endpoints,
+        ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
+        explain=not args.no_explain,
         **extra,
     )
 
@@ -200,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for errors in its usage
+    if args.command == "dev":
+        return dev_cli.run(args, command_parser)
     try:
         settings = settings_from(args)
     except ValueError as exc:
@@ -296,6 +316,9 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         if missing:
             parser.error(f"no such file or directory: {', '.join(missing)}")
     namespaces = frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()) if args.namespaces else None
+    for path in args.hosts or ():
+        if not Path(path).is_file():
+            parser.error(f"--hosts {path}: no such file")
     return ServeOptions(
         settings=settings,
         listen=listen,
@@ -313,6 +336,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         http_required=args.http is not None,
         drop_low_source_ports=args.drop_low_source_ports,
         tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
+        hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
+        loadbalance=args.loadbalance,
     )
 
 

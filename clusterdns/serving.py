@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from .app import ClusterDNS
+from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
@@ -25,6 +26,8 @@ from .sources.manifests import ManifestSource
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+# Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
+STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
 
 class ListenError(Exception):
@@ -51,6 +54,8 @@ class ServeOptions:
     http_required: bool = True  # False: the default address, and DNS is served even if it cannot be bound
     drop_low_source_ports: bool = False
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
+    hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
+    loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
 
 
 class Serving:
@@ -60,6 +65,7 @@ class Serving:
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
         self.kube = None  # KubeSource when serving a live cluster
+        self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
@@ -80,6 +86,11 @@ class Serving:
             self._start_manifests()
         else:
             await self._start_kube()
+        self.dns.responder.loadbalance = options.loadbalance
+        if options.hosts is not None:
+            self.hosts = Hosts(options.hosts)
+            self.dns.responder.use_hosts(self.hosts)
+            self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         self.dns_server = DnsServer(
             self.dns.responder,
             metrics=self.metrics,
@@ -265,7 +276,7 @@ class Serving:
         if self.kube is not None:
             await asyncio.to_thread(self.kube.stop)
         for task in self._tasks:
-            if task.get_name() != "clusterdns-manifest-watch":
+            if task.get_name() not in STOPPED_BY_EVENT:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
