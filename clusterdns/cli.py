@@ -24,17 +24,20 @@ from .objects import DNS_POLICIES, KINDS
 from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
-from .server import parse_listen
+from .server import TcpLimits, parse_listen
 from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
-from .sources.manifests import manifest_files
+from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
+from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_BIND = 0, 1, 2, 3
 DEFAULT_MANIFESTS = "zones"
+DEFAULT_LISTEN = "127.0.0.1:5353"
+DEFAULT_HTTP = "127.0.0.1:8080"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to answer on, UDP and TCP; repeatable; [::1]:53 for IPv6 (default 127.0.0.1:5353)",
     )
     serve.add_argument(
-        "--http", default="127.0.0.1:8080", metavar="HOST:PORT",
-        help="address for /health, /ready and /metrics; '' turns it off (default %(default)s)",
+        "--http", metavar="HOST:PORT",
+        help=f"address for /health, /ready and /metrics; '' turns it off (default {DEFAULT_HTTP}; if that port "
+        "is taken, DNS is served without it, with a warning; a port given here must be free)",
     )
     serve.add_argument(
         "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
@@ -88,6 +92,25 @@ def build_parser() -> argparse.ArgumentParser:
         "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    abuse = serve.add_argument_group("abuse limits")
+    abuse.add_argument(
+        "--max-udp-size", type=int, default=1232, metavar="BYTES",
+        help="the EDNS payload size advertised, and the largest UDP response sent whatever a client asks: "
+        "larger answers get TC and are retried over TCP (DNS Flag Day 2020, as CoreDNS; 512-65535; default %(default)s)",
+    )
+    abuse.add_argument(
+        "--drop-low-source-ports", action="store_true",
+        help="drop UDP queries from source ports below 1024 other than 53, such as echo (7) and chargen (19), "
+        "which would answer our answers in a loop (port 0 is always dropped)",
+    )
+    abuse.add_argument(
+        "--max-tcp-connections", type=int, default=1000, metavar="N",
+        help="TCP connections open at once; at the limit a new one closes the one idle longest (default %(default)s)",
+    )
+    abuse.add_argument(
+        "--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="close a TCP connection this long without a whole query (default %(default)s)",
+    )
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
     kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
     kube.add_argument("--labels", metavar="SELECTOR", help="serve only services and endpoints matching this label selector")
@@ -194,6 +217,10 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         "--manifests", nargs="+", metavar="PATH",
         help="YAML/JSON manifest files or directories" + (" (reloaded when they change)" if kube else " (default: zones)"),
     )
+    parser.add_argument(
+        "--max-manifest-bytes", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+        help="skip manifest files larger than this, unread, with an error (e.g. 1048576, 512K, 64M; default 64M)",
+    )
     if kube:
         group = parser.add_argument_group("live cluster")
         group.add_argument("--kubeconfig", metavar="PATH", help="watch the cluster of this kubeconfig file")
@@ -243,12 +270,31 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _byte_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``1G`` (powers of 1024; ``KiB``/``MiB``/``GiB`` also accepted)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = int(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512K or 64M, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size above 0, got {text!r}")
+    return value
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """The answer settings; commands without the answer options (resolv-conf, env) get the defaults."""
     if not hasattr(args, "ttl"):
         return Settings(zone=absolute(getattr(args, "zone", "cluster.local")))
     if not 0 <= args.ttl <= 3600:
         raise ValueError(f"--ttl {args.ttl}: expected 0-3600 seconds")
+    extra = {}
+    if getattr(args, "max_udp_size", None) is not None:
+        if not MIN_UDP_PAYLOAD <= args.max_udp_size <= MAX_MESSAGE:
+            raise ValueError(f"--max-udp-size {args.max_udp_size}: expected {MIN_UDP_PAYLOAD}-{MAX_MESSAGE} bytes")
+        extra["max_udp_size"] = args.max_udp_size
     return Settings(
         zone=absolute(args.zone),
         ttl=args.ttl,
@@ -257,6 +303,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
         explain=not args.no_explain,
+        **extra,
     )
 
 
@@ -285,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+        return check(paths, settings, show_records=args.command == "records" or args.records,
+                     summary=args.command == "check", max_bytes=args.max_manifest_bytes)
     except BrokenPipeError:  # `clusterdns records | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -303,8 +351,9 @@ def _loop_factory():
 # ----------------------------------------------------------------------------- check
 
 
-def check(paths: list[str], settings: Settings, show_records: bool, summary: bool) -> int:
-    dns, source = load_manifests(paths, settings)
+def check(paths: list[str], settings: Settings, show_records: bool, summary: bool,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    dns, source = load_manifests(paths, settings, max_bytes)
     errors = [message for messages in source.errors.values() for message in messages]
     if summary:
         files = manifest_files([Path(p) for p in paths])
@@ -333,12 +382,17 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
 
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
     try:
-        listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
-        http = parse_listen(args.http, "--http") if args.http else None
+        listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
+        http_text = DEFAULT_HTTP if args.http is None else args.http
+        http = parse_listen(http_text, "--http") if http_text else None
         transfer_to = parse_networks(args.transfer_to, "--transfer-to")
         debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_tcp_connections < 1:
+        parser.error(f"--max-tcp-connections {args.max_tcp_connections}: expected at least 1")
+    if args.tcp_idle_timeout <= 0:
+        parser.error(f"--tcp-idle-timeout {args.tcp_idle_timeout:g}: expected more than 0 seconds")
     for flag, text in (("--labels", args.labels), ("--namespace-labels", args.namespace_labels)):
         if text:
             try:
@@ -376,6 +430,10 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        max_manifest_bytes=args.max_manifest_bytes,
+        http_required=args.http is not None,
+        drop_low_source_ports=args.drop_low_source_ports,
+        tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
         transfer_to=transfer_to,

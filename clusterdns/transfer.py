@@ -18,7 +18,7 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSRecord, EDNSOption
 
 from . import reasons
 from .acl import Network, allowed
-from .answer import NOTAUTH, OUR_UDP_PAYLOAD, soa_record
+from .answer import NOTAUTH, soa_record
 from .zone import Zone
 
 RECORDS_PER_MESSAGE = 200  # well under 64 KiB with compression, and many messages for a big zone
@@ -62,7 +62,7 @@ def transfer(zone: Zone, data: bytes, client: str, networks: Sequence[Network]) 
     records = [soa_record(zone, origin), *zone_records(zone, origin), soa_record(zone, origin)]
     messages = []
     for start in range(0, len(records), RECORDS_PER_MESSAGE):
-        reply = _reply(query, edns)
+        reply = _reply(query, edns, zone)
         reply.header.aa = 1
         for rr in records[start : start + RECORDS_PER_MESSAGE]:
             reply.add_answer(rr)
@@ -81,16 +81,16 @@ def zone_records(zone: Zone, origin: str) -> Iterable[RR]:
                 yield RR(name, qtype, ttl=ttl, rdata=rd)
 
 
-def _reply(query: DNSRecord, edns: bool) -> DNSRecord:
+def _reply(query: DNSRecord, edns: bool, zone: Zone) -> DNSRecord:
     header = DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd)
     reply = DNSRecord(header, questions=list(query.questions))
     if edns:
-        reply.add_ar(EDNS0(udp_len=OUR_UDP_PAYLOAD))
+        reply.add_ar(EDNS0(udp_len=zone.settings.max_udp_size))
     return reply
 
 
 def _error(query: DNSRecord, rcode: int, edns: bool, reason: reasons.Reason, zone: Zone) -> bytes:
-    reply = _reply(query, edns)
+    reply = _reply(query, edns, zone)
     reply.header.rcode = rcode
     if edns and zone.settings.explain:
         reply.ar[0].rdata.append(EDNSOption(reasons.EDE_OPTION, reason.option()))
