@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Iterable, Union
 
+from .loadbalance import Plan
+
 ExactKey = tuple[bool, bytes]  # (over UDP?, query bytes after the ID)
 Key = Union[ExactKey, bytes]
 Names = tuple[str, ...]
@@ -51,9 +53,9 @@ class AnswerCache:
 
     def __init__(self, size: int = 100_000):
         self.size = size
-        # (udp, query[2:]) → (response, qtype, names read)
+        # (udp, query[2:]) → (response, qtype, rotation plan, names read)
         self.exact: _Tier = _Tier(self, size)
-        # normalised question → (response, names read)
+        # normalised question → (response, rotation plan, names read); plans: loadbalance.py
         self.by_question: _Tier = _Tier(self, size)
         # name → the key reading it, or a set of keys when several do (most names have one)
         self._index: dict[str, Key | set[Key]] = {}
@@ -71,16 +73,16 @@ class AnswerCache:
 
     # ------------------------------------------------------------------ storing
 
-    def keep_exact(self, key: ExactKey, response: bytes, qtype: int, names: Names) -> None:
+    def keep_exact(self, key: ExactKey, response: bytes, qtype: int, plan: Plan | None, names: Names) -> None:
         if key in self.exact:
-            self._unindex(key, self.exact[key][2])
-        self.exact.put(key, (response, qtype, names))
+            self._unindex(key, self.exact[key][-1])
+        self.exact.put(key, (response, qtype, plan, names))
         self._index_add(key, names)
 
-    def keep_question(self, key: bytes, response: bytes, names: Names) -> None:
+    def keep_question(self, key: bytes, response: bytes, plan: Plan | None, names: Names) -> None:
         if key in self.by_question:
-            self._unindex(key, self.by_question[key][1])
-        self.by_question.put(key, (response, names))
+            self._unindex(key, self.by_question[key][-1])
+        self.by_question.put(key, (response, plan, names))
         self._index_add(key, names)
 
     # ------------------------------------------------------------------ dropping

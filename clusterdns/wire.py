@@ -23,17 +23,23 @@ import struct
 from dataclasses import dataclass
 from typing import Iterable
 
-from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError
+from dnslib.label import DNSBuffer
 
 from . import reasons
-from .answer import OUR_UDP_PAYLOAD, Reader, answer
+from .answer import Reader, answer
 from .answer_cache import AnswerCache, Names
+from .loadbalance import rotate, rotation_plan
 from .negative import NOERROR, NXDOMAIN, ede_option, encode_negative, soa_tail
 from .zone import Zone
 
 HEADER = struct.Struct("!HHHHHH")
 MIN_UDP_PAYLOAD = 512
 MAX_MESSAGE = 65535
+MAX_NAME = 255  # bytes of a name on the wire (RFC 1035 2.3.4)
+MAX_LABEL = 63
 CLASS_IN = 1
 _CNAME = QTYPE.CNAME
 _NOT_PLAIN_TYPES = frozenset((QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR))  # never a plain negative
@@ -53,8 +59,12 @@ class Question:
     edns: int  # -1: no OPT record; else the DO bit (0 or 1)
 
 
-def parse_question(data: bytes) -> Question | None:
-    """Fast path parse of an ordinary query; None means "take the slow path"."""
+def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
+    """Fast path parse of an ordinary query; None means "take the slow path".
+
+    ``max_udp`` is our own advertised payload size: a client asking for more
+    gets no more (anti-amplification, as CoreDNS's ``bufsize``).
+    """
     if len(data) < 17:
         return None
     _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
@@ -71,8 +81,8 @@ def parse_question(data: bytes) -> Question | None:
             return None  # compression pointer in a question: leave it to the full parser
         offset += 1 + length
     qname_end = offset + 1
-    if qname_end + 4 > len(data):
-        return None
+    if qname_end + 4 > len(data) or qname_end - 12 > MAX_NAME:
+        return None  # short, or a name too long to be one (the slow path says FORMERR)
     qtype = (data[qname_end] << 8) | data[qname_end + 1]
     qclass = (data[qname_end + 2] << 8) | data[qname_end + 3]
     udp_limit = MIN_UDP_PAYLOAD
@@ -89,7 +99,7 @@ def parse_question(data: bytes) -> Question | None:
         rdlen = (data[rest + 9] << 8) | data[rest + 10]
         if version != 0 or rest + 11 + rdlen != len(data):
             return None
-        udp_limit = max(MIN_UDP_PAYLOAD, payload)
+        udp_limit = min(max(MIN_UDP_PAYLOAD, payload), max_udp)
         bits = b"D" if edns else b"E"
     elif rest != len(data):
         return None
@@ -137,8 +147,12 @@ class Responder:
         self.zone = zone
         self.hosts = None  # hosts entries answered before the zone (see use_hosts)
         self.cache = AnswerCache(cache_size)
+        self.max_udp = zone.settings.max_udp_size
         self.hits = 0
         self.misses = 0
+        # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
+        self.loadbalance = False
+        self._turn = 0
         pods = zone.settings.pods != "disabled"
         # Pod names are made up on the fly (answer.lookup): never a plain miss.
         self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
@@ -171,31 +185,40 @@ class Responder:
         if replay is not None:
             exact.move_to_end(key)
             self.hits += 1
-            response = replay[0]
-            return data[:2] + response[2:], replay[1], response[3] & 0x0F, True
-        question = parse_question(data)
+            response, qtype, plan, _ = replay
+            response = data[:2] + response[2:]
+            if plan is not None:
+                self._turn += 1
+                response = rotate(response, plan, self._turn)
+            return response, qtype, response[3] & 0x0F, True
+        question = parse_question(data, self.max_udp)
         if question is not None:
             by_question = self.cache.by_question
             cached = by_question.get(question.key)
             if cached is not None:
-                stored, names = cached
+                stored, plan, names = cached
                 # ID from the query, question (with its letter case) from the query.
                 response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
                 if not udp or len(response) <= question.udp_limit:
                     by_question.move_to_end(question.key)
                     self.hits += 1
-                    self.cache.keep_exact(key, response, question.qtype, names)
+                    self.cache.keep_exact(key, response, question.qtype, plan, names)
+                    if plan is not None:
+                        self._turn += 1
+                        response = rotate(response, plan, self._turn)
                     return response, question.qtype, stored[3] & 0x0F, True
             negative = self._negative(data, question, udp)
             if negative is not None:
                 self.misses += 1
                 response, rcode, names = negative
-                self.cache.keep_exact(key, response, question.qtype, names)
+                self.cache.keep_exact(key, response, question.qtype, None, names)  # no addresses to rotate
                 return response, question.qtype, rcode, False
         self.misses += 1
         result, names = self._respond_slowly(data, question, udp)
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
-            self.cache.keep_exact(key, result[0], result[1], names)
+            # (the plan is computed on the bytes sent: glue may have been dropped to fit)
+            plan = rotation_plan(result[0]) if self.loadbalance else None
+            self.cache.keep_exact(key, result[0], result[1], plan, names)
         return (*result, False)
 
     def _negative(self, data: bytes, question: Question, udp: bool) -> tuple[bytes, int, Names] | None:
@@ -233,7 +256,7 @@ class Responder:
                 option = ede_option(reason.code, reason.text)
             names = (name, *(reader.names - {name}))
         tail = soa_tail(origin, zone.serial, zone.settings.ttl)
-        response = encode_negative(data, question.qname_end, origin, tail, rcode, question.edns, OUR_UDP_PAYLOAD, option)
+        response = encode_negative(data, question.qname_end, origin, tail, rcode, question.edns, self.max_udp, option)
         if udp and len(response) > question.udp_limit:
             return None  # a long name and reason: let the slow path trim it
         return response, rcode, names
@@ -243,7 +266,7 @@ class Responder:
     ) -> tuple[tuple[bytes | None, int, int], Names | None]:
         """The answer through dnslib, and the names it read (None: not to be cached)."""
         try:
-            query = DNSRecord.parse(data)
+            query = parse_query(data)
         except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
@@ -253,18 +276,46 @@ class Responder:
         full = bytes(reply.pack())
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
-            self.cache.keep_question(question.key, full, names)
-        limit = question.udp_limit if question is not None else udp_limit(query)
+            self.cache.keep_question(question.key, full, rotation_plan(full) if self.loadbalance else None, names)
+        limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
         qtype = query.questions[0].qtype if query.questions else 0
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)
         return (full, qtype, reply.header.rcode), names if cacheable else None
 
 
-def udp_limit(query: DNSRecord) -> int:
+def parse_query(data: bytes) -> DNSRecord:
+    """A query parsed whole and strictly; DNSError when it is malformed.
+
+    Stricter than ``DNSRecord.parse``: bytes left after the last record, a
+    name that could not be packed again (a label over 63 bytes, a name over
+    255), and an OPT record outside the additional section (RFC 6891 6.1.1)
+    are all errors, answered FORMERR rather than failing later in ``pack()``.
+    """
+    buffer = DNSBuffer(data)
+    try:
+        header = DNSHeader.parse(buffer)
+        questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
+        sections = [[RR.parse(buffer) for _ in range(count)] for count in (header.a, header.auth, header.ar)]
+    except (BufferError, BimapError) as exc:
+        raise DNSError(f"malformed message at offset {buffer.offset}: {exc}") from None
+    if buffer.remaining():
+        raise DNSError(f"{buffer.remaining()} bytes after the last record")
+    for question in questions:
+        labels = question.qname.label
+        if any(len(label) > MAX_LABEL for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
+            raise DNSError("a name over 255 bytes or a label over 63")
+    answers, authority, additional = sections
+    if any(rr.rtype == QTYPE.OPT for rr in answers + authority):
+        raise DNSError("OPT record outside the additional section")
+    return DNSRecord(header, questions, answers, auth=authority, ar=additional)
+
+
+def udp_limit(query: DNSRecord, max_udp: int = MAX_MESSAGE) -> int:
+    """The largest UDP response for ``query``: its EDNS payload size (at least 512), at most ours."""
     for rr in query.ar:
         if rr.rtype == QTYPE.OPT:
-            return max(MIN_UDP_PAYLOAD, rr.rclass)
+            return min(max(MIN_UDP_PAYLOAD, rr.rclass), max_udp)
     return MIN_UDP_PAYLOAD
 
 
