@@ -51,6 +51,7 @@ _TEXT: Final = "text/plain; charset=utf-8"
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _VERSION: Final = re.compile(r"HTTP/1\.[0-9]")
 _METHODS: Final = ("GET", "HEAD")
+PATHS: Final = ("/health", "/ready", "/metrics")
 
 
 class _BadRequest(Exception):
@@ -67,7 +68,9 @@ class HttpServer:
         read_timeout: float,
         write_timeout: float,
         max_connections: int,
+        paths: frozenset[str] = frozenset(PATHS),
     ) -> None:
+        self._paths = paths
         self._metrics = metrics
         self._is_ready = is_ready
         self._read_timeout = read_timeout
@@ -144,14 +147,16 @@ class HttpServer:
         head_only = method == "HEAD"
         if method not in _METHODS:
             return _response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", allow=True)
-        if path == "/health":
+        if path not in self._paths:
+            pass  # another listener serves it (a Corefile's health, ready and prometheus have a port each)
+        elif path == "/health":
             return _response(HTTPStatus.OK, "OK", head_only=head_only)
-        if path == "/ready":
+        elif path == "/ready":
             ready, reason = self._readiness()
             if ready:
                 return _response(HTTPStatus.OK, "OK", head_only=head_only)
             return _response(HTTPStatus.SERVICE_UNAVAILABLE, f"{reason}\n", head_only=head_only)
-        if path == "/metrics":
+        elif path == "/metrics":
             # Rendering takes milliseconds.  In a thread, the event loop keeps
             # answering DNS in between (the metrics tolerate a concurrent read).
             body = await asyncio.to_thread(self._metrics.exposition)
@@ -175,15 +180,16 @@ async def start_http(
     read_timeout: float = READ_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
+    paths: frozenset[str] = frozenset(PATHS),
 ) -> HttpServer:
     """Listen for HTTP on ``host``:``port`` and serve health, readiness and metrics.
 
     ``host`` is an address or name: ``"127.0.0.1"``, ``"::1"`` (brackets are
     tolerated) or ``""`` for every interface.  Port 0 picks a free port, read
     back from :attr:`HttpServer.port`.  ``is_ready`` is described at
-    :data:`Readiness`.
+    :data:`Readiness`.  ``paths`` are the ones served; the others get 404.
     """
-    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections)
+    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, paths)
     bind = host.removeprefix("[").removesuffix("]") or None
     # limit: the most a single readline() may buffer, i.e. one request line.
     server._server = await asyncio.start_server(server._serve, bind, port, limit=MAX_LINE)
