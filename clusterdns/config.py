@@ -27,7 +27,7 @@ from .corefile import CorefileError, Directive, ServerBlock, Token, parse_file
 from .hosts import HostsSettings
 from .rewrite import Rewrite, RewriteError, parse_rewrite
 from .serving import ServeOptions
-from .settings import POD_MODES, REVERSE_ZONES, Settings, absolute
+from .settings import POD_MODES, REVERSE_ZONES, absolute
 
 SUPPORTED = (
     "bind", "cache", "errors", "forward", "health", "hosts", "kubernetes", "loadbalance", "log", "loop",
