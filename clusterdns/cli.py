@@ -30,7 +30,7 @@ from .server import TcpLimits, parse_listen
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
-from .sources.manifests import manifest_files
+from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
 from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
@@ -224,6 +224,10 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         "--manifests", nargs="+", metavar="PATH",
         help="YAML/JSON manifest files or directories" + (" (reloaded when they change)" if kube else " (default: zones)"),
     )
+    parser.add_argument(
+        "--max-manifest-bytes", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+        help="skip manifest files larger than this, unread, with an error (e.g. 1048576, 512K, 64M; default 64M)",
+    )
     if kube:
         group = parser.add_argument_group("live cluster")
         group.add_argument("--kubeconfig", metavar="PATH", help="watch the cluster of this kubeconfig file")
@@ -271,6 +275,20 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         "--ignore-empty-service", action="store_true",
         help="NXDOMAIN for a ClusterIP service with no ready endpoints (CoreDNS's ignore empty_service)",
     )
+
+
+def _byte_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``1G`` (powers of 1024; ``KiB``/``MiB``/``GiB`` also accepted)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = int(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512K or 64M, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size above 0, got {text!r}")
+    return value
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -329,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+        return check(paths, settings, show_records=args.command == "records" or args.records,
+                     summary=args.command == "check", max_bytes=args.max_manifest_bytes)
     except BrokenPipeError:  # `clusterdns records | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -347,8 +366,9 @@ def _loop_factory():
 # ----------------------------------------------------------------------------- check
 
 
-def check(paths: list[str], settings: Settings, show_records: bool, summary: bool) -> int:
-    dns, source = load_manifests(paths, settings)
+def check(paths: list[str], settings: Settings, show_records: bool, summary: bool,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    dns, source = load_manifests(paths, settings, max_bytes)
     errors = [message for messages in source.errors.values() for message in messages]
     if summary:
         files = manifest_files([Path(p) for p in paths])
@@ -468,6 +488,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        max_manifest_bytes=args.max_manifest_bytes,
         http_required=args.http is not None,
         drop_low_source_ports=args.drop_low_source_ports,
         tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),

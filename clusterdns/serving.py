@@ -23,7 +23,7 @@ from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
 from .settings import Settings
-from .sources.manifests import ManifestSource
+from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
 
 log = logging.getLogger("clusterdns")
 
@@ -58,6 +58,8 @@ class ServeOptions:
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     corefile: str | None = None  # the Corefile these options came from (reload re-reads it)
     rewrites: tuple[Rewrite, ...] = ()  # rewrite name rules, applied around the responder
+    max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
+    manifest_settle: float = DEFAULT_SETTLE  # a changed file is applied once unchanged this long
     http_required: bool = True  # False: the default address, and DNS is served even if it cannot be bound
     drop_low_source_ports: bool = False
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
@@ -143,7 +145,11 @@ class Serving:
     def _start_manifests(self) -> None:
         started = time.monotonic()
         self.dns = ClusterDNS.for_manifests(self.options.settings)
-        self.manifests = ManifestSource(self.options.manifests, self.dns.sink, on_error=self._manifest_error)
+        self.manifests = ManifestSource(
+            self.options.manifests, self.dns.sink, on_error=self._manifest_error,
+            max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
+            on_missing=self.metrics.set_manifest_paths_missing,
+        )
         self.manifests.load()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
@@ -262,6 +268,10 @@ class Serving:
         if not self.dns.synced:
             missing = sorted(self.dns.required_kinds - self.dns.cluster.synced)
             return False, f"waiting for first sync of {', '.join(missing)}"
+        if self.manifests is not None and self.manifests.missing:
+            path, since = min(self.manifests.missing.items(), key=lambda item: item[1])
+            return False, (f"manifest path {display(path)} gone for {time.time() - since:.0f}s: "
+                           "serving its last good state")
         if self.kube is not None and self._api_down():
             down_for = time.time() - self._api_down_since
             if down_for > self.options.ready_grace:

@@ -183,6 +183,60 @@ def test_lameduck_keeps_answering_while_not_ready():
         serve.stop(signal.SIGKILL, timeout=5)
 
 
+REJECTED = """\
+apiVersion: v1
+kind: Sevice
+metadata: {name: typo}
+spec: {clusterIP: 10.96.0.9}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: Upper}
+spec: {clusterIP: 10.96.0.10}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: Bad_NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: edited}
+spec: {clusterIP: 10.96.0.12, clusterIPs: [10.96.0.13]}
+"""
+
+
+def test_check_rejects_what_kubernetes_rejects(tmp_path):
+    (tmp_path / "bad.yaml").write_text(REJECTED)
+    result = run("check", "--manifests", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "4 error(s)" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    for expected in (
+        'bad.yaml: document 1 (Sevice typo): kind: "Sevice" is not a kind of v1 (did you mean Service?)',
+        'bad.yaml: document 2 (Service default/Upper): metadata.name: expected an RFC 1035 label',
+        'bad.yaml: document 3 (Namespace Bad_NS): metadata.name: expected an RFC 1123 label',
+        'bad.yaml: document 4 (Service default/edited): spec.clusterIP: "10.96.0.12" disagrees with spec.clusterIPs[0]',
+    ):
+        assert any(expected in line for line in errors), (expected, errors)
+
+
+def test_records_prints_exactly_what_serve_answers(tmp_path):
+    """Every record `records` prints is answered, as printed, by a server fed the same manifests."""
+    from .dnsserver import RunningServer
+
+    (tmp_path / "extra.yaml").write_text(REJECTED)
+    result = run("records", "--manifests", str(ZONES), str(tmp_path))
+    assert result.returncode == 1  # the rejected objects are errors...
+    printed = [line.split() for line in result.stdout.splitlines()]
+    with RunningServer([ZONES, tmp_path]) as server:
+        for owner, _ttl, _class, rtype, *rdata in printed:
+            reply = server.query(owner, rtype, tcp=True)
+            got = {line.split(None, 4)[4] for rrset in reply.answer for line in rrset.to_text().splitlines()
+                   if line.split()[0] == owner}
+            assert " ".join(rdata) in got, (owner, rtype, rdata, got)
+        assert len(printed) > 50
+
+
 def test_http_is_required_only_when_given():
     from clusterdns.cli import build_parser, serve_options, settings_from
 
