@@ -23,6 +23,7 @@ from .app import ClusterDNS, load_manifests
 from .objects import KINDS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
+from .querylog import parse_classes
 from .server import parse_listen
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
@@ -76,6 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--loadbalance", action=argparse.BooleanOptionalAction, default=True,
         help="rotate the order of A and AAAA records between responses, so clients of a headless service "
         "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
+    )
+    serve.add_argument(
+        "--log-queries", nargs="?", const="all", metavar="CLASS,...",
+        help="print one line per query on stdout in CoreDNS's log format; optionally only responses of these "
+        "classes: success, denial (NXDOMAIN/NODATA), error, all (CoreDNS's log { class ... }; default all)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
@@ -282,6 +288,12 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         if missing:
             parser.error(f"no such file or directory: {', '.join(missing)}")
     namespaces = frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()) if args.namespaces else None
+    log_queries = None
+    if args.log_queries is not None:
+        try:
+            log_queries = parse_classes(args.log_queries)
+        except ValueError as exc:
+            parser.error(f"--log-queries: {exc}")
     for path in args.hosts or ():
         if not Path(path).is_file():
             parser.error(f"--hosts {path}: no such file")
@@ -301,6 +313,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         lameduck=args.lameduck,
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
+        log_queries=log_queries,
     )
 
 
@@ -309,6 +322,8 @@ async def serve(options: ServeOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if options.log_queries and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # each query's line out at once, into a pipe too
     serving = Serving(options)
     try:
         await serving.start()

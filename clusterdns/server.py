@@ -8,7 +8,11 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .wire import Responder
+from dnslib import RCODE
+
+from .burstlog import BurstLog
+from .querylog import QueryLog
+from .wire import Responder, servfail
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +46,29 @@ def _udp_socket(host: str, port: int, family: int) -> socket.socket:
 class _Observer:
     """Hands each query's outcome to the metrics, if any (kept off the hot path otherwise)."""
 
-    def __init__(self, metrics, zone_label: str):
+    def __init__(self, metrics, zone_label: str, errors: BurstLog):
         self.metrics = metrics
         self.zone_label = zone_label
+        self.errors = errors
 
-    def panic(self) -> None:
+    def panic(self, proto: str, addr, exc: Exception) -> None:
+        """An exception answering one query: counted, and logged once per burst (call it in the except block)."""
         if self.metrics is not None:
             self.metrics.count_panic()
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        client = addr[0] if addr else "?"
+        self.errors.report(
+            ("panic", type(exc).__name__, where),  # one burst per bug, not per client or name
+            f"internal error answering a {proto.upper()} query from {client}: {type(exc).__name__}: {exc}; "
+            "answered SERVFAIL (a bug: please report it with this traceback)",
+            exc_info=True,
+        )
 
-    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
+    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
+                 response: bytes | None, hit: bool, addr) -> None:
         if self.metrics is None:
             return
         self.metrics.observe_query(
@@ -59,11 +77,24 @@ class _Observer:
             qtype=qtype,
             rcode=rcode,
             duration_s=time.perf_counter() - started,
-            request_size=size_in,
-            response_size=size_out,
+            request_size=len(query),
+            response_size=len(response) if response is not None else 0,
             zone=self.zone_label,
             cache_hit=hit,
         )
+
+
+class _LoggingObserver(_Observer):
+    """The observer when ``--log-queries`` is on: metrics, then one log line per answered query."""
+
+    def __init__(self, metrics, zone_label: str, errors: BurstLog, query_log: QueryLog):
+        super().__init__(metrics, zone_label, errors)
+        self.query_log = query_log
+
+    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr) -> None:
+        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr)
+        if response is not None:
+            self.query_log(proto, addr, query, response, started)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -81,13 +112,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         hits = self.responder.hits
         try:
             response, qtype, rcode = self.responder.respond(data, udp=True)
-        except Exception:  # never let one packet take the listener down
-            log.exception("internal error answering a UDP query from %s", addr)
-            self.observe.panic()
-            return
+        except Exception as exc:  # never let one packet take the listener down
+            self.observe.panic("udp", addr, exc)
+            response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), self.responder.hits > hits)
+        self.observe("udp", self.family, qtype, rcode, started, data, response, self.responder.hits > hits, addr)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -100,6 +130,8 @@ class DnsServer:
     responder: Responder
     metrics: object = None
     zone_label: str = "."
+    query_log: QueryLog | None = None  # --log-queries
+    errors: BurstLog = field(default_factory=lambda: BurstLog(log))  # internal errors, once per burst; flush() it
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
@@ -109,7 +141,10 @@ class DnsServer:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        observe = _Observer(self.metrics, self.zone_label)
+        if self.query_log is None:
+            observe = _Observer(self.metrics, self.zone_label, self.errors)
+        else:
+            observe = _LoggingObserver(self.metrics, self.zone_label, self.errors, self.query_log)
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(
@@ -138,6 +173,7 @@ class DnsServer:
             writer.close()
             return
         self._connections.add(task)
+        peer = writer.get_extra_info("peername")
         try:
             while True:
                 try:
@@ -150,15 +186,14 @@ class DnsServer:
                 hits = self.responder.hits
                 try:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
-                except Exception:
-                    log.exception("internal error answering a TCP query")
-                    observe.panic()
-                    return
+                except Exception as exc:
+                    observe.panic("tcp", peer, exc)
+                    response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
                 if response is None:
                     return
                 writer.write(len(response).to_bytes(2, "big") + response)
                 await writer.drain()
-                observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
+                observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
         except ConnectionError:
             pass
         finally:

@@ -16,6 +16,7 @@ from .app import ClusterDNS
 from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
+from .querylog import QueryLog
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .server import DnsServer
 from .settings import Settings
@@ -51,6 +52,7 @@ class ServeOptions:
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
     loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
+    log_queries: frozenset[str] | None = None  # query log classes ({"all"}, {"denial", "error"}, ...); None: off
 
 
 class Serving:
@@ -86,7 +88,10 @@ class Serving:
             self.hosts = Hosts(options.hosts)
             self.dns.responder.use_hosts(self.hosts)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
-        self.dns_server = DnsServer(self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone)
+        query_log = QueryLog(options.log_queries) if options.log_queries else None
+        self.dns_server = DnsServer(
+            self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone, query_log=query_log
+        )
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
@@ -233,6 +238,7 @@ class Serving:
     async def _refresh_gauges(self) -> None:
         while True:
             self.refresh_gauges()
+            self.dns_server.errors.flush()  # "N more like this" for bursts of internal errors that ended
             await asyncio.sleep(GAUGE_REFRESH)
 
     def refresh_gauges(self) -> None:
