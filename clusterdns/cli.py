@@ -1,4 +1,4 @@
-"""The ``clusterdns`` command: serve, check, records, resolve, resolv-conf.
+"""The ``clusterdns`` command: serve, check, records, resolve, resolv-conf, env.
 
 Exit status: 0 success; 1 the input has errors (``check``, ``records``);
 2 bad command line (or an unusable kubeconfig); 3 a listen address could not be bound.
@@ -20,7 +20,8 @@ from dnslib import QTYPE, RR
 from . import __version__, explain
 from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
-from .objects import KINDS
+from .objects import DNS_POLICIES, KINDS
+from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .querylog import parse_classes
@@ -114,23 +115,73 @@ def build_parser() -> argparse.ArgumentParser:
     _add_zone_options(records)
 
     resolve = commands.add_parser(
-        "resolve", help="show the names a pod's resolver tries for NAME, and what each answers",
+        "resolve", help="walk a pod's search path for NAME: each name tried, its answer and why",
         description=(
-            "Walk the search path as a glibc stub resolver in a pod would (resolv.conf from kubelet's "
-            "ClusterFirst policy, or --resolv-conf), answering each candidate from the manifests."
+            "Model the stub resolver a pod runs (glibc or musl) looking up NAME: each name of the search path in "
+            "order, with its rcode, answers and the reason for a miss, and which one answered. Answers come from "
+            "the manifests (default ./zones), a running server (--server) or a live cluster (--kubeconfig, "
+            "--context). Exit status 0 when a name answered, 1 when none did."
         ),
     )
     resolve.add_argument("name", help="the name as a program in the pod would look it up, e.g. kubia or kubia.default")
+    resolve.add_argument(
+        "qtype", nargs="?", metavar="TYPE",
+        help="a record type for res_search (SRV, TXT, ...); without it, an address lookup (A and AAAA, as getaddrinfo)",
+    )
+    resolve.add_argument("-t", "--type", help=argparse.SUPPRESS)  # the older spelling of TYPE
     resolve.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
-    resolve.add_argument("-t", "--type", default="A", help="query type (default %(default)s)")
-    resolve.add_argument("--resolv-conf", metavar="FILE", help="use this resolv.conf instead of the pod's default")
-    _add_input_options(resolve, kube=False)
+    resolve.add_argument(
+        "--resolver", choices=RESOLVERS, default="glibc",
+        help="the pod's C library: glibc (default), musl, or musl-old (before 1.2.4: no TCP retry of truncated answers)",
+    )
+    resolve.add_argument(
+        "--resolv-conf", metavar="FILE",
+        help="the pod's resolv.conf (search, ndots, attempts, timeout, single-request[-reopen], use-vc, edns0, no-aaaa); "
+        "default: what kubelet writes for a ClusterFirst pod in --namespace",
+    )
+    resolve.add_argument(
+        "--server", metavar="HOST:PORT", help="ask this running clusterdns over the network instead of reading data",
+    )
+    resolve.add_argument("--json", action="store_true", help="print the walk as JSON")
+    _add_data_options(resolve)
     _add_zone_options(resolve)
 
-    resolv_conf = commands.add_parser("resolv-conf", help="print the resolv.conf kubelet writes for a pod in a namespace")
+    resolv_conf = commands.add_parser(
+        "resolv-conf", help="print the resolv.conf kubelet writes for a pod",
+        description=(
+            "What kubelet writes into a pod's /etc/resolv.conf (pkg/kubelet/network/dns): the search list with the "
+            "node's domains appended, dnsConfig merged in, kubelet's limits (32 search domains, 2048 characters, "
+            "3 nameservers); the nameserver is the kube-dns Service's cluster IP in the data. Warnings kubelet "
+            "would raise as events go to stderr."
+        ),
+    )
     resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
-    _add_input_options(resolv_conf, kube=False)
-    _add_zone_options(resolv_conf)
+    resolv_conf.add_argument("--pod", metavar="NS/NAME", help="use this pod's namespace, dnsPolicy, dnsConfig and hostNetwork")
+    resolv_conf.add_argument(
+        "--dns-policy", choices=DNS_POLICIES, help="the pod's dnsPolicy (default ClusterFirst, or the pod's own)",
+    )
+    resolv_conf.add_argument("--dns-config", metavar="FILE", help="a pod dnsConfig (nameservers, searches, options) as YAML or JSON")
+    resolv_conf.add_argument(
+        "--host-resolv-conf", metavar="FILE",
+        help="the node's resolv.conf (kubelet's --resolv-conf); default none, as kubelet with --resolv-conf=''",
+    )
+    resolv_conf.add_argument(
+        "--cluster-dns", metavar="IP[,IP]", help="kubelet's --cluster-dns (default: the kube-dns Service's cluster IP)",
+    )
+    _add_data_options(resolv_conf)
+    resolv_conf.add_argument("--zone", default="cluster.local", help="cluster domain (default %(default)s)")
+
+    env = commands.add_parser(
+        "env", help="print the service environment variables kubelet gives a pod",
+        description=(
+            "The X_SERVICE_HOST, X_SERVICE_PORT, X_PORT... variables kubelet injects into a pod's containers "
+            "(pkg/kubelet/envvars): one set per Service with a cluster IP in the pod's namespace, plus the "
+            "kubernetes Service of default; none of the namespace's with enableServiceLinks: false."
+        ),
+    )
+    env.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
+    env.add_argument("--pod", metavar="NS/NAME", help="use this pod's namespace and enableServiceLinks")
+    _add_data_options(env)
     dev_cli.add_parser(commands)
     return parser
 
@@ -149,6 +200,18 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         )
         return group
     return None
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Manifests (default ./zones) or a live cluster synced once."""
+    parser.add_argument("--manifests", nargs="+", metavar="PATH", help="YAML/JSON manifest files or directories (default: zones)")
+    group = parser.add_argument_group("live cluster (list once, then answer)")
+    group.add_argument("--kubeconfig", metavar="PATH", help="read the cluster of this kubeconfig file")
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    group.add_argument(
+        "--sync-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="wait this long for the first list of every kind (default %(default)s)",
+    )
 
 
 def _add_zone_options(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +241,9 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The answer settings; commands without the answer options (resolv-conf, env) get the defaults."""
+    if not hasattr(args, "ttl"):
+        return Settings(zone=absolute(getattr(args, "zone", "cluster.local")))
     if not 0 <= args.ttl <= 3600:
         raise ValueError(f"--ttl {args.ttl}: expected 0-3600 seconds")
     return Settings(
@@ -208,13 +274,13 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(serve(serve_options(args, settings, command_parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if args.command in ("resolve", "resolv-conf", "env"):
+        return explain.run(args, settings)
     paths = args.manifests or [DEFAULT_MANIFESTS]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command in ("resolve", "resolv-conf"):
-        return explain.run(args, paths, settings)
     try:
         return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
     except BrokenPipeError:  # `clusterdns records | head`

@@ -10,6 +10,7 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 from __future__ import annotations
 
 import ipaddress
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -145,6 +146,18 @@ class ContainerPort:
     protocol: str
 
 
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+@dataclass(frozen=True, slots=True)
+class PodDNSConfig:
+    """``spec.dnsConfig``: what kubelet merges into the pod's resolv.conf."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Pod:
     namespace: str
@@ -158,6 +171,12 @@ class Pod:
     container_ports: tuple[ContainerPort, ...] = ()
     node_name: str = ""
     terminating: bool = False
+    # What kubelet reads to write the pod's resolv.conf and service variables
+    # (resolv-conf, env, autopath); the policy string is interned, the config usually None.
+    dns_policy: str = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
+    host_network: bool = False
+    enable_service_links: bool = True
 
     @property
     def key(self) -> Key:
@@ -450,6 +469,10 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
         if c.get("type") == "Ready":
             ready = r.string(c.get("status"), f"status.conditions[{i}].status") == "True"
 
+    policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
+    if policy not in DNS_POLICIES:
+        raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
+
     container_ports = []
     for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
         c = r.mapping(raw_c, f"spec.containers[{i}]")
@@ -476,7 +499,36 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
         container_ports=tuple(container_ports),
         node_name=r.string(spec.get("nodeName"), "spec.nodeName"),
         terminating=meta.get("deletionTimestamp") is not None,
+        dns_policy=sys.intern(policy),
+        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
+        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
+        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
     )
+
+
+def read_dns_config(raw: Any, path: str, r: "_Reader | None" = None) -> PodDNSConfig:
+    """A PodDNSConfig (``spec.dnsConfig``, or a file of one); unknown fields are errors, not ignored."""
+    r = r or _Reader("PodDNSConfig", "", "")
+    config = r.mapping(raw, path)
+    unknown = sorted(set(config) - {"nameservers", "searches", "options"})
+    if unknown:
+        raise r.fail(f"{path}.{unknown[0]}", "unknown field: expected nameservers, searches or options")
+    nameservers = tuple(
+        r.ip(v, f"{path}.nameservers[{i}]") for i, v in enumerate(r.sequence(config.get("nameservers"), f"{path}.nameservers"))
+    )
+    searches = tuple(
+        r.string(v, f"{path}.searches[{i}]").rstrip(".")
+        for i, v in enumerate(r.sequence(config.get("searches"), f"{path}.searches"))
+    )
+    options = []
+    for i, raw_option in enumerate(r.sequence(config.get("options"), f"{path}.options")):
+        option = r.mapping(raw_option, f"{path}.options[{i}]")
+        name = r.string(option.get("name"), f"{path}.options[{i}].name")
+        if not name:
+            raise r.fail(f"{path}.options[{i}].name", "an option needs a name")
+        value = option.get("value")
+        options.append((name, None if value is None else r.string(value, f"{path}.options[{i}].value")))
+    return PodDNSConfig(nameservers, searches, tuple(options))
 
 
 # apiVersion each kind must carry, and its reader.
