@@ -25,7 +25,8 @@ CLASS_IN = 1
 CLASS_ANY = 255
 BADVERS = 16
 MAX_CNAME_CHAIN = 8
-OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
+# ANY gets one RRset (RFC 8482 4.1): the addresses if there are any, else the first of these.
+ANY_PREFERENCE = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR, QTYPE.SOA, QTYPE.NS)
 
 
 def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
@@ -39,7 +40,7 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
     if opts:
-        _add_opt(reply, opts[0])
+        _add_opt(reply, opts[0], zone.settings.max_udp_size)
     if query.header.opcode != OPCODE.QUERY:
         reply.header.rcode = RCODE.NOTIMP
         return reply
@@ -107,7 +108,7 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
             name = str(cname[0].label).lower()
             owner = name
             continue
-        wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
+        wanted = _any_choice(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
         # dns-version carries the spec's TTL; every other name the zone's.
         name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
@@ -121,6 +122,14 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
         _add_glue(zone, reply, sets, wanted)
         return name, ()
     return name, ()
+
+
+def _any_choice(sets) -> list[int]:
+    """The one RRset an ANY query gets (none at a name without records: NODATA)."""
+    for t in ANY_PREFERENCE:
+        if sets.get(t):
+            return [t]
+    return [t for t in sets if sets[t]][:1]
 
 
 def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
@@ -194,9 +203,9 @@ def add_ede(reply: DNSRecord, reason: reasons.Reason) -> None:
             rr.rdata.append(EDNSOption(reasons.EDE_OPTION, reason.option()))
 
 
-def _add_opt(reply: DNSRecord, opt: RR) -> None:
+def _add_opt(reply: DNSRecord, opt: RR, payload: int) -> None:
     do = bool(opt.ttl & 0x8000)
-    reply.add_ar(EDNS0(udp_len=OUR_UDP_PAYLOAD, flags="do" if do else ""))
+    reply.add_ar(EDNS0(udp_len=payload, flags="do" if do else ""))
 
 
 def _set_rcode(reply: DNSRecord, rcode: int) -> None:

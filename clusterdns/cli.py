@@ -25,16 +25,19 @@ from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .querylog import parse_classes
-from .server import parse_listen
+from .server import TcpLimits, parse_listen
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
 from .sources.manifests import manifest_files
+from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_BIND = 0, 1, 2, 3
 DEFAULT_MANIFESTS = "zones"
+DEFAULT_LISTEN = "127.0.0.1:5353"
+DEFAULT_HTTP = "127.0.0.1:8080"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -61,8 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to answer on, UDP and TCP; repeatable; [::1]:53 for IPv6 (default 127.0.0.1:5353)",
     )
     serve.add_argument(
-        "--http", default="127.0.0.1:8080", metavar="HOST:PORT",
-        help="address for /health, /ready and /metrics; '' turns it off (default %(default)s)",
+        "--http", metavar="HOST:PORT",
+        help=f"address for /health, /ready and /metrics; '' turns it off (default {DEFAULT_HTTP}; if that port "
+        "is taken, DNS is served without it, with a warning; a port given here must be free)",
     )
     serve.add_argument(
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
@@ -85,6 +89,25 @@ def build_parser() -> argparse.ArgumentParser:
         "classes: success, denial (NXDOMAIN/NODATA), error, all (CoreDNS's log { class ... }; default all)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    abuse = serve.add_argument_group("abuse limits")
+    abuse.add_argument(
+        "--max-udp-size", type=int, default=1232, metavar="BYTES",
+        help="the EDNS payload size advertised, and the largest UDP response sent whatever a client asks: "
+        "larger answers get TC and are retried over TCP (DNS Flag Day 2020, as CoreDNS; 512-65535; default %(default)s)",
+    )
+    abuse.add_argument(
+        "--drop-low-source-ports", action="store_true",
+        help="drop UDP queries from source ports below 1024 other than 53, such as echo (7) and chargen (19), "
+        "which would answer our answers in a loop (port 0 is always dropped)",
+    )
+    abuse.add_argument(
+        "--max-tcp-connections", type=int, default=1000, metavar="N",
+        help="TCP connections open at once; at the limit a new one closes the one idle longest (default %(default)s)",
+    )
+    abuse.add_argument(
+        "--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="close a TCP connection this long without a whole query (default %(default)s)",
+    )
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
     kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
     kube.add_argument("--labels", metavar="SELECTOR", help="serve only services and endpoints matching this label selector")
@@ -246,6 +269,11 @@ def settings_from(args: argparse.Namespace) -> Settings:
         return Settings(zone=absolute(getattr(args, "zone", "cluster.local")))
     if not 0 <= args.ttl <= 3600:
         raise ValueError(f"--ttl {args.ttl}: expected 0-3600 seconds")
+    extra = {}
+    if getattr(args, "max_udp_size", None) is not None:
+        if not MIN_UDP_PAYLOAD <= args.max_udp_size <= MAX_MESSAGE:
+            raise ValueError(f"--max-udp-size {args.max_udp_size}: expected {MIN_UDP_PAYLOAD}-{MAX_MESSAGE} bytes")
+        extra["max_udp_size"] = args.max_udp_size
     return Settings(
         zone=absolute(args.zone),
         ttl=args.ttl,
@@ -254,6 +282,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
         explain=not args.no_explain,
+        **extra,
     )
 
 
@@ -330,10 +359,15 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
 
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
     try:
-        listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
-        http = parse_listen(args.http, "--http") if args.http else None
+        listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
+        http_text = DEFAULT_HTTP if args.http is None else args.http
+        http = parse_listen(http_text, "--http") if http_text else None
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_tcp_connections < 1:
+        parser.error(f"--max-tcp-connections {args.max_tcp_connections}: expected at least 1")
+    if args.tcp_idle_timeout <= 0:
+        parser.error(f"--tcp-idle-timeout {args.tcp_idle_timeout:g}: expected more than 0 seconds")
     for flag, text in (("--labels", args.labels), ("--namespace-labels", args.namespace_labels)):
         if text:
             try:
@@ -377,6 +411,9 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        http_required=args.http is not None,
+        drop_low_source_ports=args.drop_low_source_ports,
+        tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
         log_queries=log_queries,

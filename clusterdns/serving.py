@@ -8,7 +8,9 @@ releases them all.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -18,7 +20,7 @@ from .http import HttpServer, start_http
 from .metrics import Metrics
 from .querylog import QueryLog
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
-from .server import DnsServer
+from .server import DnsServer, TcpLimits
 from .settings import Settings
 from .sources.manifests import ManifestSource
 
@@ -50,6 +52,9 @@ class ServeOptions:
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    http_required: bool = True  # False: the default address, and DNS is served even if it cannot be bound
+    drop_low_source_ports: bool = False
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
     loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
     log_queries: frozenset[str] | None = None  # query log classes ({"all"}, {"denial", "error"}, ...); None: off
@@ -88,9 +93,13 @@ class Serving:
             self.hosts = Hosts(options.hosts)
             self.dns.responder.use_hosts(self.hosts)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
-        query_log = QueryLog(options.log_queries) if options.log_queries else None
         self.dns_server = DnsServer(
-            self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone, query_log=query_log
+            self.dns.responder,
+            metrics=self.metrics,
+            zone_label=options.settings.zone,
+            tcp_limits=options.tcp_limits,
+            drop_low_source_ports=options.drop_low_source_ports,
+            query_log=QueryLog(options.log_queries) if options.log_queries else None,
         )
         what, host, port = "DNS", "", 0
         try:
@@ -98,14 +107,27 @@ class Serving:
                 await self.dns_server.listen(host, port)
             if options.http is not None:
                 what, (host, port) = "HTTP", options.http
-                self.http = await start_http(host, port, self.metrics, self.readiness)
-                log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+                await self._start_http(host, port)
         except OSError as exc:
             await self.close()
-            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
-            raise ListenError(f"cannot listen for {what} on {host} port {port}: {exc.strerror or exc}{hint}") from exc
+            raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
         self._started = True
+
+    async def _start_http(self, host: str, port: int) -> None:
+        try:
+            self.http = await start_http(host, port, self.metrics, self.readiness)
+        except OSError as exc:
+            if self.options.http_required:
+                raise
+            # Only the default address: DNS matters more than probes on a laptop where 8080 is busy.
+            log.warning(
+                "cannot listen for HTTP on %s port %d: %s; serving DNS without /health, /ready and /metrics "
+                "(choose a free address with --http HOST:PORT, or turn it off with --http '')",
+                host, port, _reason(exc),
+            )
+            return
+        log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
 
     def _start_manifests(self) -> None:
         started = time.monotonic()
@@ -238,7 +260,6 @@ class Serving:
     async def _refresh_gauges(self) -> None:
         while True:
             self.refresh_gauges()
-            self.dns_server.errors.flush()  # "N more like this" for bursts of internal errors that ended
             await asyncio.sleep(GAUGE_REFRESH)
 
     def refresh_gauges(self) -> None:
@@ -267,6 +288,28 @@ class Serving:
             self.http = None
         if self.dns_server is not None:
             await self.dns_server.close()
+
+
+def _reason(exc: OSError) -> str:
+    """"Address already in use", without the wrapping asyncio adds to a failed bind."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _bind_hint(what: str, port: int, exc: OSError) -> str:
+    """What to do about a port that cannot be bound (the quick start's 5353 and 8080 are popular ones)."""
+    if what == "DNS":
+        fix = "choose another with --listen HOST:PORT"
+    else:
+        fix = "choose another with --http HOST:PORT, or turn HTTP off with --http ''"
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return f" (ports below 1024 need root or CAP_NET_BIND_SERVICE; {fix})"
+    if exc.errno == errno.EADDRINUSE:
+        known = {
+            5353: "5353 is also the mDNS port (avahi-daemon, systemd-resolved); ",
+            8080: "8080 is a common development port; ",
+        }
+        return f" (another program is using it; {known.get(port, '')}{fix})"
+    return f" ({fix})"
 
 
 def _server_label(listen: list[tuple[str, int]]) -> str:

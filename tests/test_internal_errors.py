@@ -59,16 +59,17 @@ async def test_a_burst_of_internal_errors_is_one_line_then_a_count(serving, capl
     assert ok.rcode() == dns.rcode.NOERROR
 
     records = [r for r in caplog.records if r.name == "clusterdns.server"]
-    assert len(records) == 1, [r.getMessage() for r in records]
-    first = records[0]
-    assert first.getMessage().startswith("internal error answering a UDP query from 127.0.0.1: RuntimeError: cannot")
-    assert first.exc_info is not None  # one traceback per burst, to find the bug
+    assert len(records) == 2, [r.getMessage() for r in records]  # one per transport
+    udp, tcp = records
+    assert re.match(r"internal error answering a UDP query from 127\.0\.0\.1 port \d+: RuntimeError: cannot", udp.getMessage())
+    assert tcp.getMessage().startswith("internal error answering a TCP query from 127.0.0.1 port ")
+    assert udp.exc_info is not None and tcp.exc_info is not None  # one traceback per burst, to find the bug
 
     clock.now += 31
     serving.dns_server.errors.flush()
     records = [r for r in caplog.records if r.name == "clusterdns.server"]
-    assert len(records) == 2
-    assert re.match(r"5 more like this in the last 31s; latest: internal error answering a TCP query", records[1].getMessage())
+    assert len(records) == 3  # the UDP burst's count; the TCP burst had no repeats
+    assert re.match(r"4 more like this in the last 31s; latest: internal error answering a UDP query", records[2].getMessage())
 
     text = serving.metrics.exposition().decode()
     assert re.search(r"^coredns_panics_total 6\.0$", text, re.M), text
