@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from collections import Counter
 from pathlib import Path
 
@@ -25,11 +26,13 @@ from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .querylog import parse_classes
+from . import config as corefile_config
 from .server import TcpLimits, parse_listen
+from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
-from .sources.manifests import manifest_files
+from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
 from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
@@ -60,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     kube = _add_input_options(serve)
     _add_zone_options(serve)
     serve.add_argument(
+        "--corefile", metavar="PATH",
+        help="take every setting from this CoreDNS Corefile (listeners, kubernetes, forward, cache, hosts, "
+        "rewrite, health, ready, prometheus...), as CoreDNS would; with --manifests, serve those instead of the API",
+    )
+    serve.add_argument(
+        "--relocate", action="append", metavar="FROM=TO",
+        help="with --corefile: move a listener the Corefile names, e.g. :53=127.0.0.1:5353 or :8080=127.0.0.1:8080 "
+        "('*=127.0.0.1' moves every host); repeatable",
+    )
+    serve.add_argument(
         "--listen", action="append", metavar="HOST:PORT",
         help="address to answer on, UDP and TCP; repeatable; [::1]:53 for IPv6 (default 127.0.0.1:5353)",
     )
@@ -67,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--http", metavar="HOST:PORT",
         help=f"address for /health, /ready and /metrics; '' turns it off (default {DEFAULT_HTTP}; if that port "
         "is taken, DNS is served without it, with a warning; a port given here must be free)",
+    )
+    serve.add_argument(
+        "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
+        help="clients allowed to AXFR/IXFR the served zones over TCP; '' allows none (default: loopback only)",
+    )
+    serve.add_argument(
+        "--http-debug-from", default="", metavar="CIDR[,CIDR]",
+        help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
     serve.add_argument(
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
@@ -131,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_options(check, kube=False)
     _add_zone_options(check)
+    check.add_argument(
+        "--corefile", metavar="PATH",
+        help="check this CoreDNS Corefile instead: print the settings it gives, or every error (file:line)",
+    )
     check.add_argument("--records", action="store_true", help="also print every record that would be served")
 
     records = commands.add_parser("records", help="print every record the manifests produce, in zone-file form")
@@ -214,6 +239,10 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         "--manifests", nargs="+", metavar="PATH",
         help="YAML/JSON manifest files or directories" + (" (reloaded when they change)" if kube else " (default: zones)"),
     )
+    parser.add_argument(
+        "--max-manifest-bytes", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+        help="skip manifest files larger than this, unread, with an error (e.g. 1048576, 512K, 64M; default 64M)",
+    )
     if kube:
         group = parser.add_argument_group("live cluster")
         group.add_argument("--kubeconfig", metavar="PATH", help="watch the cluster of this kubeconfig file")
@@ -263,6 +292,20 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _byte_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``1G`` (powers of 1024; ``KiB``/``MiB``/``GiB`` also accepted)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = int(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512K or 64M, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size above 0, got {text!r}")
+    return value
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """The answer settings; commands without the answer options (resolv-conf, env) get the defaults."""
     if not hasattr(args, "ttl"):
@@ -300,9 +343,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
         )
+        if args.corefile:
+            options = corefile_options(args, command_parser)
+            if options is None:
+                return EXIT_USAGE
+        else:
+            options = serve_options(args, settings, command_parser)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(serve(serve_options(args, settings, command_parser)))
+            return runner.run(serve(options))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if args.command == "check" and args.corefile:
+        return check_corefile(args.corefile)
     if args.command in ("resolve", "resolv-conf", "env"):
         return explain.run(args, settings)
     paths = args.manifests or [DEFAULT_MANIFESTS]
@@ -311,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+        return check(paths, settings, show_records=args.command == "records" or args.records,
+                     summary=args.command == "check", max_bytes=args.max_manifest_bytes)
     except BrokenPipeError:  # `clusterdns records | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -329,8 +381,9 @@ def _loop_factory():
 # ----------------------------------------------------------------------------- check
 
 
-def check(paths: list[str], settings: Settings, show_records: bool, summary: bool) -> int:
-    dns, source = load_manifests(paths, settings)
+def check(paths: list[str], settings: Settings, show_records: bool, summary: bool,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    dns, source = load_manifests(paths, settings, max_bytes)
     errors = [message for messages in source.errors.values() for message in messages]
     if summary:
         files = manifest_files([Path(p) for p in paths])
@@ -354,7 +407,52 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
     return lines
 
 
+def check_corefile(path: str) -> int:
+    """``check --corefile``: the settings a Corefile gives, or every error in it."""
+    try:
+        config = corefile_config.load(path)
+    except corefile_config.ConfigErrors as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error(s) in {path}")
+        return EXIT_ERRORS
+    print(f"{path}: OK ({len(config.files)} file(s) read)")
+    for line in corefile_config.describe(config):
+        print(line)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- serve
+
+
+def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeOptions | None:
+    """``serve --corefile``: ServeOptions from the Corefile; None (errors logged) if it has errors."""
+    try:
+        config = corefile_config.load(args.corefile)
+    except corefile_config.ConfigErrors as exc:
+        for error in exc.errors:
+            log.error("%s", error)
+        log.error("%s: %d error(s); nothing started (clusterdns check --corefile %s lists them)",
+                  args.corefile, len(exc.errors), args.corefile)
+        return None
+    for note in config.notes:
+        log.info("%s", note)
+    if config.forwards:
+        log.warning("%s: forward is read but this build of clusterdns does not forward yet: names outside the "
+                    "cluster zones get REFUSED", config.forwards[0].where)
+    options = corefile_config.serve_options(config)
+    moves = {}
+    for text in args.relocate or ():
+        source, sep, target = text.partition("=")
+        if not sep:
+            parser.error(f"--relocate {text!r}: expected FROM=TO, e.g. :53=127.0.0.1:5353")
+        moves[source] = target
+    options = corefile_config.relocate(options, moves) if moves else options
+    if args.manifests:
+        options = replace(options, manifests=args.manifests, kubeconfig=None, context=None, kube_endpoint=None)
+    options.corefile = args.corefile
+    return options
+
 
 
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
@@ -362,6 +460,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
         http_text = DEFAULT_HTTP if args.http is None else args.http
         http = parse_listen(http_text, "--http") if http_text else None
+        transfer_to = parse_networks(args.transfer_to, "--transfer-to")
+        debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
     if args.max_tcp_connections < 1:
@@ -411,12 +511,15 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        max_manifest_bytes=args.max_manifest_bytes,
         http_required=args.http is not None,
         drop_low_source_ports=args.drop_low_source_ports,
         tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
         log_queries=log_queries,
+        transfer_to=transfer_to,
+        http_debug_from=debug_from,
     )
 
 
