@@ -6,9 +6,10 @@ is the query's header with the answer bits set, the query's own question bytes
 (its letter case echoed), one SOA in the authority section and the OPT echo:
 
 * the SOA's owner is the zone apex, which is a suffix of the question's name,
-  so it is written as a compression pointer into the question;
-* everything after the owner depends only on (apex, serial, TTL) and is encoded
-  once per serial (:func:`soa_tail`);
+  so it is written as a compression pointer into the question, and so are the
+  apex labels ending its MNAME and RNAME (the same bytes dnslib would write);
+* the rest depends only on (apex, serial, TTL) and is encoded once per serial
+  (:func:`soa_tail`);
 * the OPT record advertises our payload size and echoes DO; an optional EDNS
   option (the Extended DNS Error saying why, computed with the zone) goes in it.
 """
@@ -35,11 +36,16 @@ def encode_name(name: str) -> bytes:
 
 
 @lru_cache(maxsize=16)
-def soa_tail(origin: str, serial: int, ttl: int) -> bytes:
-    """The SOA record of ``origin`` after its owner name: type, class, TTL and RDATA (as answer.py's SOA)."""
-    rdata = (encode_name(f"ns.dns.{origin}") + encode_name(f"hostmaster.{origin}")
-             + struct.pack("!IIIII", serial, 7200, 1800, 86400, ttl))
-    return struct.pack("!HHIH", SOA, CLASS_IN, ttl, len(rdata)) + rdata
+def soa_tail(origin: str, serial: int, ttl: int) -> tuple[bytes, bytes, bytes]:
+    """The SOA of ``origin`` (as answer.py's) after its owner, in three parts split where a pointer to the apex goes.
+
+    (type, class, TTL, RDLENGTH and MNAME's own labels ``ns.dns``; RNAME's own
+    label ``hostmaster``; serial, refresh, retry, expire, minimum).
+    """
+    mname, rname = encode_name("ns.dns.")[:-1], encode_name("hostmaster.")[:-1]
+    numbers = struct.pack("!IIIII", serial, 7200, 1800, 86400, ttl)
+    rdlength = len(mname) + 2 + len(rname) + 2 + len(numbers)
+    return struct.pack("!HHIH", SOA, CLASS_IN, ttl, rdlength) + mname, rname, numbers
 
 
 def ede_option(code: int, text: str) -> bytes:
@@ -48,7 +54,7 @@ def ede_option(code: int, text: str) -> bytes:
     return struct.pack("!HH", EDE_OPTION, len(data)) + data
 
 
-def encode_negative(query: bytes, qname_end: int, origin: str, tail: bytes, rcode: int,
+def encode_negative(query: bytes, qname_end: int, origin: str, tail: tuple[bytes, bytes, bytes], rcode: int,
                     edns: int, payload: int, option: bytes = b"") -> bytes:
     """The negative response to ``query``.
 
@@ -61,8 +67,9 @@ def encode_negative(query: bytes, qname_end: int, origin: str, tail: bytes, rcod
     # QR and AA set; RD and CD echoed; opcode QUERY (the caller checked), RA, AD, TC clear.
     flags = 0x8400 | (((query[2] << 8) | query[3]) & 0x0110) | rcode
     header = query[:2] + _AUTHORITY_ONLY.pack(flags, 1, 0, 1, 1 if edns >= 0 else 0)
-    pointer = 0xC000 | (qname_end - len(origin) - 1)  # where the apex starts inside the question
-    response = header + query[12:qname_end + 4] + pointer.to_bytes(2, "big") + tail
+    pointer = (0xC000 | (qname_end - len(origin) - 1)).to_bytes(2, "big")  # where the apex starts in the question
+    head, rname, numbers = tail
+    response = header + query[12:qname_end + 4] + pointer + head + pointer + rname + pointer + numbers
     if edns >= 0:
         response += _OPT.pack(0, OPT, payload, 0, 0, DO_BIT if edns else 0, len(option)) + option
     return response

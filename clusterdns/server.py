@@ -7,15 +7,18 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Callable
+
+from dnslib import RCODE
 
 from . import transfer
 from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
-from .wire import Responder
-
-perf_counter = time.perf_counter
+from .querylog import QueryLog
+from .wire import Responder, servfail
 
 log = logging.getLogger(__name__)
+perf_counter = time.perf_counter
 
 LOW_PORTS = 1024  # below: privileged services (echo 7, chargen 19...), never DNS clients but 53
 DNS_PORT = 53
@@ -45,35 +48,71 @@ def _udp_socket(host: str, port: int, family: int) -> socket.socket:
 
 
 class _Observer:
-    """Hands each query's outcome to the metrics, if any.
+    """Hands each query's outcome to the metrics, if any (kept off the hot path otherwise)."""
 
-    ``record`` is the metrics' per-listener recorder with the transport and
-    family labels fixed (None without metrics): the UDP path calls it directly,
-    one call per query.
-    """
-
-    def __init__(self, metrics, zone_label: str, errors: BurstLog, proto: str, family: str):
+    def __init__(self, metrics, zone_label: str, errors: BurstLog):
         self.metrics = metrics
+        self.zone_label = zone_label
         self.errors = errors
-        self.record = metrics.query_observer(proto, family, zone_label) if metrics is not None else None
+        self._recorders: dict[tuple[str, str], Callable] = {}
 
-    def panic(self, proto: str, peer) -> None:
-        """An exception escaped answering one query: count it, log it once per burst (with its traceback)."""
+    def recorder(self, proto: str, family: str) -> Callable | None:
+        """The metrics' recorder for one listener, ``(qtype, rcode, hit, duration_s, size_in, size_out)``.
+
+        The labels a listener knows are fixed in it, so the UDP path makes one
+        call per query (about 0.5 µs instead of 2).  None without metrics.
+        """
+        if self.metrics is None:
+            return None
+        key = (proto, family)
+        if key not in self._recorders:
+            self._recorders[key] = self.metrics.query_observer(proto, family, self.zone_label)
+        return self._recorders[key]
+
+    def panic(self, proto: str, addr, exc: Exception) -> None:
+        """An exception answering one query: counted, and logged once per burst (call it in the except block)."""
         if self.metrics is not None:
             self.metrics.count_panic()
-        self.errors.report(("panic", proto), f"internal error answering a {proto.upper()} query from {peer}", exc_info=True)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        client = f"{addr[0]} port {addr[1]}" if addr else "?"
+        self.errors.report(
+            ("panic", proto, type(exc).__name__, where),  # one burst per bug and transport, not per client
+            f"internal error answering a {proto.upper()} query from {client}: {type(exc).__name__}: {exc}; "
+            "answered SERVFAIL (a bug: please report it with this traceback)",
+            exc_info=True,
+        )
 
-    def __call__(self, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
-        if self.record is not None:
-            self.record(qtype, rcode, hit, time.perf_counter() - started, size_in, size_out)
+    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
+                 response: bytes | None, hit: bool, addr) -> None:
+        record = self.recorder(proto, family)
+        if record is not None:
+            record(qtype, rcode, hit, perf_counter() - started, len(query), len(response) if response is not None else 0)
+
+
+class _LoggingObserver(_Observer):
+    """The observer when ``--log-queries`` is on: metrics, then one log line per answered query."""
+
+    def __init__(self, metrics, zone_label: str, errors: BurstLog, query_log: QueryLog):
+        super().__init__(metrics, zone_label, errors)
+        self.query_log = query_log
+
+    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr) -> None:
+        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr)
+        if response is not None:
+            self.query_log(proto, addr, query, response, started)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder, observe: _Observer, lowest_port: int):
+    def __init__(self, responder: Responder, observe: _Observer, family: str, lowest_port: int):
         self.responder = responder
         self.observe = observe
-        self.record = observe.record
+        self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
+        # Metrics only (no query log): record straight into them, one call per query.
+        self.record = observe.recorder("udp", family) if type(observe) is _Observer else None
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -85,13 +124,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         started = perf_counter()
         try:
             response, qtype, rcode, hit = self.responder.respond(data, True)
-        except Exception:  # never let one packet take the listener down
-            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
-            return
+        except Exception as exc:  # never let one packet take the listener down
+            self.observe.panic("udp", addr, exc)
+            response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
         if response is not None:
             self.transport.sendto(response, addr)
         if self.record is not None:
             self.record(qtype, rcode, hit, perf_counter() - started, len(data), len(response) if response else 0)
+        elif type(self.observe) is not _Observer:  # the query log (an _Observer alone without metrics: nothing to do)
+            self.observe("udp", self.family, qtype, rcode, started, data, response, hit, addr)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -121,6 +162,7 @@ class DnsServer:
     responder: Responder
     metrics: object = None
     zone_label: str = "."
+    query_log: QueryLog | None = None  # --log-queries
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     drop_low_source_ports: bool = False
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
@@ -137,20 +179,22 @@ class DnsServer:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if self.query_log is None:
+            observe = _Observer(self.metrics, self.zone_label, self.errors)
+        else:
+            observe = _LoggingObserver(self.metrics, self.zone_label, self.errors, self.query_log)
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
-        udp_observe = _Observer(self.metrics, self.zone_label, self.errors, "udp", fam)
-        tcp_observe = _Observer(self.metrics, self.zone_label, self.errors, "tcp", fam)
         lowest_port = LOW_PORTS if self.drop_low_source_ports else 1
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_errors(), name="clusterdns-burstlog")
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.responder, udp_observe, lowest_port), sock=_udp_socket(host, port, family)
+                lambda: _UdpProtocol(self.responder, observe, fam, lowest_port), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
                 server = await asyncio.start_server(
-                    lambda r, w: self._serve_tcp(r, w, tcp_observe), host, bound_port, family=family, reuse_address=True
+                    lambda r, w: self._serve_tcp(r, w, observe, fam), host, bound_port, family=family, reuse_address=True
                 )
             except OSError:
                 transport.close()
@@ -169,7 +213,7 @@ class DnsServer:
             await asyncio.sleep(self.errors.interval / 2)
             self.errors.flush()
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe: _Observer):
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe, family: str):
         limits = self.tcp_limits
         task = asyncio.current_task()
         if len(self._connections) >= limits.max_connections:
@@ -177,7 +221,7 @@ class DnsServer:
         conn = self._connections[task] = _Connection(writer, task, time.monotonic())
         self._handlers.add(task)
         writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
-        peer = "%s port %s" % writer.get_extra_info("peername")[:2]
+        peer = writer.get_extra_info("peername")
         try:
             while True:
                 try:
@@ -194,13 +238,13 @@ class DnsServer:
                         for message in messages:
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
-                        observe(252, message[3] & 0x0F, started, len(data), len(message), False)
+                        observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 try:
                     response, qtype, rcode, hit = self.responder.respond(data, udp=False)
-                except Exception:
-                    observe.panic("tcp", peer)
-                    return
+                except Exception as exc:
+                    observe.panic("tcp", peer, exc)
+                    response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
                 if response is None or writer.transport.is_closing():
                     return  # nothing to send, or the client is gone (writing would raise)
                 writer.write(len(response).to_bytes(2, "big") + response)
@@ -213,7 +257,7 @@ class DnsServer:
                     except TimeoutError:
                         return
                     conn.last_active = time.monotonic()
-                observe(qtype, rcode, started, len(data), len(response), hit)
+                observe("tcp", family, qtype, rcode, started, data, response, hit, peer)
         except ConnectionError:
             pass  # reset by the client
         except asyncio.CancelledError:
