@@ -41,6 +41,9 @@ must not block.  It returns ``(True, "")`` when ready, or ``(False, reason)``.
 The reason is a short text sent as the 503 body, e.g.
 ``"waiting for first sync of Pod, EndpointSlice"``."""
 
+Document = Callable[[], tuple[str, str]]
+"""Another GET path's body and content type, built on the event loop (``clusterdns dev``'s ``/status``)."""
+
 READ_TIMEOUT: Final = 5.0  # seconds for the whole request head to arrive
 WRITE_TIMEOUT: Final = 10.0  # seconds for the client to take the whole response
 MAX_CONNECTIONS: Final = 64  # probes and scrapers are few; more are turned away
@@ -67,9 +70,11 @@ class HttpServer:
         read_timeout: float,
         write_timeout: float,
         max_connections: int,
+        documents: dict[str, Document] | None = None,
     ) -> None:
         self._metrics = metrics
         self._is_ready = is_ready
+        self._documents = documents or {}
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._max_connections = max_connections
@@ -156,6 +161,9 @@ class HttpServer:
             # answering DNS in between (the metrics tolerate a concurrent read).
             body = await asyncio.to_thread(self._metrics.exposition)
             return _response(HTTPStatus.OK, body, METRICS_CONTENT_TYPE, head_only=head_only)
+        if path in self._documents:
+            body, content_type = self._documents[path]()
+            return _response(HTTPStatus.OK, body, content_type, head_only=head_only)
         return _response(HTTPStatus.NOT_FOUND, "404 page not found\n", head_only=head_only)
 
     def _readiness(self) -> tuple[bool, str]:
@@ -175,6 +183,7 @@ async def start_http(
     read_timeout: float = READ_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
+    documents: dict[str, Document] | None = None,
 ) -> HttpServer:
     """Listen for HTTP on ``host``:``port`` and serve health, readiness and metrics.
 
@@ -183,7 +192,7 @@ async def start_http(
     back from :attr:`HttpServer.port`.  ``is_ready`` is described at
     :data:`Readiness`.
     """
-    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections)
+    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, documents)
     bind = host.removeprefix("[").removesuffix("]") or None
     # limit: the most a single readline() may buffer, i.e. one request line.
     server._server = await asyncio.start_server(server._serve, bind, port, limit=MAX_LINE)

@@ -17,6 +17,7 @@ class Settings:
     endpoint_pod_names: bool = False
     ptr_all_endpoints: bool = False
     ignore_empty_service: bool = False
+    pod_names: bool = False  # <pod-name>.<ns>.pod.<zone> and its PTR for every running pod (--pod-names)
     explain: bool = True  # Extended DNS Errors saying why a name missed (--no-explain turns them off)
     reverse: bool = True  # authoritative for in-addr.arpa and ip6.arpa, as CoreDNS's default Corefile
     dns_service: tuple[str, str] = ("kube-system", "kube-dns")  # its cluster IP is the NS address
