@@ -306,3 +306,101 @@ async def test_status_endpoint_serves_the_document_dev_status_prints(clusters, d
                                     "address": "10.96.1.1"}]
     text = render(status)
     assert "context staging (current): synced; zones cluster.local, staging.k8s; 1 services" in text
+
+
+# --------------------------------------------------------------------------- forward
+
+
+async def echo_server(prefix: bytes):
+    """A TCP server that answers each line with ``prefix`` + the line (it plays a pod's port)."""
+
+    async def handle(reader, writer):
+        try:
+            while line := await reader.readline():
+                writer.write(prefix + line)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def talk(address: str, port: int, line: bytes) -> bytes:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), WAIT)
+    try:
+        writer.write(line)
+        await writer.drain()
+        return await asyncio.wait_for(reader.readline(), WAIT)
+    finally:
+        writer.close()
+
+
+async def test_forward_relays_through_the_port_forward_subresource_and_follows_endpoints(clusters, dev):
+    api = clusters["staging"]
+    echo_a, echo_b = await echo_server(b"A:"), await echo_server(b"B:")
+    try:
+        port = free_port()
+        api.add(pod("web-a", "shop", "10.1.0.1"))
+        api.add(pod("web-b", "shop", "10.1.0.2"))
+        api.add(service("web", namespace="shop", ip="10.96.5.1", port=port))
+        api.add(slice_for("web-1", "web", "shop", {"web-a": "10.1.0.1"}))
+        api.port_forward_to("shop", "web-a", 8080, echo_a.sockets[0].getsockname())
+        api.port_forward_to("shop", "web-b", 8080, echo_b.sockets[0].getsockname())
+        serving = await dev(reach=["forward"])
+        [address] = await answers(serving, "web.shop.svc.cluster.local")
+        assert address.startswith("127.")
+        assert await answers(serving, "web.shop.svc.staging.k8s") == [address]  # one address per Service
+        assert api.port_forwards == []  # nothing opened towards the cluster before first use
+
+        async def listening():
+            return bool(serving.forwards.services.get(("staging", "shop", "web"), None)
+                        and serving.forwards.services[("staging", "shop", "web")].ports)
+
+        await eventually(listening)
+        assert await talk(address, port, b"hello\n") == b"A:hello\n"
+        assert await talk(address, port, b"again\n") == b"A:again\n"
+        # The pod is replaced: the next connection goes to the new one.
+        api.modify(slice_for("web-1", "web", "shop", {"web-b": "10.1.0.2"}))
+
+        async def moved():
+            return await talk(address, port, b"hi\n") == b"B:hi\n"
+
+        await eventually(moved)
+        assert api.port_forwards[:2] == [("shop", "web-a"), ("shop", "web-a")] and api.port_forwards[-1] == ("shop", "web-b")
+        forwarded = next(s for s in serving.status()["contexts"][0]["services"] if s["name"] == "web")["forward"]
+        assert forwarded["ports"] == [port] and forwarded["connections"] >= 3
+        # No ready endpoint: the connection is closed, and status says why.
+        api.modify(slice_for("web-1", "web", "shop", {}))
+
+        async def refused():  # closed (or reset) without a byte of answer
+            reader, writer = await asyncio.open_connection(address, port)
+            writer.write(b"x\n")
+            try:
+                data = await asyncio.wait_for(reader.read(), WAIT)
+            except ConnectionResetError:
+                data = b""
+            writer.close()
+            return data == b""
+
+        await eventually(refused)
+        forwarded = next(s for s in serving.status()["contexts"][0]["services"] if s["name"] == "web")["forward"]
+        assert "no ready endpoint" in forwarded["last_error"]
+        # The Service goes away: so does its listener.
+        api.delete("Service", "shop", "web")
+
+        async def closed():
+            return ("staging", "shop", "web") not in serving.forwards.services
+
+        await eventually(closed)
+    finally:
+        for server in (echo_a, echo_b):
+            server.close()
+            await server.wait_closed()
