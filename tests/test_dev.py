@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import dns.asyncquery
 import dns.edns
 import dns.message
+import dns.query
 import dns.rcode
 import dns.rdatatype
 import pytest
@@ -22,6 +27,7 @@ from clusterdns.dev.reach import LoopbackAddresses, parse_reach
 from clusterdns.dev.serving import DevOptions, DevServing
 from clusterdns.dev.status import render
 from tests.fake_apiserver import FakeApiServer, namespace, service
+from tests.test_cli import ENV
 
 WAIT = 5.0
 
@@ -326,8 +332,6 @@ async def echo_server(prefix: bytes):
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -383,8 +387,8 @@ async def test_forward_relays_through_the_port_forward_subresource_and_follows_e
         async def refused():  # closed (or reset) without a byte of answer
             reader, writer = await asyncio.open_connection(address, port)
             writer.write(b"x\n")
-            try:
-                data = await asyncio.wait_for(reader.read(), WAIT)
+            try:  # the old pod may still answer until the watch brings the change: then try again
+                data = await asyncio.wait_for(reader.read(100), WAIT)
             except ConnectionResetError:
                 data = b""
             writer.close()
@@ -404,3 +408,51 @@ async def test_forward_relays_through_the_port_forward_subresource_and_follows_e
         for server in (echo_a, echo_b):
             server.close()
             await server.wait_closed()
+
+
+async def test_pod_names_in_dev(clusters, dev):
+    clusters["staging"].add(pod("spark-driver", "shop", "10.1.0.9"))
+    serving = await dev(reach=["clusterip"], pod_names=True)
+    assert await answers(serving, "spark-driver.shop.pod.cluster.local") == ["10.1.0.9"]
+    assert await answers(serving, "spark-driver.shop.pod.staging.k8s") == ["10.1.0.9"]
+    assert await answers(serving, "9.0.1.10.in-addr.arpa", "PTR") == ["spark-driver.shop.pod.cluster.local."]
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def test_dev_command_serves_reports_status_and_stops_on_sigterm(clusters, tmp_path: Path):
+    clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", clusters, "staging", {"staging": "shop"})
+    dns_port, http_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clusterdns.cli", "dev", "--kubeconfig", str(kubeconfig), "--no-forward",
+         "--reach", "clusterip", "--listen", f"127.0.0.1:{dns_port}", "--http", f"127.0.0.1:{http_port}"],
+        stderr=subprocess.PIPE, text=True, env=ENV,
+    )
+    try:
+        for line in proc.stderr:
+            if "answering on" in line:
+                break
+        else:
+            raise AssertionError("clusterdns dev did not start")
+        reply = dns.query.udp(dns.message.make_query("api.shop.svc.cluster.local", "A"), "127.0.0.1", port=dns_port,
+                              timeout=3)
+        assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["10.96.1.1"]
+        reply = dns.query.udp(dns.message.make_query("nope.shop.svc.prod.k8s", "A"), "127.0.0.1", port=dns_port,
+                              timeout=3)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        status = subprocess.run([sys.executable, "-m", "clusterdns.cli", "dev", "status", "--status-url",
+                                 f"http://127.0.0.1:{http_port}/status"], capture_output=True, text=True, env=ENV,
+                                timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert "context staging (current): synced" in status.stdout and "api.shop" in status.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    gone = subprocess.run([sys.executable, "-m", "clusterdns.cli", "dev", "status", "--status-url",
+                           f"http://127.0.0.1:{http_port}/status"], capture_output=True, text=True, env=ENV, timeout=30)
+    assert gone.returncode == 1 and "no clusterdns dev answers" in gone.stderr
+    refused = subprocess.run([sys.executable, "-m", "clusterdns.cli", "dev", "--listen", "127.0.0.1:5353"],
+                             capture_output=True, text=True, env=ENV, timeout=30)
+    assert refused.returncode == 2 and "5353 is mDNS" in refused.stderr
