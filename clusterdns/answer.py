@@ -9,29 +9,38 @@ and the zone's SOA in the authority section of both, whose TTL caches the miss.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
 from . import reasons
 from .records import dashed, pod_ip
+from .settings import DNS_VERSION_TTL
 from .zone import Zone
+
+if TYPE_CHECKING:
+    from .hosts import Hosts
 
 CLASS_IN = 1
 CLASS_ANY = 255
 BADVERS = 16
 MAX_CNAME_CHAIN = 8
-OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
+# ANY gets one RRset (RFC 8482 4.1): the addresses if there are any, else the first of these.
+ANY_PREFERENCE = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR, QTYPE.SOA, QTYPE.NS)
 
 
-def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
-    """The response to ``query`` (already parsed; the header may ask for anything)."""
+def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
+    """The response to ``query`` (already parsed; the header may ask for anything).
+
+    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
+    """
     reply = DNSRecord(
         DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
         questions=list(query.questions),
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
     if opts:
-        _add_opt(reply, opts[0])
+        _add_opt(reply, opts[0], zone.settings.max_udp_size)
     if query.header.opcode != OPCODE.QUERY:
         reply.header.rcode = RCODE.NOTIMP
         return reply
@@ -44,6 +53,9 @@ def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
 
     question = query.questions[0]
     name = str(question.qname).lower()
+    if hosts is not None and question.qclass in (CLASS_IN, CLASS_ANY):
+        if hosts.answer(reply, name, question.qname, question.qtype):
+            return reply
     final, types = _answer_question(zone, reply, question, name)
     if opts and zone.settings.explain and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
         # Why, in words (RFC 8914): computed once here, then cached with the encoded answer.
@@ -96,11 +108,13 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
             name = str(cname[0].label).lower()
             owner = name
             continue
-        wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
+        wanted = _any_choice(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
+        # dns-version carries the spec's TTL; every other name the zone's.
+        name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
         for t in wanted:
             for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=rdata))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA
@@ -108,6 +122,14 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
         _add_glue(zone, reply, sets, wanted)
         return name, ()
     return name, ()
+
+
+def _any_choice(sets) -> list[int]:
+    """The one RRset an ANY query gets (none at a name without records: NODATA)."""
+    for t in ANY_PREFERENCE:
+        if sets.get(t):
+            return [t]
+    return [t for t in sets if sets[t]][:1]
 
 
 def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
@@ -182,9 +204,9 @@ def add_ede(reply: DNSRecord, reason: reasons.Reason) -> None:
             rr.rdata.append(EDNSOption(reasons.EDE_OPTION, reason.option()))
 
 
-def _add_opt(reply: DNSRecord, opt: RR) -> None:
+def _add_opt(reply: DNSRecord, opt: RR, payload: int) -> None:
     do = bool(opt.ttl & 0x8000)
-    reply.add_ar(EDNS0(udp_len=OUR_UDP_PAYLOAD, flags="do" if do else ""))
+    reply.add_ar(EDNS0(udp_len=payload, flags="do" if do else ""))
 
 
 def _set_rcode(reply: DNSRecord, rcode: int) -> None:

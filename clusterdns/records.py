@@ -109,7 +109,8 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     for ip in service.cluster_ips:
         out.add(name, *address_record(ip))
     _endpoint_records(name, ready, settings, out)  # as CoreDNS: endpoint names exist under any service
-    _srv_records(name, [(p.name, p.protocol, p.port, name) for p in service.ports], out)
+    # One SRV per cluster IP and port before repeats merge (a dual-stack service's weight is 50), as CoreDNS.
+    _srv_records(name, [(p.name, p.protocol, p.port, name) for p in service.ports for _ in service.cluster_ips], out)
     return out.done()
 
 
@@ -121,20 +122,25 @@ def _headless_records(
         return  # a headless service without ready endpoints does not exist (spec 2.4.1)
     srv = []
     for endpoint, slice_, endpoint_name in _endpoint_records(name, ready, settings, out):
-        for ip in endpoint.addresses:
+        for ip in endpoint.addresses:  # one SRV per address and port before repeats merge, as CoreDNS counts
             out.add(name, *address_record(ip))
-        srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
+            srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
     _srv_records(name, srv, out)
 
 
 def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[tuple[Endpoint, EndpointSlice, str]]:
-    """``<endpoint>.<service>`` address records, and PTRs for them where the spec (or the option) asks."""
+    """``<endpoint>.<service>`` address records, and a PTR for each address.
+
+    CoreDNS gives every ready endpoint address a PTR (it once limited them to
+    hostnamed endpoints, as the spec says, and reverted because that broke
+    users); ``ptr_hostnamed_only`` is the spec's rule.
+    """
     named = []
     for endpoint, slice_ in ready:
         endpoint_name = f"{endpoint_label(endpoint, settings)}.{name}"
         for ip in endpoint.addresses:
             out.add(endpoint_name, *address_record(ip))
-            if endpoint.hostname or settings.ptr_all_endpoints:
+            if endpoint.hostname or not settings.ptr_hostnamed_only:
                 out.add(reverse_name(ip), QTYPE.PTR, endpoint_name)
         named.append((endpoint, slice_, endpoint_name))
     return named
@@ -169,7 +175,8 @@ def endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
 def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) -> None:
     """SRV at ``_port._proto.<service>`` for named ports and at ``<service>`` for all.
 
-    Priority 0 and weight 100/N within each record set, as CoreDNS writes them.
+    Priority 0 and weight 100/N, N the entries of the record set *before*
+    repeats merge, as CoreDNS computes it: ``ports`` has an entry per address.
     """
     by_owner: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for port_name, protocol, port, target in ports:
@@ -177,9 +184,8 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
         if port_name:
             by_owner[f"_{port_name}._{protocol.lower()}.{name}"].append((port, target))
     for owner, entries in by_owner.items():
-        unique = list(dict.fromkeys(entries))
-        weight = max(1, 100 // len(unique))
-        for port, target in unique:
+        weight = max(1, 100 // len(entries))
+        for port, target in dict.fromkeys(entries):
             out.add(owner, QTYPE.SRV, (0, weight, port, target))
 
 
@@ -190,7 +196,7 @@ def pod_records(pod: Pod, settings: Settings) -> RecordSets:
     """``a-b-c-d.<ns>.pod.<zone>`` for each pod IP (``--pods verified``), and with ``--pod-names``
     ``<pod-name>.<ns>.pod.<zone>`` for a running pod, with a PTR from each of its IPs to that name."""
     out = _Sets()
-    if pod.phase in ("Succeeded", "Failed"):
+    if pod.phase in ("Succeeded", "Failed") or pod.terminating:  # CoreDNS drops a pod being deleted
         return {}
     if settings.pods == "verified":
         for ip in pod.ips:

@@ -8,21 +8,26 @@ releases them all.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
 from .app import ClusterDNS
+from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
-from .server import DnsServer
+from .server import DnsServer, TcpLimits
 from .settings import Settings
-from .sources.manifests import ManifestSource
+from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
 
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+# Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
+STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
 
 class ListenError(Exception):
@@ -46,6 +51,13 @@ class ServeOptions:
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
+    manifest_settle: float = DEFAULT_SETTLE  # a changed file is applied once unchanged this long
+    http_required: bool = True  # False: the default address, and DNS is served even if it cannot be bound
+    drop_low_source_ports: bool = False
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
+    hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
+    loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
 
 
 class Serving:
@@ -55,6 +67,7 @@ class Serving:
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
         self.kube = None  # KubeSource when serving a live cluster
+        self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
@@ -75,26 +88,54 @@ class Serving:
             self._start_manifests()
         else:
             await self._start_kube()
-        self.dns_server = DnsServer(self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone)
+        self.dns.responder.loadbalance = options.loadbalance
+        if options.hosts is not None:
+            self.hosts = Hosts(options.hosts)
+            self.dns.responder.use_hosts(self.hosts)
+            self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
+        self.dns_server = DnsServer(
+            self.dns.responder,
+            metrics=self.metrics,
+            zone_label=options.settings.zone,
+            tcp_limits=options.tcp_limits,
+            drop_low_source_ports=options.drop_low_source_ports,
+        )
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
                 await self.dns_server.listen(host, port)
             if options.http is not None:
                 what, (host, port) = "HTTP", options.http
-                self.http = await start_http(host, port, self.metrics, self.readiness)
-                log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+                await self._start_http(host, port)
         except OSError as exc:
             await self.close()
-            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
-            raise ListenError(f"cannot listen for {what} on {host} port {port}: {exc.strerror or exc}{hint}") from exc
+            raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
         self._started = True
+
+    async def _start_http(self, host: str, port: int) -> None:
+        try:
+            self.http = await start_http(host, port, self.metrics, self.readiness)
+        except OSError as exc:
+            if self.options.http_required:
+                raise
+            # Only the default address: DNS matters more than probes on a laptop where 8080 is busy.
+            log.warning(
+                "cannot listen for HTTP on %s port %d: %s; serving DNS without /health, /ready and /metrics "
+                "(choose a free address with --http HOST:PORT, or turn it off with --http '')",
+                host, port, _reason(exc),
+            )
+            return
+        log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
 
     def _start_manifests(self) -> None:
         started = time.monotonic()
         self.dns = ClusterDNS.for_manifests(self.options.settings)
-        self.manifests = ManifestSource(self.options.manifests, self.dns.sink, on_error=self._manifest_error)
+        self.manifests = ManifestSource(
+            self.options.manifests, self.dns.sink, on_error=self._manifest_error,
+            max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
+            on_missing=self.metrics.set_manifest_paths_missing,
+        )
         self.manifests.load()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
@@ -200,6 +241,10 @@ class Serving:
         if not self.dns.synced:
             missing = sorted(self.dns.required_kinds - self.dns.cluster.synced)
             return False, f"waiting for first sync of {', '.join(missing)}"
+        if self.manifests is not None and self.manifests.missing:
+            path, since = min(self.manifests.missing.items(), key=lambda item: item[1])
+            return False, (f"manifest path {display(path)} gone for {time.time() - since:.0f}s: "
+                           "serving its last good state")
         if self.kube is not None and self._api_down():
             down_for = time.time() - self._api_down_since
             if down_for > self.options.ready_grace:
@@ -241,7 +286,7 @@ class Serving:
         if self.kube is not None:
             await asyncio.to_thread(self.kube.stop)
         for task in self._tasks:
-            if task.get_name() != "clusterdns-manifest-watch":
+            if task.get_name() not in STOPPED_BY_EVENT:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
@@ -250,6 +295,28 @@ class Serving:
             self.http = None
         if self.dns_server is not None:
             await self.dns_server.close()
+
+
+def _reason(exc: OSError) -> str:
+    """"Address already in use", without the wrapping asyncio adds to a failed bind."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _bind_hint(what: str, port: int, exc: OSError) -> str:
+    """What to do about a port that cannot be bound (the quick start's 5353 and 8080 are popular ones)."""
+    if what == "DNS":
+        fix = "choose another with --listen HOST:PORT"
+    else:
+        fix = "choose another with --http HOST:PORT, or turn HTTP off with --http ''"
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return f" (ports below 1024 need root or CAP_NET_BIND_SERVICE; {fix})"
+    if exc.errno == errno.EADDRINUSE:
+        known = {
+            5353: "5353 is also the mDNS port (avahi-daemon, systemd-resolved); ",
+            8080: "8080 is a common development port; ",
+        }
+        return f" (another program is using it; {known.get(port, '')}{fix})"
+    return f" ({fix})"
 
 
 def _server_label(listen: list[tuple[str, int]]) -> str:

@@ -25,14 +25,20 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from cachetools import LRUCache
-from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError
+from dnslib.label import DNSBuffer
 
 from .answer import answer
+from .loadbalance import Plan, rotate, rotation_plan
 from .zone import Zone
 
 HEADER = struct.Struct("!HHHHHH")
 MIN_UDP_PAYLOAD = 512
 MAX_MESSAGE = 65535
+MAX_NAME = 255  # bytes of a name on the wire (RFC 1035 2.3.4)
+MAX_LABEL = 63
 # Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
 CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
 
@@ -47,8 +53,12 @@ class Question:
     qtype: int
 
 
-def parse_question(data: bytes) -> Question | None:
-    """Fast path parse of an ordinary query; None means "take the slow path"."""
+def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
+    """Fast path parse of an ordinary query; None means "take the slow path".
+
+    ``max_udp`` is our own advertised payload size: a client asking for more
+    gets no more (anti-amplification, as CoreDNS's ``bufsize``).
+    """
     if len(data) < 17:
         return None
     _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
@@ -81,7 +91,7 @@ def parse_question(data: bytes) -> Question | None:
         rdlen = (data[rest + 9] << 8) | data[rest + 10]
         if version != 0 or rest + 11 + rdlen != len(data):
             return None
-        udp_limit = max(MIN_UDP_PAYLOAD, payload)
+        udp_limit = min(max(MIN_UDP_PAYLOAD, payload), max_udp)
         edns = b"D" if do_bit else b"E"
     elif rest != len(data):
         return None
@@ -95,15 +105,32 @@ class Responder:
 
     def __init__(self, zone: Zone, cache_size: int = 100_000):
         self.zone = zone
+        self.hosts = None  # hosts entries answered before the zone (see use_hosts)
         self.cache_size = cache_size
-        self.replies: dict[tuple[bool, bytes], tuple[bytes, int]] = {}  # exact repeats
-        self.cache: LRUCache[bytes, tuple[bytes, frozenset[str]]] = LRUCache(maxsize=cache_size)  # by question
+        self.max_udp = zone.settings.max_udp_size
+        # exact repeats: (response, qtype, where its address records may be rotated)
+        self.replies: dict[tuple[bool, bytes], tuple[bytes, int, Plan | None]] = {}
+        # by question: (response, names it read, rotation plan)
+        self.cache: LRUCache[bytes, tuple[bytes, frozenset[str], Plan | None]] = LRUCache(maxsize=cache_size)
         # name → the cache keys whose answers read it, to drop them when it changes
         self._readers: dict[str, set[tuple[bool, bytes] | bytes]] = {}
         self._reader_count = 0
         self.hits = 0
         self.misses = 0
+        # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
+        self.loadbalance = False
+        self._turn = 0
         zone.listeners.append(self.forget)
+
+    def use_hosts(self, hosts) -> None:
+        """Answer ``hosts`` (a :class:`~clusterdns.hosts.Hosts`) entries before the zone's names."""
+        self.hosts = hosts
+        hosts.listeners.append(self.forget)
+        self.clear()
+
+    def serves(self, name: str) -> bool:
+        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those."""
+        return (self.hosts is not None and self.hosts.serves(name)) or self.zone.origin_for(name) is not None
 
     def clear(self) -> None:
         self.replies.clear()
@@ -137,27 +164,37 @@ class Responder:
         replay = self.replies.get(key)
         if replay is not None:
             self.hits += 1
-            response, qtype = replay
-            return data[:2] + response[2:], qtype, response[3] & 0x0F
-        question = parse_question(data)
-        result = names = None
+            response, qtype, plan = replay
+            response = data[:2] + response[2:]
+            if plan is not None:
+                self._turn += 1
+                response = rotate(response, plan, self._turn)
+            return response, qtype, response[3] & 0x0F
+        question = parse_question(data, self.max_udp)
+        result = names = plan = None
         if question is not None:
             cached = self.cache.get(question.key)
             if cached is not None:
-                stored, names = cached
+                stored, names, plan = cached
                 # ID from the query, question (with its letter case) from the query.
                 response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
                 if not udp or len(response) <= question.udp_limit:
                     self.hits += 1
                     result = response, question.qtype, stored[3] & 0x0F
-        if result is None:
+        hit = result is not None
+        if not hit:
             self.misses += 1
             result, names = self._respond_slowly(data, question, udp)
+            # (computed on the bytes sent: glue may have been dropped to fit)
+            plan = rotation_plan(result[0]) if self.loadbalance and names is not None else None
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
             if len(self.replies) >= self.cache_size:
                 self.replies.clear()  # cheap bound; the normalised cache refills it quickly
-            self.replies[key] = (result[0], result[1])
+            self.replies[key] = (result[0], result[1], plan)
             self._remember(key, names)
+        if hit and plan is not None:
+            self._turn += 1
+            result = rotate(result[0], plan, self._turn), result[1], result[2]
         return result
 
     def _respond_slowly(
@@ -165,32 +202,62 @@ class Responder:
     ) -> tuple[tuple[bytes | None, int, int], frozenset[str] | None]:
         """The answer through dnslib, and the names it read (None: not to be cached)."""
         try:
-            query = DNSRecord.parse(data)
+            query = parse_query(data)
         except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
-        self.zone.reads = set()
+        self.zone.reads = reads = set()
+        if self.hosts is not None and query.questions:
+            reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
         try:
-            reply = answer(self.zone, query)
+            reply = answer(self.zone, query, self.hosts)
         finally:
-            names, self.zone.reads = frozenset(self.zone.reads), None
+            names, self.zone.reads = frozenset(reads), None
         full = bytes(reply.pack())
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
-            self.cache[question.key] = (full, names)
+            self.cache[question.key] = (full, names, rotation_plan(full) if self.loadbalance else None)
             self._remember(question.key, names)
-        limit = question.udp_limit if question is not None else udp_limit(query)
+        limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
         qtype = query.questions[0].qtype if query.questions else 0
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)
         return (full, qtype, reply.header.rcode), names if cacheable else None
 
 
-def udp_limit(query: DNSRecord) -> int:
+def parse_query(data: bytes) -> DNSRecord:
+    """A query parsed whole and strictly; DNSError when it is malformed.
+
+    Stricter than ``DNSRecord.parse``: bytes left after the last record, a
+    name that could not be packed again (a label over 63 bytes, a name over
+    255), and an OPT record outside the additional section (RFC 6891 6.1.1)
+    are all errors, answered FORMERR rather than failing later in ``pack()``.
+    """
+    buffer = DNSBuffer(data)
+    try:
+        header = DNSHeader.parse(buffer)
+        questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
+        sections = [[RR.parse(buffer) for _ in range(count)] for count in (header.a, header.auth, header.ar)]
+    except (BufferError, BimapError) as exc:
+        raise DNSError(f"malformed message at offset {buffer.offset}: {exc}") from None
+    if buffer.remaining():
+        raise DNSError(f"{buffer.remaining()} bytes after the last record")
+    for question in questions:
+        labels = question.qname.label
+        if any(len(label) > MAX_LABEL for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
+            raise DNSError("a name over 255 bytes or a label over 63")
+    answers, authority, additional = sections
+    if any(rr.rtype == QTYPE.OPT for rr in answers + authority):
+        raise DNSError("OPT record outside the additional section")
+    return DNSRecord(header, questions, answers, auth=authority, ar=additional)
+
+
+def udp_limit(query: DNSRecord, max_udp: int = MAX_MESSAGE) -> int:
+    """The largest UDP response for ``query``: its EDNS payload size (at least 512), at most ours."""
     for rr in query.ar:
         if rr.rtype == QTYPE.OPT:
-            return max(MIN_UDP_PAYLOAD, rr.rclass)
+            return min(max(MIN_UDP_PAYLOAD, rr.rclass), max_udp)
     return MIN_UDP_PAYLOAD
 
 

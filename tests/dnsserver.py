@@ -25,15 +25,24 @@ START_TIMEOUT = 10.0
 
 
 class RunningServer:
-    def __init__(self, manifests: list[str | Path] | None = None, settings: Settings | None = None, watch: bool = False):
+    def __init__(
+        self,
+        manifests: list[str | Path] | None = None,
+        settings: Settings | None = None,
+        watch: bool = False,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        **server_options: Any,
+    ):
+        """``server_options`` go to :class:`DnsServer` (``tcp_limits``, ``metrics``, ``drop_low_source_ports``)."""
         self.settings = settings or Settings()
+        self.server_options = server_options
         self.manifests = [str(p) for p in (manifests or [])]
         self.watch = watch
         self.host = "127.0.0.1"
         self.port = 0
         self.dns: ClusterDNS | None = None
         self.source: ManifestSource | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop_factory()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-dns-server", daemon=True)
         self._server: DnsServer | None = None
         self._stop: asyncio.Event | None = None
@@ -50,7 +59,7 @@ class RunningServer:
         self.dns = ClusterDNS.for_manifests(self.settings)
         self.source = ManifestSource(self.manifests, self.dns.sink)
         self.source.load()
-        self._server = DnsServer(self.dns.responder)
+        self._server = DnsServer(self.dns.responder, **self.server_options)
         _, self.port = await self._server.listen(self.host, 0)
         self._stop = asyncio.Event()
         if self.watch:
@@ -94,6 +103,10 @@ class RunningServer:
     def query(self, name: str, rdtype: str = "A", tcp: bool = False, **make_kwargs: Any) -> dns.message.Message:
         q = dns.message.make_query(name, rdtype, **make_kwargs)
         return self.send(q, tcp=tcp)
+
+    @property
+    def server(self) -> DnsServer:
+        return self._server
 
     def send(self, q: dns.message.Message, tcp: bool = False) -> dns.message.Message:
         if tcp:
