@@ -25,6 +25,7 @@ from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .server import TcpLimits, parse_listen
+from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--http", metavar="HOST:PORT",
         help=f"address for /health, /ready and /metrics; '' turns it off (default {DEFAULT_HTTP}; if that port "
         "is taken, DNS is served without it, with a warning; a port given here must be free)",
+    )
+    serve.add_argument(
+        "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
+        help="clients allowed to AXFR/IXFR the served zones over TCP; '' allows none (default: loopback only)",
+    )
+    serve.add_argument(
+        "--http-debug-from", default="", metavar="CIDR[,CIDR]",
+        help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
     serve.add_argument(
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
@@ -382,6 +391,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
         http_text = DEFAULT_HTTP if args.http is None else args.http
         http = parse_listen(http_text, "--http") if http_text else None
+        transfer_to = parse_networks(args.transfer_to, "--transfer-to")
+        debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
     if args.max_tcp_connections < 1:
@@ -431,6 +442,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
+        transfer_to=transfer_to,
+        http_debug_from=debug_from,
     )
 
 

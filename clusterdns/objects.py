@@ -114,6 +114,8 @@ class Endpoint:
     hostname: str = ""
     node_name: str = ""
     target_pod: str = ""  # pod name when targetRef is a Pod in the slice's namespace
+    serving: bool = True  # EndpointSlice conditions, shown by GET /zone (DNS uses ready)
+    terminating: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,14 +503,17 @@ def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
         else:
             addresses = tuple(r.ip(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
         cond = r.mapping(e.get("conditions"), f"{path}.conditions")
+        # Per the EndpointSlice API, an unset ready condition means ready, and an unset serving one defers to ready.
+        ready = r.boolean(cond.get("ready"), f"{path}.conditions.ready", True)
         endpoints.append(
             Endpoint(
                 addresses=addresses,
-                # Per the EndpointSlice API, an unset ready condition means ready.
-                ready=r.boolean(cond.get("ready"), f"{path}.conditions.ready", True),
+                ready=ready,
                 hostname=r.dns_label(e.get("hostname"), f"{path}.hostname"),
                 node_name=r.string(e.get("nodeName"), f"{path}.nodeName"),
                 target_pod=_target_pod(r, e.get("targetRef"), f"{path}.targetRef", r.namespace),
+                serving=r.boolean(cond.get("serving"), f"{path}.conditions.serving", ready),
+                terminating=r.boolean(cond.get("terminating"), f"{path}.conditions.terminating"),
             )
         )
     return EndpointSlice(
@@ -536,6 +541,7 @@ def read_endpoints(doc: Mapping[str, Any]) -> Endpoints:
                     Endpoint(
                         addresses=(r.ip(a.get("ip"), f"{apath}.ip"),),
                         ready=ready,
+                        serving=ready,
                         hostname=r.dns_label(a.get("hostname"), f"{apath}.hostname"),
                         node_name=r.string(a.get("nodeName"), f"{apath}.nodeName"),
                         target_pod=_target_pod(r, a.get("targetRef"), f"{apath}.targetRef", r.namespace),

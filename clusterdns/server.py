@@ -8,6 +8,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from . import transfer
+from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
 from .wire import Responder
 
@@ -128,6 +130,8 @@ class DnsServer:
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
+    # Who may AXFR the served zones over TCP (--transfer-to); empty: nobody.
+    transfer_to: tuple = field(default_factory=lambda: parse_networks(",".join(LOOPBACK), "--transfer-to"))
     errors: BurstLog = field(default_factory=lambda: BurstLog(log))
     _connections: dict[asyncio.Task, _Connection] = field(default_factory=dict)  # counted against the limit
     _handlers: set[asyncio.Task] = field(default_factory=set)  # every TCP task still running, evicted ones too
@@ -187,6 +191,14 @@ class DnsServer:
                     return
                 conn.last_active = time.monotonic()
                 started = time.perf_counter()
+                if transfer.is_transfer(data):
+                    messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
+                    if messages is not None:
+                        for message in messages:
+                            writer.write(len(message).to_bytes(2, "big") + message)
+                            await writer.drain()
+                        observe("tcp", family, 252, message[3] & 0x0F, started, len(data), len(message), False)
+                        continue
                 hits = self.responder.hits
                 try:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
@@ -242,3 +254,8 @@ class DnsServer:
             await server.wait_closed()
         self.udp.clear()
         self.tcp.clear()
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return peer[0] if peer else ""

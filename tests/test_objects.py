@@ -71,7 +71,7 @@ def test_endpoint_slice_unset_ready_counts_as_ready():
     assert es.service_name == "web"
     assert es.endpoints == (
         Endpoint(("10.1.0.1",), True, "", "", "web-1"),
-        Endpoint(("10.1.0.2",), False, "two", "", ""),
+        Endpoint(("10.1.0.2",), False, "two", "", "", serving=False),  # unset serving defers to ready
     )
 
 
