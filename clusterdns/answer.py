@@ -25,6 +25,7 @@ CLASS_IN = 1
 CLASS_ANY = 255
 BADVERS = 16
 MAX_CNAME_CHAIN = 8
+NOTAUTH = 9  # not authoritative for the zone asked to transfer
 # ANY gets one RRset (RFC 8482 4.1): the addresses if there are any, else the first of these.
 ANY_PREFERENCE = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR, QTYPE.SOA, QTYPE.NS)
 
@@ -57,7 +58,7 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
         if hosts.answer(reply, name, question.qname, question.qtype):
             return reply
     final, types = _answer_question(zone, reply, question, name)
-    if opts and zone.settings.explain and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
+    if opts and zone.settings.explain and not reply.header.tc and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
         # Why, in words (RFC 8914): computed once here, then cached with the encoded answer.
         reason = reasons.explain(zone, final, question.qtype, reply.header.rcode, types)
         if reason is not None:
@@ -72,7 +73,15 @@ def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple
         reply.header.rcode = RCODE.REFUSED
         return name, ()
     if question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
-        reply.header.rcode = RCODE.REFUSED  # transfers are answered by the TCP listener (transfer.py)
+        # Transfers run over TCP (transfer.py, in the TCP listener); over UDP, say "use TCP":
+        # TC for AXFR (RFC 5936 4.2), the current SOA alone for IXFR (RFC 1995 2).
+        if name not in zone.settings.zones:
+            reply.header.rcode = NOTAUTH
+        elif question.qtype == QTYPE.AXFR:
+            reply.header.tc = 1
+        else:
+            reply.header.aa = 1
+            reply.add_answer(soa_record(zone, origin))
         return name, ()
 
     reply.header.aa = 1

@@ -25,10 +25,11 @@ from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .server import TcpLimits, parse_listen
+from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
-from .sources.manifests import manifest_files
+from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
 from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
@@ -66,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--http", metavar="HOST:PORT",
         help=f"address for /health, /ready and /metrics; '' turns it off (default {DEFAULT_HTTP}; if that port "
         "is taken, DNS is served without it, with a warning; a port given here must be free)",
+    )
+    serve.add_argument(
+        "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
+        help="clients allowed to AXFR/IXFR the served zones over TCP; '' allows none (default: loopback only)",
+    )
+    serve.add_argument(
+        "--http-debug-from", default="", metavar="CIDR[,CIDR]",
+        help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
     serve.add_argument(
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
@@ -208,6 +217,10 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         "--manifests", nargs="+", metavar="PATH",
         help="YAML/JSON manifest files or directories" + (" (reloaded when they change)" if kube else " (default: zones)"),
     )
+    parser.add_argument(
+        "--max-manifest-bytes", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+        help="skip manifest files larger than this, unread, with an error (e.g. 1048576, 512K, 64M; default 64M)",
+    )
     if kube:
         group = parser.add_argument_group("live cluster")
         group.add_argument("--kubeconfig", metavar="PATH", help="watch the cluster of this kubeconfig file")
@@ -255,6 +268,20 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         "--ignore-empty-service", action="store_true",
         help="NXDOMAIN for a ClusterIP service with no ready endpoints (CoreDNS's ignore empty_service)",
     )
+
+
+def _byte_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``1G`` (powers of 1024; ``KiB``/``MiB``/``GiB`` also accepted)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = int(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512K or 64M, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size above 0, got {text!r}")
+    return value
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -305,7 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+        return check(paths, settings, show_records=args.command == "records" or args.records,
+                     summary=args.command == "check", max_bytes=args.max_manifest_bytes)
     except BrokenPipeError:  # `clusterdns records | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -323,8 +351,9 @@ def _loop_factory():
 # ----------------------------------------------------------------------------- check
 
 
-def check(paths: list[str], settings: Settings, show_records: bool, summary: bool) -> int:
-    dns, source = load_manifests(paths, settings)
+def check(paths: list[str], settings: Settings, show_records: bool, summary: bool,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    dns, source = load_manifests(paths, settings, max_bytes)
     errors = [message for messages in source.errors.values() for message in messages]
     if summary:
         files = manifest_files([Path(p) for p in paths])
@@ -356,6 +385,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
         http_text = DEFAULT_HTTP if args.http is None else args.http
         http = parse_listen(http_text, "--http") if http_text else None
+        transfer_to = parse_networks(args.transfer_to, "--transfer-to")
+        debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
     if args.max_tcp_connections < 1:
@@ -399,11 +430,14 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        max_manifest_bytes=args.max_manifest_bytes,
         http_required=args.http is not None,
         drop_low_source_ports=args.drop_low_source_ports,
         tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
+        transfer_to=transfer_to,
+        http_debug_from=debug_from,
     )
 
 

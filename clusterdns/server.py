@@ -8,6 +8,8 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from . import transfer
+from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
 from .wire import Responder
 
@@ -128,6 +130,8 @@ class DnsServer:
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
+    # Who may AXFR the served zones over TCP (--transfer-to); empty: nobody.
+    transfer_to: tuple = field(default_factory=lambda: parse_networks(",".join(LOOPBACK), "--transfer-to"))
     errors: BurstLog = field(default_factory=lambda: BurstLog(log))
     _connections: dict[asyncio.Task, _Connection] = field(default_factory=dict)  # counted against the limit
     _handlers: set[asyncio.Task] = field(default_factory=set)  # every TCP task still running, evicted ones too
@@ -176,7 +180,6 @@ class DnsServer:
         conn = self._connections[task] = _Connection(writer, task, time.monotonic())
         self._handlers.add(task)
         writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
-        peer = "%s port %s" % writer.get_extra_info("peername")[:2]
         try:
             while True:
                 try:
@@ -187,24 +190,22 @@ class DnsServer:
                     return
                 conn.last_active = time.monotonic()
                 started = time.perf_counter()
+                if transfer.is_transfer(data):
+                    messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
+                    if messages is not None:
+                        for message in messages:
+                            if not await self._send(writer, message, conn):
+                                return
+                        observe("tcp", family, 252, message[3] & 0x0F, started, len(data), len(message), False)
+                        continue
                 hits = self.responder.hits
                 try:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
                 except Exception:
-                    observe.panic("tcp", peer)
+                    observe.panic("tcp", _peer(writer))
                     return
-                if response is None or writer.transport.is_closing():
-                    return  # nothing to send, or the client is gone (writing would raise)
-                writer.write(len(response).to_bytes(2, "big") + response)
-                if writer.transport.get_write_buffer_size() > limits.max_queued_bytes:
-                    # The client is not reading its replies: read nothing more from it
-                    # until it does, and give up on it after write_timeout.
-                    try:
-                        async with asyncio.timeout(limits.write_timeout):
-                            await writer.drain()
-                    except TimeoutError:
-                        return
-                    conn.last_active = time.monotonic()
+                if response is None or not await self._send(writer, response, conn):
+                    return
                 observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
         except ConnectionError:
             pass  # reset by the client
@@ -217,6 +218,22 @@ class DnsServer:
             self._connections.pop(task, None)
             self._handlers.discard(task)
             writer.transport.abort()  # never wait on a client that may not read
+
+    async def _send(self, writer: asyncio.StreamWriter, message: bytes, conn: _Connection) -> bool:
+        """Queue one framed message; False if the client is gone or would not take its replies."""
+        if writer.transport.is_closing():
+            return False  # reset by the client: writing would raise (uvloop) or warn (asyncio)
+        writer.write(len(message).to_bytes(2, "big") + message)
+        if writer.transport.get_write_buffer_size() > self.tcp_limits.max_queued_bytes:
+            # The client is not reading its replies: read nothing more from it
+            # until it does, and give up on it after write_timeout.
+            try:
+                async with asyncio.timeout(self.tcp_limits.write_timeout):
+                    await writer.drain()
+            except TimeoutError:
+                return False
+            conn.last_active = time.monotonic()
+        return True
 
     def _close_longest_idle(self) -> None:
         """Make room for a new connection: drop the one that has made no progress the longest."""
@@ -242,3 +259,8 @@ class DnsServer:
             await server.wait_closed()
         self.udp.clear()
         self.tcp.clear()
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return peer[0] if peer else ""

@@ -14,14 +14,16 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .server import DnsServer, TcpLimits
+from .zoneview import zone_json
 from .settings import Settings
-from .sources.manifests import ManifestSource
+from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
 
 log = logging.getLogger("clusterdns")
 
@@ -51,6 +53,10 @@ class ServeOptions:
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    transfer_to: tuple | None = None  # networks allowed AXFR over TCP; None: loopback only
+    http_debug_from: tuple = ()  # networks besides loopback allowed GET /zone
+    max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
+    manifest_settle: float = DEFAULT_SETTLE  # a changed file is applied once unchanged this long
     http_required: bool = True  # False: the default address, and DNS is served even if it cannot be bound
     drop_low_source_ports: bool = False
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
@@ -98,6 +104,8 @@ class Serving:
             tcp_limits=options.tcp_limits,
             drop_low_source_ports=options.drop_low_source_ports,
         )
+        if options.transfer_to is not None:
+            self.dns_server.transfer_to = options.transfer_to
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
@@ -113,7 +121,11 @@ class Serving:
 
     async def _start_http(self, host: str, port: int) -> None:
         try:
-            self.http = await start_http(host, port, self.metrics, self.readiness)
+            self.http = await start_http(
+                host, port, self.metrics, self.readiness,
+                zone_view=self.zone_view,
+                zone_clients=parse_networks(",".join(LOOPBACK), "loopback") + tuple(self.options.http_debug_from),
+            )
         except OSError as exc:
             if self.options.http_required:
                 raise
@@ -129,7 +141,11 @@ class Serving:
     def _start_manifests(self) -> None:
         started = time.monotonic()
         self.dns = ClusterDNS.for_manifests(self.options.settings)
-        self.manifests = ManifestSource(self.options.manifests, self.dns.sink, on_error=self._manifest_error)
+        self.manifests = ManifestSource(
+            self.options.manifests, self.dns.sink, on_error=self._manifest_error,
+            max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
+            on_missing=self.metrics.set_manifest_paths_missing,
+        )
         self.manifests.load()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
@@ -235,11 +251,19 @@ class Serving:
         if not self.dns.synced:
             missing = sorted(self.dns.required_kinds - self.dns.cluster.synced)
             return False, f"waiting for first sync of {', '.join(missing)}"
+        if self.manifests is not None and self.manifests.missing:
+            path, since = min(self.manifests.missing.items(), key=lambda item: item[1])
+            return False, (f"manifest path {display(path)} gone for {time.time() - since:.0f}s: "
+                           "serving its last good state")
         if self.kube is not None and self._api_down():
             down_for = time.time() - self._api_down_since
             if down_for > self.options.ready_grace:
                 return False, f"Kubernetes API unreachable for {down_for:.0f}s (grace {self.options.ready_grace:g}s)"
         return True, ""
+
+    def zone_view(self) -> dict:
+        """What GET /zone shows: the zone as DNS sees it (see zoneview.py)."""
+        return zone_json(self.dns)
 
     def _api_down(self) -> bool:
         if self._api_down_since is None:

@@ -89,8 +89,13 @@ class Serve:
     def text(self) -> str:
         return "".join(self.lines)
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
+    def exit_status(self, timeout: float = 15) -> int:
+        """The status of a server expected to exit by itself (no signal: one sent while it is
+        already on its way out would turn its own exit status into -SIGTERM)."""
+        return self.stop(sig=None, timeout=timeout)
+
+    def stop(self, sig: signal.Signals | None = signal.SIGTERM, timeout: float = 15) -> int:
+        if sig is not None and self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
             return self.proc.wait(timeout)
@@ -120,7 +125,7 @@ def test_serve_exits_3_naming_the_port_and_the_flag_when_the_dns_port_is_taken()
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
         serve = Serve("--manifests", str(ZONES), listen=f"127.0.0.1:{port}", http="")
-        assert serve.stop() == 3
+        assert serve.exit_status() == 3
     assert (
         f"cannot listen for DNS on 127.0.0.1 port {port}: Address already in use "
         "(another program is using it; choose another with --listen HOST:PORT)"
@@ -131,7 +136,7 @@ def test_serve_exits_3_naming_the_flag_when_an_explicit_http_port_is_taken():
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
         serve = Serve("--manifests", str(ZONES), http=f"127.0.0.1:{port}")
-        assert serve.stop() == 3
+        assert serve.exit_status() == 3
     assert (
         f"cannot listen for HTTP on 127.0.0.1 port {port}: Address already in use (another program is using it; "
         "choose another with --http HOST:PORT, or turn HTTP off with --http '')"
@@ -181,6 +186,60 @@ def test_lameduck_keeps_answering_while_not_ready():
         assert proc.wait(10) == 0
     finally:
         serve.stop(signal.SIGKILL, timeout=5)
+
+
+REJECTED = """\
+apiVersion: v1
+kind: Sevice
+metadata: {name: typo}
+spec: {clusterIP: 10.96.0.9}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: Upper}
+spec: {clusterIP: 10.96.0.10}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: Bad_NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: edited}
+spec: {clusterIP: 10.96.0.12, clusterIPs: [10.96.0.13]}
+"""
+
+
+def test_check_rejects_what_kubernetes_rejects(tmp_path):
+    (tmp_path / "bad.yaml").write_text(REJECTED)
+    result = run("check", "--manifests", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "4 error(s)" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    for expected in (
+        'bad.yaml: document 1 (Sevice typo): kind: "Sevice" is not a kind of v1 (did you mean Service?)',
+        'bad.yaml: document 2 (Service default/Upper): metadata.name: expected an RFC 1035 label',
+        'bad.yaml: document 3 (Namespace Bad_NS): metadata.name: expected an RFC 1123 label',
+        'bad.yaml: document 4 (Service default/edited): spec.clusterIP: "10.96.0.12" disagrees with spec.clusterIPs[0]',
+    ):
+        assert any(expected in line for line in errors), (expected, errors)
+
+
+def test_records_prints_exactly_what_serve_answers(tmp_path):
+    """Every record `records` prints is answered, as printed, by a server fed the same manifests."""
+    from .dnsserver import RunningServer
+
+    (tmp_path / "extra.yaml").write_text(REJECTED)
+    result = run("records", "--manifests", str(ZONES), str(tmp_path))
+    assert result.returncode == 1  # the rejected objects are errors...
+    printed = [line.split() for line in result.stdout.splitlines()]
+    with RunningServer([ZONES, tmp_path]) as server:
+        for owner, _ttl, _class, rtype, *rdata in printed:
+            reply = server.query(owner, rtype, tcp=True)
+            got = {line.split(None, 4)[4] for rrset in reply.answer for line in rrset.to_text().splitlines()
+                   if line.split()[0] == owner}
+            assert " ".join(rdata) in got, (owner, rtype, rdata, got)
+        assert len(printed) > 50
 
 
 def test_http_is_required_only_when_given():
