@@ -21,6 +21,7 @@ from .app import ClusterDNS
 from .hosts import Hosts, HostsSettings
 from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
+from .querylog import QueryLog
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
@@ -71,6 +72,7 @@ class ServeOptions:
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
     loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
+    log_queries: frozenset[str] | None = None  # query log classes ({"all"}, {"denial", "error"}, ...); None: off
 
 
 class Serving:
@@ -115,6 +117,7 @@ class Serving:
             zone_label=options.settings.zone,
             tcp_limits=options.tcp_limits,
             drop_low_source_ports=options.drop_low_source_ports,
+            query_log=QueryLog(options.log_queries) if options.log_queries else None,
         )
         if options.transfer_to is not None:
             self.dns_server.transfer_to = options.transfer_to
