@@ -60,9 +60,10 @@ class Reader:
     def origin_for(self, name: str) -> str | None:
         return self.zone.origin_for(name)
 
-    @property
-    def serial(self) -> int:
-        return self.zone.serial
+    def __getattr__(self, attribute: str):
+        # Everything else (serial, notes...) is read from the zone as it is: facts
+        # that change with names the answer already read, or with every commit.
+        return getattr(self.zone, attribute)
 
 
 def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> tuple[DNSRecord, frozenset[str]]:
@@ -226,7 +227,8 @@ def _pod_lookup(zone: Reader | Zone, prefix: str):
         return {}
     ip = pod_ip(labels[0])
     if ip is None:
-        return None
+        # --pod-names: <pod-name>.<ns>.pod.<zone>, held in the zone
+        return zone.records(f"{prefix}.pod.{settings.zone}") if settings.pod_names else None
     if settings.pods == "verified":
         return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
     return {QTYPE.AAAA if ":" in ip else QTYPE.A: (ip,)}

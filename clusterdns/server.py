@@ -168,6 +168,7 @@ class DnsServer:
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
+    _protocols: list = field(default_factory=list)  # the UDP protocols, beside udp, to hand them a new responder
     # Who may AXFR the served zones over TCP (--transfer-to); empty: nobody.
     transfer_to: tuple = field(default_factory=lambda: parse_networks(",".join(LOOPBACK), "--transfer-to"))
     errors: BurstLog = field(default_factory=lambda: BurstLog(log))
@@ -188,7 +189,7 @@ class DnsServer:
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_errors(), name="clusterdns-burstlog")
         for attempt in range(20):
-            transport, _ = await loop.create_datagram_endpoint(
+            transport, protocol = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self.responder, observe, fam, lowest_port), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
@@ -202,11 +203,28 @@ class DnsServer:
                     raise
                 continue  # the UDP port's TCP twin was taken: try another
             self.udp.append(transport)
+            self._protocols.append(protocol)
             self.tcp.append(server)
             self.addresses.append((host, bound_port))
             log.info("listening on %s port %d (UDP and TCP)", host, bound_port)
             return host, bound_port
         raise OSError("no free port")
+
+    def use(self, responder: Responder) -> None:
+        """Answer from ``responder`` from the next query on, on every listener (a reload's swap)."""
+        self.responder = responder
+        for protocol in self._protocols:
+            protocol.responder = responder
+
+    async def close_listener(self, address: tuple[str, int]) -> None:
+        """Stop the UDP and TCP listener bound to ``address``; the others keep answering."""
+        i = self.addresses.index(address)
+        self.udp.pop(i).close()
+        self._protocols.pop(i)
+        server = self.tcp.pop(i)
+        self.addresses.pop(i)
+        server.close()  # open connections finish their queries; close() reaps them at the end
+        log.info("stopped listening on %s port %d", *address)
 
     async def _flush_errors(self) -> None:
         while True:  # so a burst that stopped is still reported with its count
@@ -236,8 +254,8 @@ class DnsServer:
                     messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
                     if messages is not None:
                         for message in messages:
-                            writer.write(len(message).to_bytes(2, "big") + message)
-                            await writer.drain()
+                            if not await self._send(writer, message, conn):
+                                return
                         observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 try:
@@ -245,18 +263,8 @@ class DnsServer:
                 except Exception as exc:
                     observe.panic("tcp", peer, exc)
                     response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
-                if response is None or writer.transport.is_closing():
-                    return  # nothing to send, or the client is gone (writing would raise)
-                writer.write(len(response).to_bytes(2, "big") + response)
-                if writer.transport.get_write_buffer_size() > limits.max_queued_bytes:
-                    # The client is not reading its replies: read nothing more from it
-                    # until it does, and give up on it after write_timeout.
-                    try:
-                        async with asyncio.timeout(limits.write_timeout):
-                            await writer.drain()
-                    except TimeoutError:
-                        return
-                    conn.last_active = time.monotonic()
+                if response is None or not await self._send(writer, response, conn):
+                    return
                 observe("tcp", family, qtype, rcode, started, data, response, hit, peer)
         except ConnectionError:
             pass  # reset by the client
@@ -269,6 +277,22 @@ class DnsServer:
             self._connections.pop(task, None)
             self._handlers.discard(task)
             writer.transport.abort()  # never wait on a client that may not read
+
+    async def _send(self, writer: asyncio.StreamWriter, message: bytes, conn: _Connection) -> bool:
+        """Queue one framed message; False if the client is gone or would not take its replies."""
+        if writer.transport.is_closing():
+            return False  # reset by the client: writing would raise (uvloop) or warn (asyncio)
+        writer.write(len(message).to_bytes(2, "big") + message)
+        if writer.transport.get_write_buffer_size() > self.tcp_limits.max_queued_bytes:
+            # The client is not reading its replies: read nothing more from it
+            # until it does, and give up on it after write_timeout.
+            try:
+                async with asyncio.timeout(self.tcp_limits.write_timeout):
+                    await writer.drain()
+            except TimeoutError:
+                return False
+            conn.last_active = time.monotonic()
+        return True
 
     def _close_longest_idle(self) -> None:
         """Make room for a new connection: drop the one that has made no progress the longest."""
@@ -294,6 +318,7 @@ class DnsServer:
             await server.wait_closed()
         self.udp.clear()
         self.tcp.clear()
+        self._protocols.clear()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
