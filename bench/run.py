@@ -82,7 +82,7 @@ def over_udp(seconds: float, clients: int) -> None:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "clusterdns.cli", "serve", "--manifests", str(ROOT / "zones"),
-         "--listen", f"127.0.0.1:{port}", "--http", "", "--log-level", "warning"],
+         "--listen", f"127.0.0.1:{port}", "--http", "", "--log-level", "warning", "--no-forward"],
         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
     try:

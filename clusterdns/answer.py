@@ -26,7 +26,10 @@ OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
 def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
     """The response to ``query`` (already parsed; the header may ask for anything)."""
     reply = DNSRecord(
-        DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
+        DNSHeader(
+            id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd,
+            ra=zone.settings.recursion,
+        ),
         questions=list(query.questions),
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]

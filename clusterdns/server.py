@@ -8,12 +8,14 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .wire import Responder
+from .wire import CHASE, FORWARD, Responder
 
 log = logging.getLogger(__name__)
 
 TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit between queries (CoreDNS: 10 s)
 MAX_TCP_CONNECTIONS = 1000
+MAX_TCP_PENDING = 64  # forwarded queries of one TCP connection waiting for upstreams at once
+FORWARD_ZONE = "."  # the zone label of forwarded queries (CoreDNS: the `.` server block)
 
 
 def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
@@ -50,7 +52,10 @@ class _Observer:
         if self.metrics is not None:
             self.metrics.count_panic()
 
-    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
+    def __call__(
+        self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit,
+        zone: str | None = None, plugin: str = "kubernetes",
+    ):
         if self.metrics is None:
             return
         self.metrics.observe_query(
@@ -61,16 +66,49 @@ class _Observer:
             duration_s=time.perf_counter() - started,
             request_size=size_in,
             response_size=size_out,
-            zone=self.zone_label,
+            zone=zone or self.zone_label,
             cache_hit=hit,
+            plugin=plugin,
+        )
+
+
+class _Forwarding:
+    """The async side branch: queries the zone handed over (FORWARD, CHASE) answered by the forwarder."""
+
+    def __init__(self, forwarder, observe: _Observer):
+        self.forwarder = forwarder
+        self.observe = observe
+        self.tasks: set[asyncio.Task] = set()
+
+    def answer_now(self, data: bytes, response: bytes, rcode: int, udp: bool):
+        """A forwarded answer from the forward cache without waiting, or None."""
+        return self.forwarder.answer_cached(data, udp) if rcode == FORWARD else None
+
+    async def answer(self, data: bytes, response: bytes, rcode: int, udp: bool):
+        if rcode == CHASE:
+            return await self.forwarder.chase(response, data, udp), None
+        return await self.forwarder.forward(data, udp), FORWARD_ZONE
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def record(self, proto, family, qtype, outcome, zone, started, size_in) -> None:
+        plugin = "forward" if zone else "kubernetes"
+        self.observe(
+            proto, family, qtype, outcome.rcode, started, size_in, len(outcome.response or b""),
+            outcome.cache_hit, zone=zone, plugin=plugin,
         )
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder, observe: _Observer, family: str):
+    def __init__(self, responder: Responder, observe: _Observer, family: str, forwarding: _Forwarding | None):
         self.responder = responder
         self.observe = observe
         self.family = family
+        self.forwarding = forwarding
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -85,9 +123,32 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             log.exception("internal error answering a UDP query from %s", addr)
             self.observe.panic()
             return
+        if rcode < 0:  # FORWARD or CHASE: off the zone's path
+            self._forward(data, response, qtype, rcode, addr, started)
+            return
         if response is not None:
             self.transport.sendto(response, addr)
         self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), self.responder.hits > hits)
+
+    def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
+        forwarding = self.forwarding
+        outcome = forwarding.answer_now(data, response, rcode, True)
+        if outcome is not None:
+            self.transport.sendto(outcome.response, addr)
+            forwarding.record("udp", self.family, qtype, outcome, FORWARD_ZONE, started, len(data))
+            return
+        forwarding.spawn(self._forward_later(data, response, qtype, rcode, addr, started))
+
+    async def _forward_later(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float):
+        try:
+            outcome, zone = await self.forwarding.answer(data, response, rcode, True)
+        except Exception:
+            log.exception("internal error forwarding a UDP query from %s", addr)
+            self.observe.panic()
+            return
+        if outcome.response is not None and not self.transport.is_closing():
+            self.transport.sendto(outcome.response, addr)
+        self.forwarding.record("udp", self.family, qtype, outcome, zone, started, len(data))
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -100,20 +161,25 @@ class DnsServer:
     responder: Responder
     metrics: object = None
     zone_label: str = "."
+    forwarder: object = None  # a clusterdns.forward.Forwarder when the server forwards
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
     _connections: set[asyncio.Task] = field(default_factory=set)
+    _forwarding: _Forwarding | None = None
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         observe = _Observer(self.metrics, self.zone_label)
+        if self.forwarder is not None and self._forwarding is None:
+            self._forwarding = _Forwarding(self.forwarder, observe)
+        forwarding = self._forwarding
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.responder, observe, fam), sock=_udp_socket(host, port, family)
+                lambda: _UdpProtocol(self.responder, observe, fam, forwarding), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
@@ -138,6 +204,7 @@ class DnsServer:
             writer.close()
             return
         self._connections.add(task)
+        pending: set[asyncio.Task] = set()  # forwarded queries of this connection; replies may overtake them
         try:
             while True:
                 try:
@@ -145,6 +212,8 @@ class DnsServer:
                     length = int.from_bytes(prefix, "big")
                     data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
                 except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
+                    if pending:  # the client may have sent its last query: answer it first
+                        await asyncio.wait(pending)
                     return
                 started = time.perf_counter()
                 hits = self.responder.hits
@@ -154,6 +223,15 @@ class DnsServer:
                     log.exception("internal error answering a TCP query")
                     observe.panic()
                     return
+                if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
+                    if len(pending) >= MAX_TCP_PENDING:
+                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    forwarded = self._forwarding.spawn(
+                        self._forward_tcp(writer, data, response, qtype, rcode, observe, family, started)
+                    )
+                    pending.add(forwarded)
+                    forwarded.add_done_callback(pending.discard)
+                    continue
                 if response is None:
                     return
                 writer.write(len(response).to_bytes(2, "big") + response)
@@ -165,6 +243,19 @@ class DnsServer:
             self._connections.discard(task)
             writer.close()
 
+    async def _forward_tcp(self, writer, data: bytes, response: bytes, qtype: int, rcode: int, observe, family, started):
+        forwarding = self._forwarding
+        try:
+            outcome, zone = await forwarding.answer(data, response, rcode, False)
+        except Exception:
+            log.exception("internal error forwarding a TCP query")
+            observe.panic()
+            return
+        if outcome.response is None or writer.is_closing():
+            return
+        writer.write(len(outcome.response).to_bytes(2, "big") + outcome.response)
+        forwarding.record("tcp", family, qtype, outcome, zone, started, len(data))
+
     async def close(self) -> None:
         for transport in self.udp:
             transport.close()
@@ -174,6 +265,10 @@ class DnsServer:
             task.cancel()
         if self._connections:
             await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._forwarding is not None:
+            for task in list(self._forwarding.tasks):
+                task.cancel()
+            await asyncio.gather(*self._forwarding.tasks, return_exceptions=True)
         for server in self.tcp:
             await server.wait_closed()
         self.udp.clear()

@@ -8,11 +8,14 @@ releases them all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass, field
 
 from .app import ClusterDNS
+from .forward import Forwarder, ForwardSettings
+from .forward.loop import find_loop
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
@@ -46,11 +49,17 @@ class ServeOptions:
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
 
 
 class Serving:
     def __init__(self, options: ServeOptions):
+        if options.forward is not None and not options.settings.recursion:
+            options = dataclasses.replace(options, settings=dataclasses.replace(options.settings, recursion=True))
         self.options = options
+        self.forwarder: Forwarder | None = None
+        self.failed = asyncio.Event()  # a fatal problem found after start (a forwarding loop)
+        self.failure = ""
         self.metrics = Metrics(server=_server_label(options.listen))
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
@@ -75,7 +84,11 @@ class Serving:
             self._start_manifests()
         else:
             await self._start_kube()
-        self.dns_server = DnsServer(self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone)
+        if options.forward is not None:
+            self.forwarder = Forwarder(options.forward, self.metrics)
+        self.dns_server = DnsServer(
+            self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone, forwarder=self.forwarder
+        )
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
@@ -89,7 +102,16 @@ class Serving:
             hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {exc.strerror or exc}{hint}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
+        if self.forwarder is not None and options.forward.loop_check:
+            self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
         self._started = True
+
+    async def _check_loop(self) -> None:
+        problem = await find_loop(self.forwarder)
+        if problem:
+            log.error("%s", problem)
+            self.failure = problem
+            self.failed.set()
 
     def _start_manifests(self) -> None:
         started = time.monotonic()
@@ -229,7 +251,11 @@ class Serving:
             self.metrics.set_objects(kind, self.dns.cluster.count(kind))
         self.metrics.set_zone_records(self.dns.zone.record_count)
         self.metrics.set_zone_serial(self.dns.zone.serial)
-        self.metrics.set_cache_entries(len(self.dns.responder.cache))
+        forwarded = self.forwarder.cache.counts() if self.forwarder is not None else {}
+        self.metrics.set_cache_entries(len(self.dns.responder.cache) + forwarded.get("success", 0))
+        self.metrics.set_cache_entries(forwarded.get("denial", 0), "denial")
+        if self.forwarder is not None:
+            self.forwarder.flush_logs()
         if self.kube is not None:
             self._api_down()
 
@@ -250,6 +276,8 @@ class Serving:
             self.http = None
         if self.dns_server is not None:
             await self.dns_server.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
 
 def _server_label(listen: list[tuple[str, int]]) -> str:

@@ -19,6 +19,9 @@ class Settings:
     ignore_empty_service: bool = False
     reverse: bool = True  # authoritative for in-addr.arpa and ip6.arpa, as CoreDNS's default Corefile
     dns_service: tuple[str, str] = ("kube-system", "kube-dns")  # its cluster IP is the NS address
+    # The server forwards what it does not serve: RA on every answer, and names
+    # outside the zones (and reverse names the cluster does not own) go upstream.
+    recursion: bool = False
 
     @property
     def zones(self) -> tuple[str, ...]:

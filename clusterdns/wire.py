@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
@@ -35,6 +35,10 @@ MIN_UDP_PAYLOAD = 512
 MAX_MESSAGE = 65535
 # Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
 CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
+# What respond() returns instead of an rcode when the forwarder must finish the job (server.py):
+FORWARD = -1  # the name is not served here: the "response" is the query, to be forwarded
+CHASE = -2  # a cluster answer ending in a CNAME to an outside name, whose records come from upstream
+CLASS_IN = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +107,8 @@ class Responder:
         self._reader_count = 0
         self.hits = 0
         self.misses = 0
+        # When the server forwards: name → does it go upstream?  (None: names outside the zones are REFUSED.)
+        self.router: Callable[[str], bool] | None = None
         zone.listeners.append(self.forget)
 
     def clear(self) -> None:
@@ -151,6 +157,8 @@ class Responder:
                     self.hits += 1
                     result = response, question.qtype, stored[3] & 0x0F
         if result is None:
+            if self.router is not None and question is not None and self._goes_upstream(data, question):
+                return data, question.qtype, FORWARD
             self.misses += 1
             result, names = self._respond_slowly(data, question, udp)
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
@@ -159,6 +167,13 @@ class Responder:
             self.replies[key] = (result[0], result[1])
             self._remember(key, names)
         return result
+
+    def _goes_upstream(self, data: bytes, question: Question) -> bool:
+        end = question.qname_end
+        qclass = (data[end + 2] << 8) | data[end + 3]
+        if qclass != CLASS_IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+            return False  # answered here (REFUSED), as without forwarding
+        return self.router(question_name(data, end))
 
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
@@ -170,21 +185,53 @@ class Responder:
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
+        qtype = query.questions[0].qtype if query.questions else 0
+        if self.router is not None and question is None and _forwardable(query, self.router):
+            return (data, qtype, FORWARD), None
         self.zone.reads = set()
         try:
             reply = answer(self.zone, query)
         finally:
             names, self.zone.reads = frozenset(self.zone.reads), None
         full = bytes(reply.pack())
+        if self.router is not None and _leaves_zone(reply, qtype, self.router):
+            return (full, qtype, CHASE), None
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
             self.cache[question.key] = (full, names)
             self._remember(question.key, names)
         limit = question.udp_limit if question is not None else udp_limit(query)
-        qtype = query.questions[0].qtype if query.questions else 0
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)
         return (full, qtype, reply.header.rcode), names if cacheable else None
+
+
+def question_name(data: bytes, qname_end: int) -> str:
+    """The uncompressed QNAME at offset 12 as lower-case text with the final dot."""
+    labels, offset = [], 12
+    while offset < qname_end - 1:
+        length = data[offset]
+        labels.append(data[offset + 1 : offset + 1 + length].decode("latin-1").lower())
+        offset += 1 + length
+    return ".".join(labels) + "."
+
+
+def _forwardable(query: DNSRecord, router: Callable[[str], bool]) -> bool:
+    """A query the fast parser declined, for a name that goes upstream."""
+    if query.header.opcode != 0 or len(query.questions) != 1:
+        return False
+    q = query.questions[0]
+    if q.qclass != CLASS_IN or q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        return False
+    return router(str(q.qname).lower())
+
+
+def _leaves_zone(reply: DNSRecord, qtype: int, router: Callable[[str], bool]) -> bool:
+    """An answer ending in a CNAME (an ExternalName) to a name whose records are upstream."""
+    if reply.header.rcode != RCODE.NOERROR or not reply.rr or qtype in (QTYPE.CNAME, QTYPE.ANY):
+        return False
+    last = reply.rr[-1]
+    return last.rtype == QTYPE.CNAME and router(str(last.rdata.label).lower())
 
 
 def udp_limit(query: DNSRecord) -> int:

@@ -44,7 +44,7 @@ def test_records_prints_zone_lines():
 
 
 def test_usage_errors_exit_2():
-    assert run("serve", "--listen", "nonsense").returncode == 2
+    assert run("serve", "--listen", "nonsense", "--no-forward").returncode == 2
     assert run("check", "--manifests", "/no/such/dir").returncode == 2
     assert run("serve", "--help").returncode == 0
 
@@ -56,6 +56,8 @@ def free_port():
 
 
 def start_serve(*args):
+    if "--upstream" not in args:
+        args = (*args, "--no-forward")  # never the machine's resolv.conf: tests talk to 127.0.0.1 only
     proc = subprocess.Popen([*CLI, "serve", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=ENV)
     lines = []
     ready = threading.Event()
