@@ -1,71 +1,465 @@
-"""Measure clusterdns's answer path: in-process (respond() per query) and over UDP with dnsperf.
+"""clusterdns against Knot DNS over UDP with dnsperf, on the same data, one core each.
 
-Usage: python bench/run.py [--seconds 10] [--clients 4]
-Needs dnsperf for the socket part (Debian/Ubuntu: apt-get install dnsperf);
-without it only the in-process numbers are printed.
+Usage: python bench/run.py [--services 1000] [--seconds 5] [--repeats 2] [--cap 0.4] [--workers 1]
+
+What it does (docs/benchmark.md has the details and a captured run):
+
+* installs dnsperf and Knot from Debian's packages when they are missing
+  (``apt-get``, as root), or says what to install;
+* generates a cluster (bench/cluster.py) as manifests for clusterdns and, from
+  clusterdns's own zone, the same records as zone files for Knot;
+* writes three query files: ``hits`` (existing names), ``mixed`` (ndots:5
+  search-path traffic, about 62% NXDOMAIN) and ``unique`` (names never asked
+  before, new every run: the cold path, no cache helps);
+* pins each server to one core and dnsperf to the other, runs the servers
+  alternately, uncapped and then capped to ``--cap`` of one core with a cgroup
+  CPU quota, and reports QPS, CPU µs per query (from /proc/PID/stat), latency,
+  lost queries, RSS and the ratio to Knot;
+* then measures latency (average and p99, from dnsperf -v) at 80% of each
+  server's own capped peak rate.
+
+Only loopback addresses are used; clusterdns runs without forwarding.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from cluster import ZONE, generate, hit_queries, mixed_queries, unique_queries, write_manifests, zone_files  # noqa: E402
 from dnslib import DNSRecord  # noqa: E402
 
-from clusterdns.app import load_manifests  # noqa: E402
-from clusterdns.settings import Settings  # noqa: E402
-
-# What pods ask: hits, and the search-path misses ndots:5 makes before them.
-QUERIES = [
-    ("kubia.default.svc.cluster.local", "A"),
-    ("kubernetes.default.svc.cluster.local", "A"),
-    ("kube-dns.kube-system.svc.cluster.local", "A"),
-    ("zk-hs.default.svc.cluster.local", "A"),
-    ("_server._tcp.zk-hs.default.svc.cluster.local", "SRV"),
-    ("my-service.default.svc.cluster.local", "A"),
-    ("dual.shop.svc.cluster.local", "AAAA"),
-    ("10.0.96.10.in-addr.arpa", "PTR"),
-    ("kubia.default.svc.cluster.local.default.svc.cluster.local", "A"),
-    ("kubia.default.svc.cluster.local.svc.cluster.local", "A"),
-    ("kubia.default.svc.cluster.local.cluster.local", "A"),
-    ("kubia.default.svc.cluster.local", "AAAA"),
-]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+KINDS = ("hits", "mixed", "unique")
 
 
-def in_process(seconds: float) -> None:
-    dns, _ = load_manifests([ROOT / "zones"], Settings())
-    packets = [bytes(DNSRecord.question(n, t).pack()) for n, t in QUERIES]
-    count, deadline = 0, time.perf_counter() + seconds / 2
-    started = time.perf_counter()
-    while time.perf_counter() < deadline:
-        for p in packets:
-            dns.responder.respond(p, udp=True)
-        count += len(packets)
-    report("cache hits", count, time.perf_counter() - started)
-    # Names never asked before (a random-subdomain flood): every one goes through dnslib.
-    unique = [bytes(DNSRecord.question(f"x{i}.default.svc.cluster.local", "A").pack()) for i in range(20_000)]
-    count, deadline = 0, time.perf_counter() + seconds / 2
-    started = time.perf_counter()
-    for p in unique:
-        dns.responder.respond(p, udp=True)
-        count += 1
-        if time.perf_counter() > deadline:
-            break
-    report("unique names", count, time.perf_counter() - started)
+# ------------------------------------------------------------------ tools
 
 
-def report(label: str, count: int, elapsed: float) -> None:
-    print(f"in-process respond(), {label:<12}: {count / elapsed:>10,.0f} queries/s  ({elapsed / count * 1e6:.1f} µs/query)")
+def ensure_tools() -> tuple[str, str]:
+    """dnsperf and knotd, installed from Debian's packages if missing."""
+    missing = [pkg for tool, pkg in (("dnsperf", "dnsperf"), ("knotd", "knot")) if not _which(tool)]
+    if missing:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            why = "apt-get is not available" if shutil.which("apt-get") is None else "not running as root"
+            raise SystemExit(f"bench needs {' and '.join(missing)} ({why}): install them, e.g. "
+                             f"`sudo apt-get install -y {' '.join(missing)}`, and run again")
+        print(f"installing {' '.join(missing)} with apt-get ...")
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=True, stdout=subprocess.DEVNULL,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    return _which("dnsperf"), _which("knotd")
+
+
+def _which(tool: str) -> str | None:
+    return shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+
+
+# ------------------------------------------------------------------ CPU cap
+
+
+class CpuCap:
+    """A cgroup per server whose CPU quota can be set to a fraction of one core, or lifted."""
+
+    PERIOD = 100_000  # µs
+
+    def __init__(self, name: str):
+        self.path: Path | None = None
+        self.version = 0
+        self.why_not = ""
+        v2 = Path("/sys/fs/cgroup")
+        v1 = Path("/sys/fs/cgroup/cpu")
+        try:
+            if (v2 / "cgroup.controllers").exists() and "cpu" in (v2 / "cgroup.controllers").read_text().split():
+                if "cpu" not in (v2 / "cgroup.subtree_control").read_text().split():
+                    (v2 / "cgroup.subtree_control").write_text("+cpu")
+                self.path, self.version = v2 / name, 2
+            elif (v1 / "cpu.cfs_quota_us").exists():
+                self.path, self.version = v1 / name, 1
+            else:
+                self.why_not = "no cgroup CPU controller (neither cgroup v2 cpu.max nor v1 cpu.cfs_quota_us)"
+                return
+            self.path.mkdir(exist_ok=True)
+            self.set(None)
+        except OSError as exc:
+            self.why_not = f"cannot create a cgroup under {self.path.parent if self.path else '/sys/fs/cgroup'}: {exc}"
+            self.path = None
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None
+
+    @property
+    def procs(self) -> str:
+        return str(self.path / "cgroup.procs")
+
+    def set(self, fraction: float | None) -> None:
+        if self.version == 2:
+            quota = "max" if fraction is None else str(int(fraction * self.PERIOD))
+            (self.path / "cpu.max").write_text(f"{quota} {self.PERIOD}")
+        else:
+            (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD))
+            (self.path / "cpu.cfs_quota_us").write_text("-1" if fraction is None else str(int(fraction * self.PERIOD)))
+
+    def remove(self) -> None:
+        if self.path is not None:
+            try:
+                self.path.rmdir()
+            except OSError:
+                pass
+
+
+# ------------------------------------------------------------------ servers
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    port: int
+    core: int
+    cap: CpuCap
+    log_dir: Path = Path(tempfile.gettempdir())
+    cwd: Path | None = None
+    process: subprocess.Popen | None = None
+    log: Path | None = None
+
+    def start(self) -> None:
+        wrapper = ["taskset", "-c", str(self.core)]
+        if self.cap.available:  # join the cgroup before exec, so every worker it forks is in it too
+            argv = ["sh", "-c", f'echo $$ > {self.cap.procs} && exec "$@"', "sh", *self.argv]
+        else:
+            argv = self.argv
+        self.log = self.log_dir / f"{self.name}.log"
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(wrapper + argv, cwd=self.cwd, stdout=log, stderr=log)
+        wait_for_dns(self.port, self.process, self.log)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.log is not None and self.log.exists():
+            text = self.log.read_text().strip()
+            if text:
+                print(f"{self.name} logged:\n{text[-3000:]}")
+            self.log.unlink()
+
+    def pids(self) -> list[int]:
+        """The server process and its children (clusterdns --workers)."""
+        root = self.process.pid
+        found = [root]
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == root:
+                        found.append(int(entry.name))
+                except (OSError, IndexError, ValueError):
+                    continue
+        return found
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+        return total / CLK_TCK
+
+    def rss_mb(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE
+            except OSError:
+                continue
+        return total / 1e6
+
+
+def wait_for_dns(port: int, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:
+    query = bytes(DNSRecord.question(ZONE, "SOA").pack())
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(0.2)
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise SystemExit(f"server exited with {process.returncode}: {log.read_text()[-2000:]}")
+            try:
+                s.sendto(query, ("127.0.0.1", port))
+                s.recv(4096)
+                return
+            except OSError:
+                continue
+    raise SystemExit(f"no DNS answer on 127.0.0.1:{port} after {timeout}s")
+
+
+def knot_config(directory: Path, port: int, origins: tuple[str, ...]) -> Path:
+    zones = "\n".join(f"  - domain: {o}\n    file: {directory / (o.rstrip('.') + '.zone')}" for o in origins)
+    conf = directory / "knot.conf"
+    conf.write_text(f"""server:
+    rundir: {directory}
+    listen: 127.0.0.1@{port}
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+database:
+    storage: {directory}
+template:
+  - id: default
+    storage: {directory}
+    semantic-checks: off
+    journal-content: none
+    zonefile-sync: -1
+log:
+  - target: stderr
+    any: error
+zone:
+{zones}
+""")
+    return conf
+
+
+def clusterdns_argv(manifests: Path, port: int, workers: int) -> list[str]:
+    argv = [sys.executable, "-m", "clusterdns.cli", "serve", "--manifests", str(manifests),
+            "--listen", f"127.0.0.1:{port}", "--http", "", "--log-level", "warning"]
+    help_text = subprocess.run(argv[:4] + ["--help"], capture_output=True, text=True, cwd=ROOT).stdout
+    if "--no-forward" in help_text:
+        argv.append("--no-forward")  # never send anything off this machine
+    if workers > 1:
+        argv += ["--workers", str(workers)]
+    return argv
+
+
+# ------------------------------------------------------------------ dnsperf
+
+
+@dataclass
+class Result:
+    qps: float = 0.0
+    sent: int = 0
+    lost: int = 0
+    avg_ms: float = 0.0
+    p99_ms: float | None = None
+    cpu_us: float = 0.0
+    rcodes: str = ""
+
+
+def dnsperf(tool: str, port: int, queries: Path, seconds: float, core: int, rate: float | None = None,
+            once: bool = False, verbose: bool = False) -> Result:
+    argv = ["taskset", "-c", str(core), tool, "-s", "127.0.0.1", "-p", str(port), "-d", str(queries),
+            "-l", str(seconds), "-c", "4", "-q", "200", "-t", "2"]
+    if rate:
+        argv += ["-Q", str(int(rate))]
+    if once:
+        argv += ["-n", "1"]
+    if verbose:
+        argv.append("-v")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60).stdout
+    result = Result()
+    latencies = []
+    for line in out.splitlines():
+        if verbose and line.startswith(">"):
+            last = line.rsplit(" ", 1)[1]
+            if last[:1].isdigit():  # "> T name type" is a timeout: counted in lost
+                latencies.append(float(last))
+            continue
+        words = line.split()
+        if line.strip().startswith("Queries sent:"):
+            result.sent = int(words[2])
+        elif line.strip().startswith("Queries lost:"):
+            result.lost = int(words[2])
+        elif line.strip().startswith("Queries per second:"):
+            result.qps = float(words[3])
+        elif line.strip().startswith("Average Latency (s):"):
+            result.avg_ms = float(words[3]) * 1e3
+        elif line.strip().startswith("Response codes:"):
+            result.rcodes = line.split(":", 1)[1].strip()
+    if latencies:
+        latencies.sort()
+        result.p99_ms = latencies[int(len(latencies) * 0.99) - 1] * 1e3
+        result.avg_ms = statistics.fmean(latencies) * 1e3
+    return result
+
+
+def measure(server: Server, tool: str, queries: Path, seconds: float, core: int, **kw) -> Result:
+    cpu = server.cpu_seconds()
+    result = dnsperf(tool, server.port, queries, seconds, core, **kw)
+    used = server.cpu_seconds() - cpu
+    done = max(1, result.sent - result.lost)
+    result.cpu_us = used / done * 1e6
+    return result
+
+
+# ------------------------------------------------------------------ the run
+
+
+@dataclass
+class Table:
+    rows: dict[tuple[str, str, str], list[Result]] = field(default_factory=dict)
+
+    def add(self, cap: str, kind: str, server: str, result: Result) -> None:
+        self.rows.setdefault((cap, kind, server), []).append(result)
+
+    def best(self, cap: str, kind: str, server: str) -> Result:
+        return max(self.rows[(cap, kind, server)], key=lambda r: r.qps)
+
+
+def query_file(directory: Path, name: str, lines) -> Path:
+    path = directory / f"{name}.txt"
+    with path.open("w") as f:
+        for line in lines:
+            f.write(line + "\n")
+    return path
+
+
+def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=5, help="length of each dnsperf run")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per server and traffic kind (best is reported)")
+    parser.add_argument("--cap", type=float, default=0.4, help="CPU quota for the capped runs, in cores")
+    parser.add_argument("--workers", type=int, default=1, help="clusterdns --workers")
+    parser.add_argument("--port", type=int, default=0, help="first of two loopback ports to use (0: free ones)")
+    args = parser.parse_args()
+
+    dnsperf_tool, knotd = ensure_tools()
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise SystemExit("bench needs two cores: one for the server, one for dnsperf")
+    server_core, client_core = cores[0], cores[1]
+
+    from clusterdns.app import load_manifests
+    from clusterdns.settings import Settings
+
+    work = Path(tempfile.mkdtemp(prefix="clusterdns-bench-"))
+    caps = [CpuCap(f"clusterdns-bench-{os.getpid()}-{n}") for n in ("clusterdns", "knot")]
+    servers: list[Server] = []
+    try:
+        cluster = generate(args.services, args.namespaces)
+        manifests = write_manifests(cluster, work / "manifests")
+        dns, source = load_manifests([manifests], Settings())
+        if any(source.errors.values()):
+            raise SystemExit(f"generated manifests have errors: {source.errors}")
+        settings = dns.settings
+        for origin, text in zone_files(dns.zone._records, settings.zones, dns.zone.serial, settings.ttl).items():
+            (work / (origin.rstrip(".") + ".zone")).write_text(text)
+        del dns, source
+        rng = random.Random(7)
+        files = {
+            "hits": query_file(work, "hits", hit_queries(cluster, rng, 100_000)),
+            "mixed": query_file(work, "mixed", mixed_queries(cluster, rng, 100_000)),
+        }
+        ports = [args.port, args.port + 1] if args.port else [free_port(), free_port()]
+        servers = [
+            Server("clusterdns", clusterdns_argv(manifests.parent, ports[0], args.workers), ports[0], server_core,
+                   caps[0], work, cwd=ROOT),
+            Server("knot", [knotd, "-c", str(knot_config(work, ports[1], settings.zones))], ports[1], server_core,
+                   caps[1], work),
+        ]
+        print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.uname().machine}, "
+              f"{os.cpu_count()} cores ({_cpu_model()}); Python {sys.version.split()[0]}; "
+              f"{subprocess.run([knotd, '--version'], capture_output=True, text=True).stdout.strip()}; "
+              f"dnsperf {_dnsperf_version(dnsperf_tool)}")
+        print(f"cluster: {args.services} services in {args.namespaces} namespaces, {cluster.endpoint_count} endpoints; "
+              f"servers pinned to core {server_core}, dnsperf to core {client_core} (-c 4 -q 200); "
+              f"{args.seconds:g} s per run, best of {args.repeats}; clusterdns --workers {args.workers}")
+        if not caps[0].available:
+            print(f"capped runs skipped: {caps[0].why_not}")
+        for server in servers:
+            server.start()
+        print("ready RSS: " + ", ".join(f"{s.name} {s.rss_mb():.0f} MB" for s in servers))
+
+        table = Table()
+        cap_modes = [("uncapped", None)] + ([(f"{args.cap:g} core", args.cap)] if caps[0].available else [])
+        for cap_label, fraction in cap_modes:
+            for cap in caps:
+                if cap.available:
+                    cap.set(fraction)
+            for kind in KINDS:
+                for repeat in range(args.repeats):
+                    order = servers if repeat % 2 == 0 else servers[::-1]  # alternate who goes first
+                    for server in order:
+                        if kind == "unique":
+                            path = query_file(work, f"unique-{server.name}", unique_queries(
+                                cluster, uuid.uuid4().hex[:8], int(90_000 * args.seconds * (fraction or 1)) + 1000))
+                            result = measure(server, dnsperf_tool, path, args.seconds, client_core, once=True)
+                        else:
+                            result = measure(server, dnsperf_tool, files[kind], args.seconds, client_core)
+                        table.add(cap_label, kind, server.name, result)
+                        print(f"  {cap_label:>9} {kind:<6} {server.name:<10} {result.qps:>9,.0f} q/s "
+                              f"{result.cpu_us:6.1f} µs CPU/q  avg {result.avg_ms:.3f} ms  lost {result.lost}  "
+                              f"[{result.rcodes}]")
+        # Latency at 80% of each server's own peak, capped when caps exist (the deployment case).
+        cap_label, fraction = cap_modes[-1]
+        latency: dict[tuple[str, str], Result] = {}
+        for kind in KINDS:
+            for server in servers:
+                peak = table.best(cap_label, kind, server.name).qps
+                if kind == "unique":
+                    path = query_file(work, f"unique-{server.name}", unique_queries(
+                        cluster, uuid.uuid4().hex[:8], int(peak * 0.8 * args.seconds) + 1000))
+                    result = measure(server, dnsperf_tool, path, args.seconds, client_core, rate=peak * 0.8,
+                                     once=True, verbose=True)
+                else:
+                    result = measure(server, dnsperf_tool, files[kind], args.seconds, client_core,
+                                     rate=peak * 0.8, verbose=True)
+                latency[(kind, server.name)] = result
+        rss = {s.name: s.rss_mb() for s in servers}
+        print_table(table, cap_modes, latency, cap_label, rss)
+    finally:
+        for server in servers:
+            server.stop()
+        for cap in caps:
+            cap.remove()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def print_table(table: Table, cap_modes, latency, latency_cap: str, rss: dict[str, float]) -> None:
+    print()
+    print("| cpu | traffic | Knot q/s | clusterdns q/s | clusterdns / Knot | CPU µs/q Knot | CPU µs/q clusterdns "
+          "| avg ms Knot | avg ms clusterdns | lost Knot | lost clusterdns |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for cap_label, _ in cap_modes:
+        for kind in KINDS:
+            k, c = table.best(cap_label, kind, "knot"), table.best(cap_label, kind, "clusterdns")
+            print(f"| {cap_label} | {kind} | {k.qps:,.0f} | {c.qps:,.0f} | {c.qps / k.qps:.2f} | {k.cpu_us:.1f} | "
+                  f"{c.cpu_us:.1f} | {k.avg_ms:.3f} | {c.avg_ms:.3f} | {k.lost} | {c.lost} |")
+    print()
+    print(f"Latency at 80% of each server's own peak ({latency_cap}), from dnsperf -v:")
+    print()
+    print("| traffic | rate Knot | rate clusterdns | avg ms Knot | avg ms clusterdns | p99 ms Knot | p99 ms clusterdns "
+          "| lost Knot | lost clusterdns |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for kind in KINDS:
+        k, c = latency[(kind, "knot")], latency[(kind, "clusterdns")]
+        print(f"| {kind} | {k.qps:,.0f} | {c.qps:,.0f} | {k.avg_ms:.3f} | {c.avg_ms:.3f} | {k.p99_ms or 0:.3f} | "
+              f"{c.p99_ms or 0:.3f} | {k.lost} | {c.lost} |")
+    print()
+    print(f"RSS after the run: Knot {rss['knot']:.0f} MB, clusterdns {rss['clusterdns']:.0f} MB")
 
 
 def free_port() -> int:
@@ -74,60 +468,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def over_udp(seconds: float, clients: int) -> None:
-    dnsperf = shutil.which("dnsperf")
-    if dnsperf is None:
-        print("dnsperf not found: install it (apt-get install dnsperf) for the over-the-wire numbers")
-        return
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "clusterdns.cli", "serve", "--manifests", str(ROOT / "zones"),
-         "--listen", f"127.0.0.1:{port}", "--http", "", "--log-level", "warning", "--no-forward"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    try:
-        _wait_for_port(port)
-        with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
-            f.writelines(f"{n} {t}\n" for n, t in QUERIES)
-        result = subprocess.run(
-            [dnsperf, "-s", "127.0.0.1", "-p", str(port), "-d", f.name, "-l", str(seconds), "-c", str(clients), "-Q", "100000"],
-            capture_output=True, text=True, timeout=seconds + 30,
-        )
-        os.unlink(f.name)
-        wanted = ("Queries sent", "Queries completed", "Queries lost", "Response codes", "Queries per second", "Average Latency", "Latency StdDev")
-        for line in result.stdout.splitlines():
-            if line.strip().startswith(wanted):
-                print("dnsperf:", line.strip())
-        if result.returncode != 0:
-            print(result.stderr)
-    finally:
-        server.terminate()
-        server.wait(10)
+def _dnsperf_version(tool: str) -> str:
+    text = subprocess.run([tool, "-h"], capture_output=True, text=True).stderr
+    return next((line.split()[-1] for line in text.splitlines() if line.startswith("Version")), "")
 
 
-def _wait_for_port(port: int) -> None:
-    query = bytes(DNSRecord.question("cluster.local", "SOA").pack())
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.2)
-            try:
-                s.sendto(query, ("127.0.0.1", port))
-                s.recv(512)
-                return
-            except OSError:
-                continue
-    raise SystemExit("server did not start")
-
-
-def main() -> None:
-    sys.stdout.reconfigure(line_buffering=True)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=10)
-    parser.add_argument("--clients", type=int, default=4)
-    args = parser.parse_args()
-    in_process(args.seconds / 2)
-    over_udp(args.seconds, args.clients)
+def _cpu_model() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 if __name__ == "__main__":

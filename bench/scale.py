@@ -1,84 +1,215 @@
-"""Zone scale: load N services with M endpoints each, then time single-object updates.
+"""Memory, start-up and churn at cluster scale, with the real server process.
 
-Usage: python bench/scale.py [--services 10000] [--endpoints 15]
-Prints load time, resident memory, and the cost of one EndpointSlice update
-(which recomputes one service's names, not the zone).
+Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods]
+
+* 10,000 Services / ~30,000 endpoints: ``clusterdns serve`` from manifests and
+  from the API (tests/fake_apiserver.py, run in this process and spoken to by
+  the real kubernetes client): seconds from start to /ready, RSS when ready.
+* 10,000 Services / ~100,000 endpoints / 150,000 Pods with ``--pods verified``
+  from the API: the same figures (CoreDNS's sizing rule for that cluster:
+  (pods + services) / 1000 + 54 MB = 214 MB).
+* churn: 10,000 EndpointSlice changes through the API while dnsperf asks for
+  names of services that do not change; how long until the last change is
+  answered, and how many of the untouched names were still answered from the
+  cache (coredns_cache_hits_total against the misses).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
+import shutil
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
-from clusterdns.app import ClusterDNS  # noqa: E402
-from clusterdns.events import Synced, Upsert  # noqa: E402
-from clusterdns.objects import Endpoint, EndpointPort, EndpointSlice, Service, ServicePort  # noqa: E402
-from clusterdns.settings import Settings  # noqa: E402
+from cluster import ZONE, generate, ipv4, write_manifests  # noqa: E402
+from run import free_port  # noqa: E402
 
+from tests.fake_apiserver import FakeApiServer, write_kubeconfig  # noqa: E402
 
-def ip(n: int) -> str:
-    return f"10.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
-
-
-def objects(services: int, endpoints: int):
-    for s in range(services):
-        ns = f"ns{s % 100}"
-        headless = s % 2 == 0
-        yield Service(ns, f"svc{s}", "ClusterIP", () if headless else (ip(0x600000 + s),), headless,
-                      (ServicePort("http", 80, "TCP", 8080),), None)
-        yield EndpointSlice(ns, f"svc{s}-abc", f"svc{s}", "IPv4",
-                            tuple(Endpoint((ip(s * endpoints + e + 1),), True) for e in range(endpoints)),
-                            (EndpointPort("http", 8080, "TCP"),))
+PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 1e6
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, ""
+    except OSError:
+        return 0, ""
+
+
+class Clusterdns:
+    """``clusterdns serve`` in a subprocess, with DNS and HTTP on loopback ports."""
+
+    def __init__(self, work: Path, args: list[str]):
+        self.dns_port, self.http_port = free_port(), free_port()
+        self.log = (work / f"clusterdns-{self.dns_port}.log").open("w+")
+        argv = [sys.executable, "-m", "clusterdns.cli", "serve", *args, "--listen", f"127.0.0.1:{self.dns_port}",
+                "--http", f"127.0.0.1:{self.http_port}", "--log-level", "info"]
+        if "--no-forward" in subprocess.run(argv[:4] + ["--help"], capture_output=True, text=True, cwd=ROOT).stdout:
+            argv.append("--no-forward")
+        self.started = time.monotonic()
+        self.process = subprocess.Popen(argv, cwd=ROOT, stdout=self.log, stderr=self.log)
+
+    def wait_ready(self, timeout: float = 300) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise SystemExit(f"clusterdns exited: {self.log.read()[-2000:]}")
+            if http_get(self.http_port, "/ready")[0] == 200:
+                return time.monotonic() - self.started
+            time.sleep(0.02)
+        raise SystemExit("clusterdns not ready in time")
+
+    def logged(self, words: str) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return next((line.strip() for line in self.log if words in line), "")
+
+    def metric(self, name: str) -> float:
+        _, text = http_get(self.http_port, "/metrics")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+def fake_api(objects) -> FakeApiServer:
+    api = FakeApiServer().start()
+    for obj in objects:
+        api.add(obj)
+    return api
+
+
+def ready_from_manifests(work: Path, cluster, label: str) -> None:
+    manifests = write_manifests(cluster, work / f"manifests-{label}")
+    server = Clusterdns(work, ["--manifests", str(manifests.parent)])
+    try:
+        seconds = server.wait_ready()
+        print(f"| {label} | manifests ({manifests.stat().st_size / 1e6:.0f} MB YAML) | {seconds:.2f} | "
+              f"{rss_mb(server.process.pid):.0f} | {server.logged('loaded').split(' in ', 1)[-1][:90]} |")
+    finally:
+        server.stop()
+        shutil.rmtree(manifests.parent)
+
+
+def ready_from_api(work: Path, cluster, label: str, extra: list[str] = (), churn: int = 0, dnsperf: str | None = None) -> None:
+    api = fake_api(cluster.objects)
+    kubeconfig = write_kubeconfig(work / "kubeconfig", api.url)
+    server = Clusterdns(work, ["--kubeconfig", str(kubeconfig), "--startup-timeout", "120", *extra])
+    try:
+        seconds = server.wait_ready()
+        print(f"| {label} | API | {seconds:.2f} | {rss_mb(server.process.pid):.0f} | "
+              f"{server.logged('synced with the API in').split(' in ', 1)[-1][:90]} |")
+        if churn:
+            churn_while_answering(api, server, cluster, churn, dnsperf, work)
+    finally:
+        server.stop()
+        api.stop()
+
+
+def churn_while_answering(api: FakeApiServer, server: Clusterdns, cluster, changes: int, dnsperf: str | None,
+                          work: Path) -> None:
+    """Change ``changes`` EndpointSlices (of the first half of services) while asking for the second half."""
+    slices = [o for o in cluster.objects if o["kind"] == "EndpointSlice"]
+    half = len(slices) // 2
+    churned, untouched = slices[:half], slices[half:]
+    queries = work / "untouched.txt"
+    queries.write_text("".join(f"{s['metadata']['labels']['kubernetes.io/service-name']}."
+                               f"{s['metadata']['namespace']}.svc.{ZONE} A\n" for s in untouched[:2000]))
+    load = None
+    if dnsperf:
+        # warm the cache with every untouched name, then keep asking at a steady rate during the churn
+        subprocess.run([dnsperf, "-s", "127.0.0.1", "-p", str(server.dns_port), "-d", str(queries), "-n", "1"],
+                       capture_output=True, timeout=60)
+        load = subprocess.Popen([dnsperf, "-s", "127.0.0.1", "-p", str(server.dns_port), "-d", str(queries),
+                                 "-l", "600", "-Q", "2000"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    hits0, misses0 = server.metric("coredns_cache_hits_total"), server.metric("coredns_cache_misses_total")
+    started = time.monotonic()
+    last = None
+    for i in range(changes):
+        obj = churned[i % len(churned)]
+        obj["endpoints"][0]["addresses"] = [ipv4(0x600000 + i)]
+        api.modify(obj)
+        last = obj
+    pushed = time.monotonic() - started
+    name = (f"{last['endpoints'][0].get('hostname') or ipv4(0x600000 + changes - 1).replace('.', '-')}."
+            f"{last['metadata']['labels']['kubernetes.io/service-name']}.{last['metadata']['namespace']}.svc.{ZONE}")
+    want = ipv4(0x600000 + changes - 1)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and want not in dig(server.dns_port, name):
+        time.sleep(0.02)
+    visible = time.monotonic() - started
+    hits, misses = server.metric("coredns_cache_hits_total") - hits0, server.metric("coredns_cache_misses_total") - misses0
+    lost = ""
+    if load is not None:
+        load.send_signal(signal.SIGINT)  # dnsperf prints its statistics on SIGINT
+        out, _ = load.communicate(timeout=30)
+        lost = next((line.strip() for line in out.splitlines() if "Queries lost" in line), "")
+    print()
+    print(f"churn: {changes} EndpointSlice changes pushed by the API in {pushed:.2f} s; the last one answered "
+          f"{visible:.2f} s after the first was sent")
+    print(f"       during it, {hits:.0f} of {hits + misses:.0f} queries for untouched names were cache hits "
+          f"({hits / max(1, hits + misses):.1%}); dnsperf at 2,000 q/s: {lost}")
+
+
+def dig(port: int, name: str) -> str:
+    from dnslib import DNSRecord
+
+    try:
+        return str(DNSRecord.parse(DNSRecord.question(name).send("127.0.0.1", port, timeout=1)))
+    except OSError:
+        return ""
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10_000)
-    parser.add_argument("--endpoints", type=int, default=15)
+    parser.add_argument("--churn", type=int, default=10_000, help="EndpointSlice changes in the churn run")
+    parser.add_argument("--skip-pods", action="store_true", help="skip the 150,000-pod run")
     args = parser.parse_args()
-    before = rss_mib()
-    dns = ClusterDNS(Settings())
-    started = time.perf_counter()
-    dns.sink([Upsert(o) for o in objects(args.services, args.endpoints)] + [Synced("Service")])
-    load = time.perf_counter() - started
-    print(f"{args.services} services, {args.services * args.endpoints} endpoints: loaded in {load:.1f}s, "
-          f"{dns.zone.record_count} records, {len(dns.zone.names())} names, max RSS {rss_mib() - before:.0f} MiB above start")
-    updates = 500
-    started = time.perf_counter()
-    for i in range(updates):
-        s = (i * 7919) % args.services
-        dns.sink([Upsert(EndpointSlice(f"ns{s % 100}", f"svc{s}-abc", f"svc{s}", "IPv4",
-                                       tuple(Endpoint((ip(0x800000 + i * args.endpoints + e),), True) for e in range(args.endpoints)),
-                                       (EndpointPort("http", 8080, "TCP"),)))])
-    per = (time.perf_counter() - started) / updates
-    print(f"one EndpointSlice update ({args.endpoints} endpoints): {per * 1e3:.2f} ms")
-    cache_under_churn(dns, args)
-
-
-def cache_under_churn(dns: ClusterDNS, args: argparse.Namespace, names: int = 2000, updates: int = 100) -> None:
-    """How many cached answers survive updates to other services."""
-    from dnslib import DNSRecord
-
-    queries = [bytes(DNSRecord.question(f"svc{s}.ns{s % 100}.svc.cluster.local", "A").pack()) for s in range(names)]
-    for q in queries:
-        dns.responder.respond(q, udp=True)
-    for i in range(updates):
-        s = names + i  # services outside the queried set
-        dns.sink([Upsert(EndpointSlice(f"ns{s % 100}", f"svc{s}-abc", f"svc{s}", "IPv4",
-                                       (Endpoint((ip(0x900000 + i),), True),), (EndpointPort("http", 8080, "TCP"),)))])
-    hits = dns.responder.hits
-    for q in queries:
-        dns.responder.respond(q, udp=True)
-    print(f"after {updates} updates to other services, {dns.responder.hits - hits}/{names} cached answers still served")
+    dnsperf = shutil.which("dnsperf")
+    work = Path(tempfile.mkdtemp(prefix="clusterdns-scale-"))
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
+    print()
+    print("| cluster | from | seconds to /ready | RSS MB ready | the server's own log |")
+    print("|---|---|---|---|---|")
+    try:
+        small = generate(args.services, namespaces=100, endpoints_per_service=(2, 5))
+        label = f"{args.services} services, {small.endpoint_count} endpoints"
+        ready_from_manifests(work, small, label)
+        ready_from_api(work, small, label)
+        if not args.skip_pods:
+            big = generate(args.services, namespaces=100, endpoints_per_service=(11, 11), pods=150_000)
+            ready_from_api(work, big, f"{args.services} services, {big.endpoint_count} endpoints, "
+                                      f"{big.pod_count} pods, --pods verified", ["--pods", "verified"])
+            del big
+        ready_from_api(work, small, label + " (churn run)", churn=args.churn, dnsperf=dnsperf)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

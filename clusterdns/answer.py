@@ -8,13 +8,18 @@ and the zone's SOA in the authority section of both, whose TTL caches the miss.
 
 from __future__ import annotations
 
-import ipaddress
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
-from dnslib import EDNS0, OPCODE, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
+from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
 
-from .records import dashed
+from . import reasons
+from .records import dashed, pod_ip
+from .settings import DNS_VERSION_TTL
 from .zone import Zone
+
+if TYPE_CHECKING:
+    from .hosts import Hosts
 
 CLASS_IN = 1
 CLASS_ANY = 255
@@ -23,8 +28,11 @@ MAX_CNAME_CHAIN = 8
 OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
 
 
-def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
-    """The response to ``query`` (already parsed; the header may ask for anything)."""
+def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
+    """The response to ``query`` (already parsed; the header may ask for anything).
+
+    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
+    """
     reply = DNSRecord(
         DNSHeader(
             id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd,
@@ -47,32 +55,47 @@ def answer(zone: Zone, query: DNSRecord) -> DNSRecord:
 
     question = query.questions[0]
     name = str(question.qname).lower()
+    if hosts is not None and question.qclass in (CLASS_IN, CLASS_ANY):
+        if hosts.answer(reply, name, question.qname, question.qtype):
+            return reply
+    final, types = _answer_question(zone, reply, question, name)
+    if opts and zone.settings.explain and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
+        # Why, in words (RFC 8914): computed once here, then cached with the encoded answer.
+        reason = reasons.explain(zone, final, question.qtype, reply.header.rcode, types)
+        if reason is not None:
+            add_ede(reply, reason)
+    return reply
+
+
+def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple[str, tuple[int, ...]]:
+    """Fill ``reply``; the last name looked up (a CNAME chain's end) and the types it has."""
     origin = zone.origin_for(name)
     if origin is None or question.qclass not in (CLASS_IN, CLASS_ANY):
         reply.header.rcode = RCODE.REFUSED
-        return reply
+        return name, ()
     if question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
-        reply.header.rcode = RCODE.REFUSED  # no zone transfer of cluster data
-        return reply
+        reply.header.rcode = RCODE.REFUSED  # transfers are answered by the TCP listener (transfer.py)
+        return name, ()
 
     reply.header.aa = 1
-    _resolve(zone, reply, question.qname, name, question.qtype)
+    final, types = _resolve(zone, reply, question.qname, name, question.qtype)
     if not zone.complete and (reply.header.rcode == RCODE.NXDOMAIN or not reply.rr):
         # Before the first full sync a miss is not known to be one; SERVFAIL,
         # unlike NXDOMAIN, is not kept by the caches downstream.
         reply.header.rcode = RCODE.SERVFAIL
         reply.header.aa = 0
         reply.auth = []
-    return reply
+    return final, types
 
 
-def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None:
+def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tuple[str, tuple[int, ...]]:
     ttl = zone.settings.ttl
     owner = qname  # the first owner keeps the question's letter case
+    sets = None
     for _ in range(MAX_CNAME_CHAIN):
         origin = zone.origin_for(name)
         if origin is None:
-            return  # the chain leaves our zones: the client's resolver follows it
+            return name, ()  # the chain leaves our zones: the client's resolver follows it
         sets = lookup(zone, name)
         if name == origin:  # the apex owns the SOA, built from the current serial
             sets = {**(sets or {}), QTYPE.SOA: (soa_record(zone, origin).rdata,)}
@@ -80,7 +103,7 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None
             if not zone.exists(name):
                 reply.header.rcode = RCODE.NXDOMAIN
             reply.add_auth(soa_record(zone, origin))
-            return
+            return name, ()
         cname = sets.get(QTYPE.CNAME)
         if cname and qtype not in (QTYPE.CNAME, QTYPE.ANY):
             reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=cname[0]))
@@ -89,15 +112,18 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> None
             continue
         wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
+        # dns-version carries the spec's TTL; every other name the zone's.
+        name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
         for t in wanted:
             for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=ttl, rdata=rdata))
+                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=rdata))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA
-            return
+            return name, tuple(t for t, rds in sets.items() if rds)
         _add_glue(zone, reply, sets, wanted)
-        return
+        return name, ()
+    return name, ()
 
 
 def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
@@ -148,18 +174,6 @@ def _pod_lookup(zone: Zone, prefix: str):
     return {QTYPE.AAAA if ":" in ip else QTYPE.A: (rdata,)}
 
 
-def pod_ip(label: str) -> str | None:
-    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1``; None if not an address."""
-    if label.count("-") == 3 and "--" not in label:
-        text = label.replace("-", ".")
-    else:
-        text = label.replace("-", ":")
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
-
-
 def soa_record(zone: Zone, origin: str) -> RR:
     return _soa(origin, zone.serial, zone.settings.ttl)
 
@@ -174,6 +188,13 @@ def _soa(origin: str, serial: int, ttl: int) -> RR:
 
 def _edns_version(opt: RR) -> int:
     return (opt.ttl >> 16) & 0xFF
+
+
+def add_ede(reply: DNSRecord, reason: reasons.Reason) -> None:
+    """Put ``reason`` in the reply's OPT record as an Extended DNS Error option."""
+    for rr in reply.ar:
+        if rr.rtype == QTYPE.OPT:
+            rr.rdata.append(EDNSOption(reasons.EDE_OPTION, reason.option()))
 
 
 def _add_opt(reply: DNSRecord, opt: RR) -> None:

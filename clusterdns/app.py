@@ -8,8 +8,8 @@ from typing import Sequence
 
 from .cluster import Changes, Cluster
 from .events import Event
+from .reasons import Catalog
 from .records import APEX_OWNER, apex_records, apply_changes
-from .routing import goes_upstream
 from .settings import Settings
 from .sources.manifests import ManifestSource
 from .wire import Responder
@@ -40,9 +40,10 @@ class ClusterDNS:
             require_namespace=require_namespace,
         )
         self.zone = Zone(settings)
+        if settings.explain:
+            self.zone.catalog = Catalog(self.zone)
         self.responder = Responder(self.zone)
-        if settings.recursion:  # a forwarding server: what the zone does not serve goes upstream
-            self.responder.router = lambda name: goes_upstream(self.zone, name)
+        self.responder.forwarding = settings.recursion  # what is not served here goes upstream
         self.zone.replace(APEX_OWNER, apex_records(None, settings))
         apply_changes(self.zone, self.cluster, Changes(namespaces=set(implicit_namespaces)), settings)
         self.zone.set_complete(not self.required_kinds)

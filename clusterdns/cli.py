@@ -20,11 +20,13 @@ from pathlib import Path
 from dnslib import QTYPE, RR
 
 from . import __version__, explain
+from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .forward import ForwardSettings, parse_addresses, parse_stub
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
 from .forward.settings import POLICIES
 from .objects import KINDS
+from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
 from .server import parse_listen
 from .serving import ListenError, ServeOptions, Serving
@@ -71,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
         help="on SIGTERM, report /ready 503 but keep answering this long before exiting, so clients are moved "
         "away first (CoreDNS's health lameduck; deploy/ uses 5); a second signal exits at once (default %(default)s)",
+    )
+    serve.add_argument(
+        "--hosts", action="append", metavar="FILE",
+        help="answer A, AAAA and PTR from this /etc/hosts-style file before the cluster zone (TTL 3600, "
+        "reloaded when it changes; names it lacks fall through); repeatable",
+    )
+    serve.add_argument(
+        "--loadbalance", action=argparse.BooleanOptionalAction, default=True,
+        help="rotate the order of A and AAAA records between responses, so clients of a headless service "
+        "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     _add_forward_options(serve)
@@ -121,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
     _add_input_options(resolv_conf, kube=False)
     _add_zone_options(resolv_conf)
+    dev_cli.add_parser(commands)
     return parser
 
 
@@ -244,8 +257,12 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         help="name endpoints without a hostname by their pod name instead of their dashed IP",
     )
     group.add_argument(
-        "--ptr-all-endpoints", action="store_true",
-        help="PTR for every endpoint IP, not only those with a hostname (CoreDNS's behaviour)",
+        "--ptr-hostnamed-only", action="store_true",
+        help="PTR only for endpoints with a hostname, as the spec says (default: every ready endpoint, as CoreDNS)",
+    )
+    group.add_argument(
+        "--no-explain", action="store_true",
+        help="leave out the Extended DNS Error (RFC 8914) that says in words why a name did not resolve",
     )
     group.add_argument(
         "--ignore-empty-service", action="store_true",
@@ -261,8 +278,9 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ttl=args.ttl,
         pods=args.pods,
         endpoint_pod_names=args.endpoint_pod_names,
-        ptr_all_endpoints=args.ptr_all_endpoints,
+        ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
+        explain=not args.no_explain,
     )
 
 
@@ -270,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for errors in its usage
+    if args.command == "dev":
+        return dev_cli.run(args, command_parser)
     try:
         settings = settings_from(args)
     except ValueError as exc:
@@ -361,6 +381,9 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         if missing:
             parser.error(f"no such file or directory: {', '.join(missing)}")
     namespaces = frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()) if args.namespaces else None
+    for path in args.hosts or ():
+        if not Path(path).is_file():
+            parser.error(f"--hosts {path}: no such file")
     try:
         forward = forward_settings_from(args)
     except (ValueError, ResolvConfError) as exc:
@@ -379,6 +402,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
+        loadbalance=args.loadbalance,
         forward=forward,
     )
 

@@ -30,6 +30,18 @@ def dashed(ip: str) -> str:
     return ip.replace(".", "-").replace(":", "-")
 
 
+def pod_ip(label: str) -> str | None:
+    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1`` (the inverse of :func:`dashed`); None if not an address."""
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        return None
+
+
 def address_record(ip: str) -> tuple[int, str]:
     return (QTYPE.AAAA, ip) if ":" in ip else (QTYPE.A, ip)
 
@@ -87,7 +99,7 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     if service.headless:
         _headless_records(service, name, slices, settings, out)
         return out.done()
-    ready = _ready_endpoints(slices)
+    ready = ready_endpoints(slices)
     for ip in service.cluster_ips:
         out.add(reverse_name(ip), QTYPE.PTR, name)
     if settings.ignore_empty_service and not ready:
@@ -95,38 +107,44 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     for ip in service.cluster_ips:
         out.add(name, *address_record(ip))
     _endpoint_records(name, ready, settings, out)  # as CoreDNS: endpoint names exist under any service
-    _srv_records(name, [(p.name, p.protocol, p.port, name) for p in service.ports], out)
+    # One SRV per cluster IP and port before repeats merge (a dual-stack service's weight is 50), as CoreDNS.
+    _srv_records(name, [(p.name, p.protocol, p.port, name) for p in service.ports for _ in service.cluster_ips], out)
     return out.done()
 
 
 def _headless_records(
     service: Service, name: str, slices: list[EndpointSlice], settings: Settings, out: _Sets
 ) -> None:
-    ready = _ready_endpoints(slices)
+    ready = ready_endpoints(slices)
     if not ready:
         return  # a headless service without ready endpoints does not exist (spec 2.4.1)
     srv = []
     for endpoint, slice_, endpoint_name in _endpoint_records(name, ready, settings, out):
-        for ip in endpoint.addresses:
+        for ip in endpoint.addresses:  # one SRV per address and port before repeats merge, as CoreDNS counts
             out.add(name, *address_record(ip))
-        srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
+            srv.extend((p.name, p.protocol, p.port, endpoint_name) for p in slice_.ports)
     _srv_records(name, srv, out)
 
 
 def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[tuple[Endpoint, EndpointSlice, str]]:
-    """``<endpoint>.<service>`` address records, and PTRs for them where the spec (or the option) asks."""
+    """``<endpoint>.<service>`` address records, and a PTR for each address.
+
+    CoreDNS gives every ready endpoint address a PTR (it once limited them to
+    hostnamed endpoints, as the spec says, and reverted because that broke
+    users); ``ptr_hostnamed_only`` is the spec's rule.
+    """
     named = []
     for endpoint, slice_ in ready:
-        endpoint_name = f"{_endpoint_label(endpoint, settings)}.{name}"
+        endpoint_name = f"{endpoint_label(endpoint, settings)}.{name}"
         for ip in endpoint.addresses:
             out.add(endpoint_name, *address_record(ip))
-            if endpoint.hostname or settings.ptr_all_endpoints:
+            if endpoint.hostname or not settings.ptr_hostnamed_only:
                 out.add(reverse_name(ip), QTYPE.PTR, endpoint_name)
         named.append((endpoint, slice_, endpoint_name))
     return named
 
 
-def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:
+def ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, EndpointSlice]]:
     """Ready IP endpoints, each address once even when slices overlap."""
     seen: set[str] = set()
     ready = []
@@ -143,7 +161,7 @@ def _ready_endpoints(slices: list[EndpointSlice]) -> list[tuple[Endpoint, Endpoi
     return ready
 
 
-def _endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
+def endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
     """An endpoint's name under its service: hostname, else pod name (option), else dashed IP."""
     if endpoint.hostname:
         return endpoint.hostname
@@ -155,7 +173,8 @@ def _endpoint_label(endpoint: Endpoint, settings: Settings) -> str:
 def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) -> None:
     """SRV at ``_port._proto.<service>`` for named ports and at ``<service>`` for all.
 
-    Priority 0 and weight 100/N within each record set, as CoreDNS writes them.
+    Priority 0 and weight 100/N, N the entries of the record set *before*
+    repeats merge, as CoreDNS computes it: ``ports`` has an entry per address.
     """
     by_owner: dict[str, list[tuple[int, str]]] = defaultdict(list)
     for port_name, protocol, port, target in ports:
@@ -163,9 +182,8 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
         if port_name:
             by_owner[f"_{port_name}._{protocol.lower()}.{name}"].append((port, target))
     for owner, entries in by_owner.items():
-        unique = list(dict.fromkeys(entries))
-        weight = max(1, 100 // len(unique))
-        for port, target in unique:
+        weight = max(1, 100 // len(entries))
+        for port, target in dict.fromkeys(entries):
             out.add(owner, QTYPE.SRV, (0, weight, port, target))
 
 
@@ -175,7 +193,7 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
 def pod_records(pod: Pod, settings: Settings) -> RecordSets:
     """``a-b-c-d.<ns>.pod.<zone>`` for each pod IP (``--pods verified``)."""
     out = _Sets()
-    if pod.phase in ("Succeeded", "Failed"):
+    if pod.phase in ("Succeeded", "Failed") or pod.terminating:  # CoreDNS drops a pod being deleted
         return {}
     for ip in pod.ips:
         out.add(f"{dashed(ip)}.{pod.namespace}.pod.{settings.zone}", *address_record(ip))
@@ -207,12 +225,17 @@ def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Sett
     """Recompute the owners ``changes`` names and commit; True if DNS data changed."""
     for ref in changes.services:
         service = cluster.service(ref) if cluster.visible(ref[0]) else None
-        records = service_records(service, cluster.endpoint_slices(ref), settings) if service else {}
-        zone.replace(("svc", *ref), records)
+        slices = cluster.endpoint_slices(ref) if service else []
+        zone.replace(("svc", *ref), service_records(service, slices, settings) if service else {})
+        if zone.catalog is not None:
+            zone.catalog.service_changed(ref, service, slices)
         if ref == settings.dns_service:
             zone.replace(APEX_OWNER, apex_records(service, settings))
     for namespace in changes.namespaces:
-        zone.replace(("ns", namespace), namespace_records(namespace, cluster.namespace_exists(namespace), settings))
+        exists = cluster.namespace_exists(namespace)
+        zone.replace(("ns", namespace), namespace_records(namespace, exists, settings))
+        if zone.catalog is not None:
+            zone.catalog.namespace_changed(namespace, exists)
     if settings.pods == "verified":
         for key in changes.pods:
             pod = cluster.get(*key)

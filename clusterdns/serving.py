@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from .app import ClusterDNS
 from .forward import Forwarder, ForwardSettings
 from .forward.loop import find_loop
+from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
@@ -26,6 +27,8 @@ from .sources.manifests import ManifestSource
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+# Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
+STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
 
 class ListenError(Exception):
@@ -50,6 +53,8 @@ class ServeOptions:
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
+    hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
+    loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
 
 
 class Serving:
@@ -64,6 +69,7 @@ class Serving:
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
         self.kube = None  # KubeSource when serving a live cluster
+        self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
         self._stop = asyncio.Event()
@@ -84,6 +90,11 @@ class Serving:
             self._start_manifests()
         else:
             await self._start_kube()
+        self.dns.responder.loadbalance = options.loadbalance
+        if options.hosts is not None:
+            self.hosts = Hosts(options.hosts)
+            self.dns.responder.use_hosts(self.hosts)
+            self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)
         self.dns_server = DnsServer(
@@ -267,7 +278,7 @@ class Serving:
         if self.kube is not None:
             await asyncio.to_thread(self.kube.stop)
         for task in self._tasks:
-            if task.get_name() != "clusterdns-manifest-watch":
+            if task.get_name() not in STOPPED_BY_EVENT:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 POD_MODES = ("insecure", "verified", "disabled")
 REVERSE_ZONES = ("in-addr.arpa.", "ip6.arpa.")
 SCHEMA_VERSION = "1.1.0"
+DNS_VERSION_TTL = 28800  # the spec's example: dns-version.<zone>. 28800 IN TXT "1.1.0"
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,8 +16,9 @@ class Settings:
     ttl: int = 5
     pods: str = "insecure"  # CoreDNS `pods` option; kubeadm's default Corefile says insecure
     endpoint_pod_names: bool = False
-    ptr_all_endpoints: bool = False
+    ptr_hostnamed_only: bool = False  # the spec's rule; CoreDNS (the default) gives every endpoint a PTR
     ignore_empty_service: bool = False
+    explain: bool = True  # Extended DNS Errors saying why a name missed (--no-explain turns them off)
     reverse: bool = True  # authoritative for in-addr.arpa and ip6.arpa, as CoreDNS's default Corefile
     dns_service: tuple[str, str] = ("kube-system", "kube-dns")  # its cluster IP is the NS address
     # The server forwards what it does not serve: RA on every answer, and names

@@ -28,6 +28,8 @@ from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
 
 from .answer import answer
+from .loadbalance import Plan, rotate, rotation_plan
+from .routing import goes_upstream
 from .zone import Zone
 
 HEADER = struct.Struct("!HHHHHH")
@@ -99,17 +101,35 @@ class Responder:
 
     def __init__(self, zone: Zone, cache_size: int = 100_000):
         self.zone = zone
+        self.hosts = None  # hosts entries answered before the zone (see use_hosts)
         self.cache_size = cache_size
-        self.replies: dict[tuple[bool, bytes], tuple[bytes, int]] = {}  # exact repeats
-        self.cache: LRUCache[bytes, tuple[bytes, frozenset[str]]] = LRUCache(maxsize=cache_size)  # by question
+        # exact repeats: (response, qtype, where its address records may be rotated)
+        self.replies: dict[tuple[bool, bytes], tuple[bytes, int, Plan | None]] = {}
+        # by question: (response, names it read, rotation plan)
+        self.cache: LRUCache[bytes, tuple[bytes, frozenset[str], Plan | None]] = LRUCache(maxsize=cache_size)
         # name → the cache keys whose answers read it, to drop them when it changes
         self._readers: dict[str, set[tuple[bool, bytes] | bytes]] = {}
         self._reader_count = 0
         self.hits = 0
         self.misses = 0
-        # When the server forwards: name → does it go upstream?  (None: names outside the zones are REFUSED.)
-        self.router: Callable[[str], bool] | None = None
+        # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
+        self.loadbalance = False
+        self._turn = 0
+        # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
+        self.forwarding = False
         zone.listeners.append(self.forget)
+
+    def use_hosts(self, hosts) -> None:
+        """Answer ``hosts`` (a :class:`~clusterdns.hosts.Hosts`) entries before the zone's names."""
+        self.hosts = hosts
+        hosts.listeners.append(self.forget)
+        self.clear()
+
+    def serves(self, name: str) -> bool:
+        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those.
+
+        Reverse names the cluster does not own are not served (see routing.py)."""
+        return (self.hosts is not None and self.hosts.serves(name)) or not goes_upstream(self.zone, name)
 
     def clear(self) -> None:
         self.replies.clear()
@@ -143,29 +163,39 @@ class Responder:
         replay = self.replies.get(key)
         if replay is not None:
             self.hits += 1
-            response, qtype = replay
-            return data[:2] + response[2:], qtype, response[3] & 0x0F
+            response, qtype, plan = replay
+            response = data[:2] + response[2:]
+            if plan is not None:
+                self._turn += 1
+                response = rotate(response, plan, self._turn)
+            return response, qtype, response[3] & 0x0F
         question = parse_question(data)
-        result = names = None
+        result = names = plan = None
         if question is not None:
             cached = self.cache.get(question.key)
             if cached is not None:
-                stored, names = cached
+                stored, names, plan = cached
                 # ID from the query, question (with its letter case) from the query.
                 response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
                 if not udp or len(response) <= question.udp_limit:
                     self.hits += 1
                     result = response, question.qtype, stored[3] & 0x0F
-        if result is None:
-            if self.router is not None and question is not None and self._goes_upstream(data, question):
+        hit = result is not None
+        if not hit:
+            if self.forwarding and question is not None and self._goes_upstream(data, question):
                 return data, question.qtype, FORWARD
             self.misses += 1
             result, names = self._respond_slowly(data, question, udp)
+            # (computed on the bytes sent: glue may have been dropped to fit)
+            plan = rotation_plan(result[0]) if self.loadbalance and names is not None else None
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
             if len(self.replies) >= self.cache_size:
                 self.replies.clear()  # cheap bound; the normalised cache refills it quickly
-            self.replies[key] = (result[0], result[1])
+            self.replies[key] = (result[0], result[1], plan)
             self._remember(key, names)
+        if hit and plan is not None:
+            self._turn += 1
+            result = rotate(result[0], plan, self._turn), result[1], result[2]
         return result
 
     def _goes_upstream(self, data: bytes, question: Question) -> bool:
@@ -173,7 +203,7 @@ class Responder:
         qclass = (data[end + 2] << 8) | data[end + 3]
         if qclass != CLASS_IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
             return False  # answered here (REFUSED), as without forwarding
-        return self.router(question_name(data, end))
+        return not self.serves(question_name(data, end))
 
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
@@ -186,19 +216,21 @@ class Responder:
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
         qtype = query.questions[0].qtype if query.questions else 0
-        if self.router is not None and question is None and _forwardable(query, self.router):
+        if self.forwarding and question is None and _forwardable(query, self.serves):
             return (data, qtype, FORWARD), None
-        self.zone.reads = set()
+        self.zone.reads = reads = set()
+        if self.hosts is not None and query.questions:
+            reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
         try:
-            reply = answer(self.zone, query)
+            reply = answer(self.zone, query, self.hosts)
         finally:
-            names, self.zone.reads = frozenset(self.zone.reads), None
+            names, self.zone.reads = frozenset(reads), None
         full = bytes(reply.pack())
-        if self.router is not None and _leaves_zone(reply, qtype, self.router):
+        if self.forwarding and _leaves_zone(reply, qtype, self.serves):
             return (full, qtype, CHASE), None
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
-            self.cache[question.key] = (full, names)
+            self.cache[question.key] = (full, names, rotation_plan(full) if self.loadbalance else None)
             self._remember(question.key, names)
         limit = question.udp_limit if question is not None else udp_limit(query)
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
@@ -216,22 +248,22 @@ def question_name(data: bytes, qname_end: int) -> str:
     return ".".join(labels) + "."
 
 
-def _forwardable(query: DNSRecord, router: Callable[[str], bool]) -> bool:
+def _forwardable(query: DNSRecord, serves: Callable[[str], bool]) -> bool:
     """A query the fast parser declined, for a name that goes upstream."""
     if query.header.opcode != 0 or len(query.questions) != 1:
         return False
     q = query.questions[0]
     if q.qclass != CLASS_IN or q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
         return False
-    return router(str(q.qname).lower())
+    return not serves(str(q.qname).lower())
 
 
-def _leaves_zone(reply: DNSRecord, qtype: int, router: Callable[[str], bool]) -> bool:
+def _leaves_zone(reply: DNSRecord, qtype: int, serves: Callable[[str], bool]) -> bool:
     """An answer ending in a CNAME (an ExternalName) to a name whose records are upstream."""
     if reply.header.rcode != RCODE.NOERROR or not reply.rr or qtype in (QTYPE.CNAME, QTYPE.ANY):
         return False
     last = reply.rr[-1]
-    return last.rtype == QTYPE.CNAME and router(str(last.rdata.label).lower())
+    return last.rtype == QTYPE.CNAME and not serves(str(last.rdata.label).lower())
 
 
 def udp_limit(query: DNSRecord) -> int:

@@ -50,6 +50,8 @@ class Zone:
         # False until the sources have delivered a full first state: until then a
         # miss may only mean "not loaded yet", so answers must not deny names.
         self.complete = True
+        # The facts explanations read (reasons.Catalog), when --explain is on; set by the owner.
+        self.catalog = None
 
     # ------------------------------------------------------------------ reading
 
@@ -91,6 +93,11 @@ class Zone:
         for name, sets in records.items():
             if old.get(name) != sets:
                 self._contribute(owner, name, sets)
+        self._dirty = True
+
+    def touch(self, names: Iterable[str]) -> None:
+        """Mark ``names`` changed without a record change (facts the reasons read): the next commit reports them."""
+        self._touched.update(names)
         self._dirty = True
 
     def set_complete(self, complete: bool) -> None:

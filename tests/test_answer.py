@@ -104,14 +104,69 @@ def test_external_name_cname_and_in_zone_chain():
     ]
 
 
-def test_ptr_for_cluster_ips_and_hostnamed_endpoints_only():
+def test_ptr_for_cluster_ips_and_every_ready_endpoint_as_coredns():
     dns = make_dns(service("web", clusterIPs=["10.96.0.100", "fd00::100"]), *HEADLESS)
     assert rdata(ask(dns, "100.0.96.10.in-addr.arpa", "PTR")) == ["web.default.svc.cluster.local."]
     assert rdata(ask(dns, "0.0.1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa", "PTR")) == ["web.default.svc.cluster.local."]
     assert rdata(ask(dns, "1.0.1.10.in-addr.arpa", "PTR")) == ["web-0.hs.default.svc.cluster.local."]
+    # no hostname: named as its forward name is, the dashed IP
+    assert rdata(ask(dns, "3.0.1.10.in-addr.arpa", "PTR")) == ["10-1-0-3.hs.default.svc.cluster.local."]
+    assert ask(dns, "4.0.1.10.in-addr.arpa", "PTR").header.rcode == RCODE.NXDOMAIN  # not ready: no PTR
+
+
+def test_ptr_hostnamed_only_is_the_spec_rule():
+    dns = make_dns(*HEADLESS, ptr_hostnamed_only=True)
+    assert rdata(ask(dns, "1.0.1.10.in-addr.arpa", "PTR")) == ["web-0.hs.default.svc.cluster.local."]
     assert ask(dns, "3.0.1.10.in-addr.arpa", "PTR").header.rcode == RCODE.NXDOMAIN
-    wide = make_dns(*HEADLESS, ptr_all_endpoints=True)
-    assert rdata(ask(wide, "3.0.1.10.in-addr.arpa", "PTR")) == ["10-1-0-3.hs.default.svc.cluster.local."]
+
+
+def test_ptr_of_an_endpoint_uses_the_pod_name_with_endpoint_pod_names():
+    objs = (service("web"), endpoint_slice("web-1", "web", ["10.1.0.7"], pods={"10.1.0.7": "web-7f9c"}))
+    assert rdata(ask(make_dns(*objs), "7.0.1.10.in-addr.arpa", "PTR")) == ["10-1-0-7.web.default.svc.cluster.local."]
+    named = make_dns(*objs, endpoint_pod_names=True)
+    assert rdata(ask(named, "7.0.1.10.in-addr.arpa", "PTR")) == ["web-7f9c.web.default.svc.cluster.local."]
+    assert rdata(ask(named, "web-7f9c.web.default.svc.cluster.local")) == ["10.1.0.7"]
+
+
+def test_an_address_behind_several_services_has_one_ptr_per_service():
+    dns = make_dns(
+        service("web"), service("api", cluster_ip="10.96.0.101"),
+        endpoint_slice("web-1", "web", ["10.1.0.9"]), endpoint_slice("api-1", "api", ["10.1.0.9"]),
+    )
+    assert rdata(ask(dns, "9.0.1.10.in-addr.arpa", "PTR")) == [
+        "10-1-0-9.api.default.svc.cluster.local.",
+        "10-1-0-9.web.default.svc.cluster.local.",
+    ]
+
+
+def test_srv_weight_counts_records_before_repeats_merge_as_coredns():
+    dual = make_dns(service("web", clusterIPs=["10.96.0.100", "fd00::100"]))
+    # two cluster IPs give two SRV records that merge into one: weight 100/2
+    assert rdata(ask(dual, "_http._tcp.web.default.svc.cluster.local", "SRV")) == ["0 50 80 web.default.svc.cluster.local."]
+    multi = make_dns(service("web", clusterIPs=["10.96.0.100", "fd00::100"], ports=(("http", 80, None), ("dns", 53, None))))
+    assert rdata(ask(multi, "web.default.svc.cluster.local", "SRV")) == [
+        "0 25 53 web.default.svc.cluster.local.",
+        "0 25 80 web.default.svc.cluster.local.",
+    ]
+    # a dual-stack headless endpoint: one record per address before the merge
+    hs = make_dns(
+        service("hs", cluster_ip="None", ipFamilies=["IPv4", "IPv6"]),
+        endpoint_slice("hs-1", "hs", [["10.1.0.1", "fd00::1"]], hostnames={"10.1.0.1": "web-0"}),
+    )
+    assert rdata(ask(hs, "_http._tcp.hs.default.svc.cluster.local", "SRV")) == ["0 50 8080 web-0.hs.default.svc.cluster.local."]
+
+
+def test_dns_version_txt_has_the_specs_ttl():
+    reply = ask(make_dns(), "dns-version.cluster.local", "TXT")
+    assert [(str(rr.rdata), rr.ttl) for rr in reply.rr] == [('"1.1.0"', 28800)]
+
+
+def test_pods_verified_gives_a_terminating_pod_no_record():
+    dns = make_dns(pod("live", "10.1.0.5"), pod("going", "10.1.0.6", terminating=True), pods="verified")
+    assert rdata(ask(dns, "10-1-0-5.default.pod.cluster.local")) == ["10.1.0.5"]
+    assert ask(dns, "10-1-0-6.default.pod.cluster.local").header.rcode == RCODE.NXDOMAIN
+    insecure = make_dns(pod("going", "10.1.0.6", terminating=True))
+    assert rdata(ask(insecure, "10-1-0-6.default.pod.cluster.local")) == ["10.1.0.6"]  # insecure asks no pod
 
 
 def test_nodata_vs_nxdomain_and_empty_non_terminals():

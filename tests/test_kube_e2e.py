@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import dns.asyncquery
+import dns.edns
 import dns.message
 import dns.rcode
 import pytest
@@ -25,9 +26,9 @@ from tests.fake_apiserver import (
 WAIT = 5.0
 
 
-async def ask(serving: Serving, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
+async def ask(serving: Serving, name: str, qtype: str = "A", tcp: bool = False, edns: bool = False) -> dns.message.Message:
     host, port = serving.dns_server.addresses[0]
-    q = dns.message.make_query(name, qtype)
+    q = dns.message.make_query(name, qtype, use_edns=0 if edns else False)
     if tcp:
         return await dns.asyncquery.tcp(q, host, port=port, timeout=2)
     return await dns.asyncquery.udp(q, host, port=port, timeout=2)
@@ -249,3 +250,27 @@ async def test_namespace_label_selector_hides_services_of_other_namespaces(fake_
         return await addresses(serving, "web.dev.svc.cluster.local") == ["10.96.0.6"]
 
     await eventually(shown)
+
+
+async def test_misses_before_the_first_sync_say_not_ready(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.forbid("endpointslices")
+    serving = await start(startup_timeout=0.2)
+    reply = await ask(serving, "nope.default.svc.cluster.local", edns=True)
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert [(int(o.code), o.text) for o in reply.options if o.otype == dns.edns.EDE] == [
+        (14, "not synced with the Kubernetes API yet")
+    ]
+
+
+async def test_reasons_never_name_hidden_namespaces_or_their_services(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(namespace("prod", labels={"env": "production"}))
+    fake_apiserver.add(namespace("secret", labels={"env": "dev"}))
+    fake_apiserver.add(service("web", namespace="prod", ip="10.96.0.5"))
+    fake_apiserver.add(service("vault", namespace="secret", ip="10.96.0.6"))
+    serving = await start(namespace_labels="env=production")
+    texts = []
+    for name in ("vault.prod.svc.cluster.local", "vault.secrets.svc.cluster.local", "web.secret.svc.cluster.local"):
+        reply = await ask(serving, name, edns=True)
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        texts += [o.text for o in reply.options if o.otype == dns.edns.EDE]
+    assert texts == ['no service "vault" in namespace "prod"', 'no namespace "secrets"', 'no namespace "secret"']
