@@ -25,7 +25,9 @@ CLASS_IN = 1
 CLASS_ANY = 255
 BADVERS = 16
 MAX_CNAME_CHAIN = 8
-OUR_UDP_PAYLOAD = 1232  # what we advertise in OPT: the DNS Flag Day 2020 size
+NOTAUTH = 9  # not authoritative for the zone asked to transfer
+# ANY gets one RRset (RFC 8482 4.1): the addresses if there are any, else the first of these.
+ANY_PREFERENCE = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR, QTYPE.SOA, QTYPE.NS)
 
 
 def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
@@ -42,7 +44,7 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
     if opts:
-        _add_opt(reply, opts[0])
+        _add_opt(reply, opts[0], zone.settings.max_udp_size)
     if query.header.opcode != OPCODE.QUERY:
         reply.header.rcode = RCODE.NOTIMP
         return reply
@@ -59,7 +61,7 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
         if hosts.answer(reply, name, question.qname, question.qtype):
             return reply
     final, types = _answer_question(zone, reply, question, name)
-    if opts and zone.settings.explain and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
+    if opts and zone.settings.explain and not reply.header.tc and (reply.header.rcode != RCODE.NOERROR or not reply.rr):
         # Why, in words (RFC 8914): computed once here, then cached with the encoded answer.
         reason = reasons.explain(zone, final, question.qtype, reply.header.rcode, types)
         if reason is not None:
@@ -74,7 +76,15 @@ def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple
         reply.header.rcode = RCODE.REFUSED
         return name, ()
     if question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
-        reply.header.rcode = RCODE.REFUSED  # transfers are answered by the TCP listener (transfer.py)
+        # Transfers run over TCP (transfer.py, in the TCP listener); over UDP, say "use TCP":
+        # TC for AXFR (RFC 5936 4.2), the current SOA alone for IXFR (RFC 1995 2).
+        if name not in zone.settings.zones:
+            reply.header.rcode = NOTAUTH
+        elif question.qtype == QTYPE.AXFR:
+            reply.header.tc = 1
+        else:
+            reply.header.aa = 1
+            reply.add_answer(soa_record(zone, origin))
         return name, ()
 
     reply.header.aa = 1
@@ -110,7 +120,7 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
             name = str(cname[0].label).lower()
             owner = name
             continue
-        wanted = list(sets) if qtype == QTYPE.ANY else [qtype]
+        wanted = _any_choice(sets) if qtype == QTYPE.ANY else [qtype]
         found = False
         # dns-version carries the spec's TTL; every other name the zone's.
         name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
@@ -124,6 +134,14 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
         _add_glue(zone, reply, sets, wanted)
         return name, ()
     return name, ()
+
+
+def _any_choice(sets) -> list[int]:
+    """The one RRset an ANY query gets (none at a name without records: NODATA)."""
+    for t in ANY_PREFERENCE:
+        if sets.get(t):
+            return [t]
+    return [t for t in sets if sets[t]][:1]
 
 
 def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
@@ -197,9 +215,9 @@ def add_ede(reply: DNSRecord, reason: reasons.Reason) -> None:
             rr.rdata.append(EDNSOption(reasons.EDE_OPTION, reason.option()))
 
 
-def _add_opt(reply: DNSRecord, opt: RR) -> None:
+def _add_opt(reply: DNSRecord, opt: RR, payload: int) -> None:
     do = bool(opt.ttl & 0x8000)
-    reply.add_ar(EDNS0(udp_len=OUR_UDP_PAYLOAD, flags="do" if do else ""))
+    reply.add_ar(EDNS0(udp_len=payload, flags="do" if do else ""))
 
 
 def _set_rcode(reply: DNSRecord, rcode: int) -> None:

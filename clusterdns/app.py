@@ -11,7 +11,7 @@ from .events import Event
 from .reasons import Catalog
 from .records import APEX_OWNER, apex_records, apply_changes
 from .settings import Settings
-from .sources.manifests import ManifestSource
+from .sources.manifests import DEFAULT_MAX_BYTES, ManifestSource
 from .wire import Responder
 from .zone import Zone
 
@@ -69,9 +69,11 @@ class ClusterDNS:
         return cls(settings, derive_endpoints=True, implicit_namespaces=BUILTIN_NAMESPACES)
 
 
-def load_manifests(paths: Sequence[str | Path], settings: Settings) -> tuple[ClusterDNS, ManifestSource]:
+def load_manifests(
+    paths: Sequence[str | Path], settings: Settings, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[ClusterDNS, ManifestSource]:
     """A ClusterDNS holding what ``paths`` say (errors are in ``source.errors``)."""
     dns = ClusterDNS.for_manifests(settings)
-    source = ManifestSource(paths, dns.sink)
+    source = ManifestSource(paths, dns.sink, max_bytes=max_bytes)
     source.load()
     return dns, source

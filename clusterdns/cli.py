@@ -1,4 +1,4 @@
-"""The ``clusterdns`` command: serve, check, records, resolve, resolv-conf.
+"""The ``clusterdns`` command: serve, check, records, resolve, resolv-conf, env.
 
 Exit status: 0 success; 1 the input has errors (``check``, ``records``);
 2 bad command line (or an unusable kubeconfig); 3 a listen address could not be bound;
@@ -25,19 +25,24 @@ from .app import ClusterDNS, load_manifests
 from .forward import ForwardSettings, parse_addresses, parse_stub
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
 from .forward.settings import POLICIES
-from .objects import KINDS
+from .objects import DNS_POLICIES, KINDS
+from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
-from .server import parse_listen
+from .server import TcpLimits, parse_listen
+from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
-from .sources.manifests import manifest_files
+from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
+from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_BIND, EXIT_LOOP = 0, 1, 2, 3, 4
 DEFAULT_MANIFESTS = "zones"
+DEFAULT_LISTEN = "127.0.0.1:5353"
+DEFAULT_HTTP = "127.0.0.1:8080"
 DEFAULT_RESOLV_CONF = "/etc/resolv.conf"
 
 
@@ -66,8 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to answer on, UDP and TCP; repeatable; [::1]:53 for IPv6 (default 127.0.0.1:5353)",
     )
     serve.add_argument(
-        "--http", default="127.0.0.1:8080", metavar="HOST:PORT",
-        help="address for /health, /ready and /metrics; '' turns it off (default %(default)s)",
+        "--http", metavar="HOST:PORT",
+        help=f"address for /health, /ready and /metrics; '' turns it off (default {DEFAULT_HTTP}; if that port "
+        "is taken, DNS is served without it, with a warning; a port given here must be free)",
+    )
+    serve.add_argument(
+        "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
+        help="clients allowed to AXFR/IXFR the served zones over TCP; '' allows none (default: loopback only)",
+    )
+    serve.add_argument(
+        "--http-debug-from", default="", metavar="CIDR[,CIDR]",
+        help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
     serve.add_argument(
         "--lameduck", type=float, default=0.0, metavar="SECONDS",
@@ -85,6 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
         "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    abuse = serve.add_argument_group("abuse limits")
+    abuse.add_argument(
+        "--max-udp-size", type=int, default=1232, metavar="BYTES",
+        help="the EDNS payload size advertised, and the largest UDP response sent whatever a client asks: "
+        "larger answers get TC and are retried over TCP (DNS Flag Day 2020, as CoreDNS; 512-65535; default %(default)s)",
+    )
+    abuse.add_argument(
+        "--drop-low-source-ports", action="store_true",
+        help="drop UDP queries from source ports below 1024 other than 53, such as echo (7) and chargen (19), "
+        "which would answer our answers in a loop (port 0 is always dropped)",
+    )
+    abuse.add_argument(
+        "--max-tcp-connections", type=int, default=1000, metavar="N",
+        help="TCP connections open at once; at the limit a new one closes the one idle longest (default %(default)s)",
+    )
+    abuse.add_argument(
+        "--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="close a TCP connection this long without a whole query (default %(default)s)",
+    )
     _add_forward_options(serve)
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
     kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
@@ -116,23 +149,73 @@ def build_parser() -> argparse.ArgumentParser:
     _add_zone_options(records)
 
     resolve = commands.add_parser(
-        "resolve", help="show the names a pod's resolver tries for NAME, and what each answers",
+        "resolve", help="walk a pod's search path for NAME: each name tried, its answer and why",
         description=(
-            "Walk the search path as a glibc stub resolver in a pod would (resolv.conf from kubelet's "
-            "ClusterFirst policy, or --resolv-conf), answering each candidate from the manifests."
+            "Model the stub resolver a pod runs (glibc or musl) looking up NAME: each name of the search path in "
+            "order, with its rcode, answers and the reason for a miss, and which one answered. Answers come from "
+            "the manifests (default ./zones), a running server (--server) or a live cluster (--kubeconfig, "
+            "--context). Exit status 0 when a name answered, 1 when none did."
         ),
     )
     resolve.add_argument("name", help="the name as a program in the pod would look it up, e.g. kubia or kubia.default")
+    resolve.add_argument(
+        "qtype", nargs="?", metavar="TYPE",
+        help="a record type for res_search (SRV, TXT, ...); without it, an address lookup (A and AAAA, as getaddrinfo)",
+    )
+    resolve.add_argument("-t", "--type", help=argparse.SUPPRESS)  # the older spelling of TYPE
     resolve.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
-    resolve.add_argument("-t", "--type", default="A", help="query type (default %(default)s)")
-    resolve.add_argument("--resolv-conf", metavar="FILE", help="use this resolv.conf instead of the pod's default")
-    _add_input_options(resolve, kube=False)
+    resolve.add_argument(
+        "--resolver", choices=RESOLVERS, default="glibc",
+        help="the pod's C library: glibc (default), musl, or musl-old (before 1.2.4: no TCP retry of truncated answers)",
+    )
+    resolve.add_argument(
+        "--resolv-conf", metavar="FILE",
+        help="the pod's resolv.conf (search, ndots, attempts, timeout, single-request[-reopen], use-vc, edns0, no-aaaa); "
+        "default: what kubelet writes for a ClusterFirst pod in --namespace",
+    )
+    resolve.add_argument(
+        "--server", metavar="HOST:PORT", help="ask this running clusterdns over the network instead of reading data",
+    )
+    resolve.add_argument("--json", action="store_true", help="print the walk as JSON")
+    _add_data_options(resolve)
     _add_zone_options(resolve)
 
-    resolv_conf = commands.add_parser("resolv-conf", help="print the resolv.conf kubelet writes for a pod in a namespace")
+    resolv_conf = commands.add_parser(
+        "resolv-conf", help="print the resolv.conf kubelet writes for a pod",
+        description=(
+            "What kubelet writes into a pod's /etc/resolv.conf (pkg/kubelet/network/dns): the search list with the "
+            "node's domains appended, dnsConfig merged in, kubelet's limits (32 search domains, 2048 characters, "
+            "3 nameservers); the nameserver is the kube-dns Service's cluster IP in the data. Warnings kubelet "
+            "would raise as events go to stderr."
+        ),
+    )
     resolv_conf.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
-    _add_input_options(resolv_conf, kube=False)
-    _add_zone_options(resolv_conf)
+    resolv_conf.add_argument("--pod", metavar="NS/NAME", help="use this pod's namespace, dnsPolicy, dnsConfig and hostNetwork")
+    resolv_conf.add_argument(
+        "--dns-policy", choices=DNS_POLICIES, help="the pod's dnsPolicy (default ClusterFirst, or the pod's own)",
+    )
+    resolv_conf.add_argument("--dns-config", metavar="FILE", help="a pod dnsConfig (nameservers, searches, options) as YAML or JSON")
+    resolv_conf.add_argument(
+        "--host-resolv-conf", metavar="FILE",
+        help="the node's resolv.conf (kubelet's --resolv-conf); default none, as kubelet with --resolv-conf=''",
+    )
+    resolv_conf.add_argument(
+        "--cluster-dns", metavar="IP[,IP]", help="kubelet's --cluster-dns (default: the kube-dns Service's cluster IP)",
+    )
+    _add_data_options(resolv_conf)
+    resolv_conf.add_argument("--zone", default="cluster.local", help="cluster domain (default %(default)s)")
+
+    env = commands.add_parser(
+        "env", help="print the service environment variables kubelet gives a pod",
+        description=(
+            "The X_SERVICE_HOST, X_SERVICE_PORT, X_PORT... variables kubelet injects into a pod's containers "
+            "(pkg/kubelet/envvars): one set per Service with a cluster IP in the pod's namespace, plus the "
+            "kubernetes Service of default; none of the namespace's with enableServiceLinks: false."
+        ),
+    )
+    env.add_argument("-n", "--namespace", default="default", help="the pod's namespace (default %(default)s)")
+    env.add_argument("--pod", metavar="NS/NAME", help="use this pod's namespace and enableServiceLinks")
+    _add_data_options(env)
     dev_cli.add_parser(commands)
     return parser
 
@@ -233,6 +316,10 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         "--manifests", nargs="+", metavar="PATH",
         help="YAML/JSON manifest files or directories" + (" (reloaded when they change)" if kube else " (default: zones)"),
     )
+    parser.add_argument(
+        "--max-manifest-bytes", type=_byte_size, default=DEFAULT_MAX_BYTES, metavar="SIZE",
+        help="skip manifest files larger than this, unread, with an error (e.g. 1048576, 512K, 64M; default 64M)",
+    )
     if kube:
         group = parser.add_argument_group("live cluster")
         group.add_argument("--kubeconfig", metavar="PATH", help="watch the cluster of this kubeconfig file")
@@ -242,6 +329,18 @@ def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
         )
         return group
     return None
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    """Manifests (default ./zones) or a live cluster synced once."""
+    parser.add_argument("--manifests", nargs="+", metavar="PATH", help="YAML/JSON manifest files or directories (default: zones)")
+    group = parser.add_argument_group("live cluster (list once, then answer)")
+    group.add_argument("--kubeconfig", metavar="PATH", help="read the cluster of this kubeconfig file")
+    group.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    group.add_argument(
+        "--sync-timeout", type=float, default=10.0, metavar="SECONDS",
+        help="wait this long for the first list of every kind (default %(default)s)",
+    )
 
 
 def _add_zone_options(parser: argparse.ArgumentParser) -> None:
@@ -270,9 +369,31 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _byte_size(text: str) -> int:
+    """``1048576``, ``512K``, ``64M``, ``1G`` (powers of 1024; ``KiB``/``MiB``/``GiB`` also accepted)."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    number = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = number[-1:] if number[-1:] in units else ""
+    try:
+        value = int(number[: len(number) - len(unit)]) * units[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size such as 1048576, 512K or 64M, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a size above 0, got {text!r}")
+    return value
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
+    """The answer settings; commands without the answer options (resolv-conf, env) get the defaults."""
+    if not hasattr(args, "ttl"):
+        return Settings(zone=absolute(getattr(args, "zone", "cluster.local")))
     if not 0 <= args.ttl <= 3600:
         raise ValueError(f"--ttl {args.ttl}: expected 0-3600 seconds")
+    extra = {}
+    if getattr(args, "max_udp_size", None) is not None:
+        if not MIN_UDP_PAYLOAD <= args.max_udp_size <= MAX_MESSAGE:
+            raise ValueError(f"--max-udp-size {args.max_udp_size}: expected {MIN_UDP_PAYLOAD}-{MAX_MESSAGE} bytes")
+        extra["max_udp_size"] = args.max_udp_size
     return Settings(
         zone=absolute(args.zone),
         ttl=args.ttl,
@@ -281,6 +402,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
         explain=not args.no_explain,
+        **extra,
     )
 
 
@@ -301,15 +423,16 @@ def main(argv: list[str] | None = None) -> int:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(serve(serve_options(args, settings, command_parser)))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if args.command in ("resolve", "resolv-conf", "env"):
+        return explain.run(args, settings)
     paths = args.manifests or [DEFAULT_MANIFESTS]
     missing = [p for p in paths if not Path(p).exists()]
     if missing:
         print(f"clusterdns: no such file or directory: {', '.join(missing)}", file=sys.stderr)
         return EXIT_USAGE
-    if args.command in ("resolve", "resolv-conf"):
-        return explain.run(args, paths, settings)
     try:
-        return check(paths, settings, show_records=args.command == "records" or args.records, summary=args.command == "check")
+        return check(paths, settings, show_records=args.command == "records" or args.records,
+                     summary=args.command == "check", max_bytes=args.max_manifest_bytes)
     except BrokenPipeError:  # `clusterdns records | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -327,8 +450,9 @@ def _loop_factory():
 # ----------------------------------------------------------------------------- check
 
 
-def check(paths: list[str], settings: Settings, show_records: bool, summary: bool) -> int:
-    dns, source = load_manifests(paths, settings)
+def check(paths: list[str], settings: Settings, show_records: bool, summary: bool,
+          max_bytes: int = DEFAULT_MAX_BYTES) -> int:
+    dns, source = load_manifests(paths, settings, max_bytes)
     errors = [message for messages in source.errors.values() for message in messages]
     if summary:
         files = manifest_files([Path(p) for p in paths])
@@ -357,10 +481,17 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
 
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
     try:
-        listen = [parse_listen(text) for text in (args.listen or ["127.0.0.1:5353"])]
-        http = parse_listen(args.http, "--http") if args.http else None
+        listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
+        http_text = DEFAULT_HTTP if args.http is None else args.http
+        http = parse_listen(http_text, "--http") if http_text else None
+        transfer_to = parse_networks(args.transfer_to, "--transfer-to")
+        debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
+    if args.max_tcp_connections < 1:
+        parser.error(f"--max-tcp-connections {args.max_tcp_connections}: expected at least 1")
+    if args.tcp_idle_timeout <= 0:
+        parser.error(f"--tcp-idle-timeout {args.tcp_idle_timeout:g}: expected more than 0 seconds")
     for flag, text in (("--labels", args.labels), ("--namespace-labels", args.namespace_labels)):
         if text:
             try:
@@ -402,8 +533,14 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch_inactivity_timeout=args.watch_inactivity_timeout,
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        max_manifest_bytes=args.max_manifest_bytes,
+        http_required=args.http is not None,
+        drop_low_source_ports=args.drop_low_source_ports,
+        tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
+        transfer_to=transfer_to,
+        http_debug_from=debug_from,
         forward=forward,
     )
 

@@ -231,7 +231,10 @@ def derive_slices(service: Service, pods: Iterable[Pod]) -> list[EndpointSlice]:
             if families and family not in families:
                 continue
             groups[(ports, family)].append(
-                Endpoint(addresses=(ip,), ready=ready, hostname=hostname, node_name=pod.node_name, target_pod=pod.name)
+                Endpoint(
+                    addresses=(ip,), ready=ready, hostname=hostname, node_name=pod.node_name, target_pod=pod.name,
+                    serving=pod.ready,
+                )
             )
     slices = []
     for i, ((ports, family), endpoints) in enumerate(sorted(groups.items(), key=lambda kv: (kv[0][1], repr(kv[0][0])))):

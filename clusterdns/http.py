@@ -7,6 +7,9 @@ and *prometheus* (``:9153/metrics``) plugins serve, on one port.
 - ``/ready``: 200 ``OK`` once the server can give complete answers, else 503
   and the reason (the readiness probe).
 - ``/metrics``: the Prometheus text format.
+- ``/zone``: the zone as JSON (names, records, each Service's endpoints as
+  DNS sees them), to loopback clients and those in ``--http-debug-from`` only;
+  others get 403.
 - Any other path gets 404, a method other than GET or HEAD 405, and a
   request that is not HTTP/1.x 400.
 
@@ -24,12 +27,14 @@ once.  So a slow or hostile client holds one task for a bounded time.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 from http import HTTPStatus
 from typing import Callable, Final
 from urllib.parse import urlsplit
 
+from .acl import allowed
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import Metrics
 
@@ -67,7 +72,11 @@ class HttpServer:
         read_timeout: float,
         write_timeout: float,
         max_connections: int,
+        zone_view: Callable[[], dict] | None = None,
+        zone_clients: tuple = (),
     ) -> None:
+        self._zone_view = zone_view
+        self._zone_clients = zone_clients
         self._metrics = metrics
         self._is_ready = is_ready
         self._read_timeout = read_timeout
@@ -103,7 +112,8 @@ class HttpServer:
         try:
             if self._closing or len(self._tasks) > self._max_connections:
                 return
-            response = await self._answer(reader)
+            peer = writer.get_extra_info("peername")
+            response = await self._answer(reader, peer[0] if peer else "")
             if response is None:
                 return
             async with asyncio.timeout(self._write_timeout):
@@ -132,7 +142,7 @@ class HttpServer:
             # drops the connection without waiting on a slow or vanished client.
             writer.transport.abort()
 
-    async def _answer(self, reader: asyncio.StreamReader) -> bytes | None:
+    async def _answer(self, reader: asyncio.StreamReader, client: str = "") -> bytes | None:
         """The response to the request on ``reader``; None to close without one."""
         try:
             async with asyncio.timeout(self._read_timeout):
@@ -156,6 +166,11 @@ class HttpServer:
             # answering DNS in between (the metrics tolerate a concurrent read).
             body = await asyncio.to_thread(self._metrics.exposition)
             return _response(HTTPStatus.OK, body, METRICS_CONTENT_TYPE, head_only=head_only)
+        if path == "/zone" and self._zone_view is not None:
+            if not allowed(client, self._zone_clients):
+                return _response(HTTPStatus.FORBIDDEN, "/zone is for loopback clients and --http-debug-from only\n")
+            body = json.dumps(self._zone_view(), indent=1, sort_keys=False)
+            return _response(HTTPStatus.OK, body + "\n", "application/json", head_only=head_only)
         return _response(HTTPStatus.NOT_FOUND, "404 page not found\n", head_only=head_only)
 
     def _readiness(self) -> tuple[bool, str]:
@@ -175,15 +190,18 @@ async def start_http(
     read_timeout: float = READ_TIMEOUT,
     write_timeout: float = WRITE_TIMEOUT,
     max_connections: int = MAX_CONNECTIONS,
+    zone_view: Callable[[], dict] | None = None,
+    zone_clients: tuple = (),
 ) -> HttpServer:
     """Listen for HTTP on ``host``:``port`` and serve health, readiness and metrics.
 
     ``host`` is an address or name: ``"127.0.0.1"``, ``"::1"`` (brackets are
     tolerated) or ``""`` for every interface.  Port 0 picks a free port, read
     back from :attr:`HttpServer.port`.  ``is_ready`` is described at
-    :data:`Readiness`.
+    :data:`Readiness`.  ``zone_view`` builds the body of ``/zone``, served to
+    clients in ``zone_clients`` (networks) only.
     """
-    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections)
+    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients)
     bind = host.removeprefix("[").removesuffix("]") or None
     # limit: the most a single readline() may buffer, i.e. one request line.
     server._server = await asyncio.start_server(server._serve, bind, port, limit=MAX_LINE)

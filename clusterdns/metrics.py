@@ -385,6 +385,12 @@ class Metrics:
             "Manifest documents rejected while loading or reloading manifest files.",
             registry=reg,
         )
+        self._manifest_paths_missing = Gauge(
+            "clusterdns_manifest_paths_missing",
+            "Manifest paths named on the command line that are gone; their last good state is served "
+            "and /ready reports 503 while this is above 0.",
+            registry=reg,
+        )
         # Created on first report: a server fed only by manifest files has no
         # API to reach, and a constant 0 would read as an outage.
         self._api_reachable: Gauge | None = None
@@ -557,6 +563,10 @@ class Metrics:
     def count_manifest_error(self, count: int = 1) -> None:
         """``count`` manifest documents were rejected."""
         self._manifest_errors.inc(count)
+
+    def set_manifest_paths_missing(self, count: int) -> None:
+        """``count`` of the named manifest paths are gone."""
+        self._manifest_paths_missing.set(count)
 
     # --- exposition ------------------------------------------------------------
 

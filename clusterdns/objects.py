@@ -9,7 +9,10 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import re
+import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
@@ -92,6 +95,8 @@ class Endpoint:
     hostname: str = ""
     node_name: str = ""
     target_pod: str = ""  # pod name when targetRef is a Pod in the slice's namespace
+    serving: bool = True  # EndpointSlice conditions, shown by GET /zone (DNS uses ready)
+    terminating: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +150,18 @@ class ContainerPort:
     protocol: str
 
 
+DNS_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet", "Default", "None")
+
+
+@dataclass(frozen=True, slots=True)
+class PodDNSConfig:
+    """``spec.dnsConfig``: what kubelet merges into the pod's resolv.conf."""
+
+    nameservers: tuple[str, ...] = ()
+    searches: tuple[str, ...] = ()
+    options: tuple[tuple[str, str | None], ...] = ()  # (name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class Pod:
     namespace: str
@@ -158,6 +175,12 @@ class Pod:
     container_ports: tuple[ContainerPort, ...] = ()
     node_name: str = ""
     terminating: bool = False
+    # What kubelet reads to write the pod's resolv.conf and service variables
+    # (resolv-conf, env, autopath); the policy string is interned, the config usually None.
+    dns_policy: str = "ClusterFirst"
+    dns_config: PodDNSConfig | None = None
+    host_network: bool = False
+    enable_service_links: bool = True
 
     @property
     def key(self) -> Key:
@@ -257,6 +280,20 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
+# Names Kubernetes validates for the two kinds whose names become DNS labels.
+_DNS_1035_LABEL = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")  # Service names
+_DNS_1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")  # Namespace names
+
+
+def _check_name(reader: "_Reader", pattern: re.Pattern[str], rule: str) -> None:
+    if len(reader.name) > 63 or not pattern.fullmatch(reader.name):
+        raise reader.fail("metadata.name", f"expected {rule}, got {_show(reader.name)}")
+
+
+_SERVICE_NAME_RULE = "an RFC 1035 label (a-z, 0-9, '-', starting with a letter, at most 63)"
+_NAMESPACE_NAME_RULE = "an RFC 1123 label (a-z, 0-9, '-', at most 63)"
+
+
 def _is_dns_label(text: str) -> bool:
     if not 1 <= len(text) <= 63 or text[0] == "-" or text[-1] == "-":
         return False
@@ -281,11 +318,13 @@ def _metadata(doc: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[_Rea
 
 def read_namespace(doc: Mapping[str, Any]) -> Namespace:
     r, meta = _metadata(doc, NAMESPACE, namespaced=False)
+    _check_name(r, _DNS_1123_LABEL, _NAMESPACE_NAME_RULE)
     return Namespace(name=r.name, labels=r.labels(meta.get("labels"), "metadata.labels"))
 
 
 def read_service(doc: Mapping[str, Any]) -> Service:
     r, meta = _metadata(doc, SERVICE, namespaced=True)
+    _check_name(r, _DNS_1035_LABEL, _SERVICE_NAME_RULE)
     spec = r.mapping(doc.get("spec"), "spec")
     svc_type = r.string(spec.get("type"), "spec.type", "ClusterIP")
     if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
@@ -315,14 +354,17 @@ def read_service(doc: Mapping[str, Any]) -> Service:
         if not external_name:
             raise r.fail("spec.externalName", "an ExternalName service needs spec.externalName")
     else:
+        single = spec.get("clusterIP")
         raw_ips = spec.get("clusterIPs")
-        if raw_ips is None and spec.get("clusterIP") is not None:
-            raw_ips = [spec.get("clusterIP")]
+        if raw_ips is None and single is not None:
+            raw_ips = [single]
         ips = [r.string(v, f"spec.clusterIPs[{i}]") for i, v in enumerate(r.sequence(raw_ips, "spec.clusterIPs"))]
         if ips and ips[0] == "None":
             headless = True
         else:
             cluster_ips = tuple(r.ip(v, f"spec.clusterIPs[{i}]") for i, v in enumerate(ips) if v)
+        if single not in (None, "") and spec.get("clusterIPs") is not None:
+            _check_cluster_ip_agrees(r, single, ips)
 
     families = tuple(
         r.string(v, f"spec.ipFamilies[{i}]") for i, v in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies"))
@@ -346,6 +388,18 @@ def read_service(doc: Mapping[str, Any]) -> Service:
         labels=r.labels(meta.get("labels"), "metadata.labels"),
         ip_families=families,
     )
+
+
+def _check_cluster_ip_agrees(r: _Reader, single: Any, ips: list[str]) -> None:
+    """Kubernetes rejects a Service whose clusterIP is not clusterIPs[0]; an edit of only one of them must not pass."""
+    first = ips[0] if ips else ""
+    text = r.string(single, "spec.clusterIP")
+    same = text == first
+    if not same and first and "None" not in (text, first):
+        same = r.ip(text, "spec.clusterIP") == r.ip(first, "spec.clusterIPs[0]")
+    if not same:
+        raise r.fail("spec.clusterIP", f"{_show(text)} disagrees with spec.clusterIPs[0] {_show(first or None)}: "
+                                       "Kubernetes requires them equal; edit both (or delete one)")
 
 
 def _endpoint_ports(r: _Reader, raw_ports: Any, path: str) -> tuple[EndpointPort, ...]:
@@ -389,14 +443,17 @@ def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
         else:
             addresses = tuple(r.ip(a, f"{path}.addresses[{j}]") for j, a in enumerate(addrs))
         cond = r.mapping(e.get("conditions"), f"{path}.conditions")
+        # Per the EndpointSlice API, an unset ready condition means ready, and an unset serving one defers to ready.
+        ready = r.boolean(cond.get("ready"), f"{path}.conditions.ready", True)
         endpoints.append(
             Endpoint(
                 addresses=addresses,
-                # Per the EndpointSlice API, an unset ready condition means ready.
-                ready=r.boolean(cond.get("ready"), f"{path}.conditions.ready", True),
+                ready=ready,
                 hostname=r.dns_label(e.get("hostname"), f"{path}.hostname"),
                 node_name=r.string(e.get("nodeName"), f"{path}.nodeName"),
                 target_pod=_target_pod(r, e.get("targetRef"), f"{path}.targetRef", r.namespace),
+                serving=r.boolean(cond.get("serving"), f"{path}.conditions.serving", ready),
+                terminating=r.boolean(cond.get("terminating"), f"{path}.conditions.terminating"),
             )
         )
     return EndpointSlice(
@@ -424,6 +481,7 @@ def read_endpoints(doc: Mapping[str, Any]) -> Endpoints:
                     Endpoint(
                         addresses=(r.ip(a.get("ip"), f"{apath}.ip"),),
                         ready=ready,
+                        serving=ready,
                         hostname=r.dns_label(a.get("hostname"), f"{apath}.hostname"),
                         node_name=r.string(a.get("nodeName"), f"{apath}.nodeName"),
                         target_pod=_target_pod(r, a.get("targetRef"), f"{apath}.targetRef", r.namespace),
@@ -449,6 +507,10 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
         c = r.mapping(raw, f"status.conditions[{i}]")
         if c.get("type") == "Ready":
             ready = r.string(c.get("status"), f"status.conditions[{i}].status") == "True"
+
+    policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
+    if policy not in DNS_POLICIES:
+        raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
 
     container_ports = []
     for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
@@ -476,7 +538,36 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
         container_ports=tuple(container_ports),
         node_name=r.string(spec.get("nodeName"), "spec.nodeName"),
         terminating=meta.get("deletionTimestamp") is not None,
+        dns_policy=sys.intern(policy),
+        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
+        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
+        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
     )
+
+
+def read_dns_config(raw: Any, path: str, r: "_Reader | None" = None) -> PodDNSConfig:
+    """A PodDNSConfig (``spec.dnsConfig``, or a file of one); unknown fields are errors, not ignored."""
+    r = r or _Reader("PodDNSConfig", "", "")
+    config = r.mapping(raw, path)
+    unknown = sorted(set(config) - {"nameservers", "searches", "options"})
+    if unknown:
+        raise r.fail(f"{path}.{unknown[0]}", "unknown field: expected nameservers, searches or options")
+    nameservers = tuple(
+        r.ip(v, f"{path}.nameservers[{i}]") for i, v in enumerate(r.sequence(config.get("nameservers"), f"{path}.nameservers"))
+    )
+    searches = tuple(
+        r.string(v, f"{path}.searches[{i}]").rstrip(".")
+        for i, v in enumerate(r.sequence(config.get("searches"), f"{path}.searches"))
+    )
+    options = []
+    for i, raw_option in enumerate(r.sequence(config.get("options"), f"{path}.options")):
+        option = r.mapping(raw_option, f"{path}.options[{i}]")
+        name = r.string(option.get("name"), f"{path}.options[{i}].name")
+        if not name:
+            raise r.fail(f"{path}.options[{i}].name", "an option needs a name")
+        value = option.get("value")
+        options.append((name, None if value is None else r.string(value, f"{path}.options[{i}].value")))
+    return PodDNSConfig(nameservers, searches, tuple(options))
 
 
 # apiVersion each kind must carry, and its reader.
@@ -498,12 +589,65 @@ def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject |
     if not isinstance(kind, str) or not kind:
         raise ObjectError("kind", f"expected a kind such as Service, got {_show(kind)}")
     if kind not in READERS:
+        _check_unknown_kind(doc, kind)
         return None
     versions, reader = READERS[kind]
     api_version = doc.get("apiVersion")
     if api_version is not None and api_version not in versions:
         # e.g. discovery.k8s.io/v1beta1, gone since Kubernetes 1.25: say so rather than skip quietly
-        meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
-        name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or ("default" if kind != NAMESPACE else ""))
-        raise ObjectError("apiVersion", f"expected {' or '.join(versions)}, got {_show(api_version)}", kind, namespace, name)
+        raise _object_error(doc, kind, "apiVersion", f"expected {' or '.join(versions)}, got {_show(api_version)}",
+                            default_namespace="" if kind == NAMESPACE else "default")
     return reader(doc)
+
+
+# Built-in API groups and their kinds, as a v1.30+ apiserver serves them.  A kind that is
+# not among its group's is a typo Kubernetes would reject ("no matches for kind"), not an
+# object to skip quietly.  Other groups (custom resources) are skipped.
+BUILTIN_KINDS: dict[str, frozenset[str]] = {
+    group: frozenset(kinds.split())
+    for group, kinds in {
+        "v1": "Binding ComponentStatus ConfigMap Endpoints Event LimitRange Namespace Node PersistentVolume "
+              "PersistentVolumeClaim Pod PodTemplate ReplicationController ResourceQuota Secret Service "
+              "ServiceAccount List",
+        "apps/v1": "ControllerRevision DaemonSet Deployment ReplicaSet StatefulSet",
+        "batch/v1": "CronJob Job",
+        "discovery.k8s.io/v1": "EndpointSlice",
+        "networking.k8s.io/v1": "Ingress IngressClass NetworkPolicy",
+        "policy/v1": "PodDisruptionBudget",
+        "rbac.authorization.k8s.io/v1": "ClusterRole ClusterRoleBinding Role RoleBinding",
+        "autoscaling/v1": "HorizontalPodAutoscaler",
+        "autoscaling/v2": "HorizontalPodAutoscaler",
+        "storage.k8s.io/v1": "CSIDriver CSINode CSIStorageCapacity StorageClass VolumeAttachment",
+        "scheduling.k8s.io/v1": "PriorityClass",
+        "coordination.k8s.io/v1": "Lease",
+        "node.k8s.io/v1": "RuntimeClass",
+        "events.k8s.io/v1": "Event",
+        "certificates.k8s.io/v1": "CertificateSigningRequest",
+        "apiextensions.k8s.io/v1": "CustomResourceDefinition",
+        "apiregistration.k8s.io/v1": "APIService",
+        "admissionregistration.k8s.io/v1": "MutatingWebhookConfiguration ValidatingAdmissionPolicy "
+                                           "ValidatingAdmissionPolicyBinding ValidatingWebhookConfiguration",
+    }.items()
+}
+
+
+def _check_unknown_kind(doc: Mapping[str, Any], kind: str) -> None:
+    """Raise for a kind that no API serves under its apiVersion, or a near miss of one DNS reads."""
+    api_version = doc.get("apiVersion")
+    known = BUILTIN_KINDS.get(api_version) if isinstance(api_version, str) else None
+    if kind.endswith("List") and kind != "List" and known is not None and kind[:-4] in known:
+        return  # a ServiceList without items: nothing in it
+    near = difflib.get_close_matches(kind, READERS, n=1, cutoff=0.75) or difflib.get_close_matches(
+        kind, sorted(known or ()), n=1, cutoff=0.75)
+    if known is not None and kind not in known:
+        hint = f" (did you mean {near[0]}?)" if near else ""
+        raise _object_error(doc, kind, "kind", f"{_show(kind)} is not a kind of {api_version}{hint}")
+    if api_version is None and near and near[0] in READERS:
+        raise _object_error(doc, kind, "kind", f"{_show(kind)} is not a kind DNS reads (did you mean {near[0]}?)")
+
+
+def _object_error(doc: Mapping[str, Any], kind: str, path: str, message: str, default_namespace: str = "") -> ObjectError:
+    """An error for an object that no reader has taken apart: its name as best known."""
+    meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+    name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or default_namespace)
+    return ObjectError(path, message, kind, namespace, name)

@@ -190,13 +190,14 @@ def explain(zone: "Zone", name: str, qtype: int, rcode: int, types: Iterable[int
     if rcode == RCODE.REFUSED:
         if zone.origin_for(name) is None:
             return Reason(NOT_AUTHORITATIVE, "outside the cluster zones and forwarding is off")
-        if qtype in (QTYPE.AXFR, QTYPE.IXFR):
-            return Reason(OTHER, "zone transfers are allowed over TCP only, to the addresses in --transfer-to")
         return Reason(NOT_AUTHORITATIVE, "only class IN is served")
     if rcode == RCODE.SERVFAIL:
         if not zone.complete:
             return Reason(NOT_READY, "not synced with the Kubernetes API yet")
         return Reason(OTHER, "internal error")
+    if rcode == 9:  # NOTAUTH: a transfer of a name that is no zone apex
+        zones = ", ".join(z.rstrip(".") for z in zone.settings.zones)
+        return Reason(OTHER, f"{_show(name)} is not a zone apex (zones: {zones})")
     if rcode not in (RCODE.NXDOMAIN, RCODE.NOERROR):
         return None
     nodata = rcode == RCODE.NOERROR

@@ -8,12 +8,15 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from . import transfer
+from .acl import LOOPBACK, parse_networks
+from .burstlog import BurstLog
 from .wire import CHASE, FORWARD, Responder
 
 log = logging.getLogger(__name__)
 
-TCP_IDLE_TIMEOUT = 10.0  # seconds a TCP connection may sit between queries (CoreDNS: 10 s)
-MAX_TCP_CONNECTIONS = 1000
+LOW_PORTS = 1024  # below: privileged services (echo 7, chargen 19...), never DNS clients but 53
+DNS_PORT = 53
 MAX_TCP_PENDING = 64  # forwarded queries of one TCP connection waiting for upstreams at once
 FORWARD_ZONE = "."  # the zone label of forwarded queries (CoreDNS: the `.` server block)
 
@@ -44,13 +47,16 @@ def _udp_socket(host: str, port: int, family: int) -> socket.socket:
 class _Observer:
     """Hands each query's outcome to the metrics, if any (kept off the hot path otherwise)."""
 
-    def __init__(self, metrics, zone_label: str):
+    def __init__(self, metrics, zone_label: str, errors: BurstLog):
         self.metrics = metrics
         self.zone_label = zone_label
+        self.errors = errors
 
-    def panic(self) -> None:
+    def panic(self, proto: str, peer) -> None:
+        """An exception escaped answering one query: count it, log it once per burst (with its traceback)."""
         if self.metrics is not None:
             self.metrics.count_panic()
+        self.errors.report(("panic", proto), f"internal error answering a {proto.upper()} query from {peer}", exc_info=True)
 
     def __call__(
         self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit,
@@ -80,11 +86,12 @@ class _Forwarding:
         self.observe = observe
         self.tasks: set[asyncio.Task] = set()
 
-    def answer_now(self, data: bytes, response: bytes, rcode: int, udp: bool):
+    def answer_now(self, data: bytes, rcode: int, udp: bool):
         """A forwarded answer from the forward cache without waiting, or None."""
         return self.forwarder.answer_cached(data, udp) if rcode == FORWARD else None
 
     async def answer(self, data: bytes, response: bytes, rcode: int, udp: bool):
+        """(outcome, zone label): the forwarder's answer to a query the zone handed over."""
         if rcode == CHASE:
             return await self.forwarder.chase(response, data, udp), None
         return await self.forwarder.forward(data, udp), FORWARD_ZONE
@@ -96,18 +103,21 @@ class _Forwarding:
         return task
 
     def record(self, proto, family, qtype, outcome, zone, started, size_in) -> None:
-        plugin = "forward" if zone else "kubernetes"
         self.observe(
             proto, family, qtype, outcome.rcode, started, size_in, len(outcome.response or b""),
-            outcome.cache_hit, zone=zone, plugin=plugin,
+            outcome.cache_hit, zone=zone, plugin="forward" if zone else "kubernetes",
         )
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder, observe: _Observer, family: str, forwarding: _Forwarding | None):
+    def __init__(
+        self, responder: Responder, observe: _Observer, family: str, lowest_port: int,
+        forwarding: _Forwarding | None = None,
+    ):
         self.responder = responder
         self.observe = observe
         self.family = family
+        self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
         self.forwarding = forwarding
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -115,13 +125,14 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr):
+        if addr[1] < self.lowest_port and addr[1] != DNS_PORT:
+            return  # port 0 is spoofed; a low port is a service that would answer our answer (a loop)
         started = time.perf_counter()
         hits = self.responder.hits
         try:
             response, qtype, rcode = self.responder.respond(data, udp=True)
         except Exception:  # never let one packet take the listener down
-            log.exception("internal error answering a UDP query from %s", addr)
-            self.observe.panic()
+            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
             return
         if rcode < 0:  # FORWARD or CHASE: off the zone's path
             self._forward(data, response, qtype, rcode, addr, started)
@@ -132,7 +143,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
         forwarding = self.forwarding
-        outcome = forwarding.answer_now(data, response, rcode, True)
+        outcome = forwarding.answer_now(data, rcode, True)
         if outcome is not None:
             self.transport.sendto(outcome.response, addr)
             forwarding.record("udp", self.family, qtype, outcome, FORWARD_ZONE, started, len(data))
@@ -143,8 +154,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         try:
             outcome, zone = await self.forwarding.answer(data, response, rcode, True)
         except Exception:
-            log.exception("internal error forwarding a UDP query from %s", addr)
-            self.observe.panic()
+            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
             return
         if outcome.response is not None and not self.transport.is_closing():
             self.transport.sendto(outcome.response, addr)
@@ -152,6 +162,23 @@ class _UdpProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
+
+
+@dataclass(frozen=True)
+class TcpLimits:
+    """What one TCP client may hold (RFC 7766 6.2: servers manage their connections)."""
+
+    idle_timeout: float = 10.0  # seconds between queries, and for a query's bytes to arrive (CoreDNS: 10 s)
+    write_timeout: float = 5.0  # seconds for a client to take replies queued beyond max_queued_bytes
+    max_connections: int = 1000  # at the limit, the connection idle longest is closed for a new one
+    max_queued_bytes: int = 64 * 1024  # replies waiting for a client that does not read: stop reading it
+
+
+@dataclass
+class _Connection:
+    writer: asyncio.StreamWriter
+    task: asyncio.Task
+    last_active: float  # monotonic time of its last whole query read or reply taken
 
 
 @dataclass
@@ -162,24 +189,35 @@ class DnsServer:
     metrics: object = None
     zone_label: str = "."
     forwarder: object = None  # a clusterdns.forward.Forwarder when the server forwards
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
+    drop_low_source_ports: bool = False
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
-    _connections: set[asyncio.Task] = field(default_factory=set)
+    # Who may AXFR the served zones over TCP (--transfer-to); empty: nobody.
+    transfer_to: tuple = field(default_factory=lambda: parse_networks(",".join(LOOPBACK), "--transfer-to"))
+    errors: BurstLog = field(default_factory=lambda: BurstLog(log))
+    _connections: dict[asyncio.Task, _Connection] = field(default_factory=dict)  # counted against the limit
+    _handlers: set[asyncio.Task] = field(default_factory=set)  # every TCP task still running, evicted ones too
+    _flusher: asyncio.Task | None = None
     _forwarding: _Forwarding | None = None
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        observe = _Observer(self.metrics, self.zone_label)
+        observe = _Observer(self.metrics, self.zone_label, self.errors)
         if self.forwarder is not None and self._forwarding is None:
             self._forwarding = _Forwarding(self.forwarder, observe)
         forwarding = self._forwarding
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
+        lowest_port = LOW_PORTS if self.drop_low_source_ports else 1
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_errors(), name="clusterdns-burstlog")
         for attempt in range(20):
             transport, _ = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.responder, observe, fam, forwarding), sock=_udp_socket(host, port, family)
+                lambda: _UdpProtocol(self.responder, observe, fam, lowest_port, forwarding),
+                sock=_udp_socket(host, port, family),
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
@@ -198,78 +236,120 @@ class DnsServer:
             return host, bound_port
         raise OSError("no free port")
 
+    async def _flush_errors(self) -> None:
+        while True:  # so a burst that stopped is still reported with its count
+            await asyncio.sleep(self.errors.interval / 2)
+            self.errors.flush()
+
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe, family: str):
+        limits = self.tcp_limits
         task = asyncio.current_task()
-        if len(self._connections) >= MAX_TCP_CONNECTIONS:
-            writer.close()
-            return
-        self._connections.add(task)
+        if len(self._connections) >= limits.max_connections:
+            self._close_longest_idle()
+        conn = self._connections[task] = _Connection(writer, task, time.monotonic())
+        self._handlers.add(task)
+        writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
+        peer = "%s port %s" % writer.get_extra_info("peername")[:2]
         pending: set[asyncio.Task] = set()  # forwarded queries of this connection; replies may overtake them
         try:
             while True:
                 try:
-                    prefix = await asyncio.wait_for(reader.readexactly(2), TCP_IDLE_TIMEOUT)
-                    length = int.from_bytes(prefix, "big")
-                    data = await asyncio.wait_for(reader.readexactly(length), TCP_IDLE_TIMEOUT)
-                except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError):
-                    if pending:  # the client may have sent its last query: answer it first
+                    async with asyncio.timeout(limits.idle_timeout):
+                        prefix = await reader.readexactly(2)
+                        data = await reader.readexactly(int.from_bytes(prefix, "big"))
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    if pending:  # the client may be waiting for them: answer before closing (bounded upstream)
                         await asyncio.wait(pending)
                     return
+                conn.last_active = time.monotonic()
                 started = time.perf_counter()
+                if transfer.is_transfer(data):
+                    messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
+                    if messages is not None:
+                        for message in messages:
+                            writer.write(len(message).to_bytes(2, "big") + message)
+                            await writer.drain()
+                        observe("tcp", family, 252, message[3] & 0x0F, started, len(data), len(message), False)
+                        continue
                 hits = self.responder.hits
                 try:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
                 except Exception:
-                    log.exception("internal error answering a TCP query")
-                    observe.panic()
+                    observe.panic("tcp", peer)
                     return
                 if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
                     if len(pending) >= MAX_TCP_PENDING:
                         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                     forwarded = self._forwarding.spawn(
-                        self._forward_tcp(writer, data, response, qtype, rcode, observe, family, started)
+                        self._forward_tcp(writer, data, response, qtype, rcode, observe, family, started, peer)
                     )
                     pending.add(forwarded)
                     forwarded.add_done_callback(pending.discard)
                     continue
-                if response is None:
-                    return
+                if response is None or writer.transport.is_closing():
+                    return  # nothing to send, or the client is gone (writing would raise)
                 writer.write(len(response).to_bytes(2, "big") + response)
-                await writer.drain()
+                if writer.transport.get_write_buffer_size() > limits.max_queued_bytes:
+                    # The client is not reading its replies: read nothing more from it
+                    # until it does, and give up on it after write_timeout.
+                    try:
+                        async with asyncio.timeout(limits.write_timeout):
+                            await writer.drain()
+                    except TimeoutError:
+                        return
+                    conn.last_active = time.monotonic()
                 observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
         except ConnectionError:
+            pass  # reset by the client
+        except asyncio.CancelledError:
+            # close() (or eviction) cancels us and waits for us.  Ending normally matters on
+            # Python 3.11: asyncio's streams callback calls task.exception() on the finished
+            # handler, which raises (and is logged with a traceback) for a cancelled one.
             pass
         finally:
-            self._connections.discard(task)
-            writer.close()
+            self._connections.pop(task, None)
+            self._handlers.discard(task)
+            writer.transport.abort()  # never wait on a client that may not read
 
-    async def _forward_tcp(self, writer, data: bytes, response: bytes, qtype: int, rcode: int, observe, family, started):
+    async def _forward_tcp(self, writer, data: bytes, response: bytes, qtype: int, rcode: int, observe, family,
+                           started: float, peer: str) -> None:
         forwarding = self._forwarding
         try:
             outcome, zone = await forwarding.answer(data, response, rcode, False)
         except Exception:
-            log.exception("internal error forwarding a TCP query")
-            observe.panic()
+            observe.panic("tcp", peer)
             return
-        if outcome.response is None or writer.is_closing():
+        if outcome.response is None or writer.transport.is_closing():
             return
         writer.write(len(outcome.response).to_bytes(2, "big") + outcome.response)
         forwarding.record("tcp", family, qtype, outcome, zone, started, len(data))
+
+    def _close_longest_idle(self) -> None:
+        """Make room for a new connection: drop the one that has made no progress the longest."""
+        oldest = min(self._connections.values(), key=lambda c: c.last_active)
+        del self._connections[oldest.task]
+        oldest.writer.transport.abort()  # its task sees the connection lost and ends
 
     async def close(self) -> None:
         for transport in self.udp:
             transport.close()
         for server in self.tcp:
             server.close()
-        for task in list(self._connections):
+        tasks = list(self._handlers) + (list(self._forwarding.tasks) if self._forwarding else [])
+        if self._flusher is not None:
+            tasks.append(self._flusher)
+            self._flusher = None
+        for task in tasks:
             task.cancel()
-        if self._connections:
-            await asyncio.gather(*self._connections, return_exceptions=True)
-        if self._forwarding is not None:
-            for task in list(self._forwarding.tasks):
-                task.cancel()
-            await asyncio.gather(*self._forwarding.tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self.errors.flush()
         for server in self.tcp:
             await server.wait_closed()
         self.udp.clear()
         self.tcp.clear()
+
+
+def _peer(writer: asyncio.StreamWriter) -> str:
+    peer = writer.get_extra_info("peername")
+    return peer[0] if peer else ""

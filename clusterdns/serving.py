@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 
+from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .forward import Forwarder, ForwardSettings
 from .forward.loop import find_loop
@@ -20,9 +23,10 @@ from .hosts import Hosts, HostsSettings
 from .http import HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
-from .server import DnsServer
+from .server import DnsServer, TcpLimits
+from .zoneview import zone_json
 from .settings import Settings
-from .sources.manifests import ManifestSource
+from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
 
 log = logging.getLogger("clusterdns")
 
@@ -53,6 +57,13 @@ class ServeOptions:
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
+    transfer_to: tuple | None = None  # networks allowed AXFR over TCP; None: loopback only
+    http_debug_from: tuple = ()  # networks besides loopback allowed GET /zone
+    max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
+    manifest_settle: float = DEFAULT_SETTLE  # a changed file is applied once unchanged this long
+    http_required: bool = True  # False: the default address, and DNS is served even if it cannot be bound
+    drop_low_source_ports: bool = False
+    tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
     loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
 
@@ -98,20 +109,25 @@ class Serving:
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)
         self.dns_server = DnsServer(
-            self.dns.responder, metrics=self.metrics, zone_label=options.settings.zone, forwarder=self.forwarder
+            self.dns.responder,
+            metrics=self.metrics,
+            zone_label=options.settings.zone,
+            tcp_limits=options.tcp_limits,
+            drop_low_source_ports=options.drop_low_source_ports,
+            forwarder=self.forwarder,
         )
+        if options.transfer_to is not None:
+            self.dns_server.transfer_to = options.transfer_to
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
                 await self.dns_server.listen(host, port)
             if options.http is not None:
                 what, (host, port) = "HTTP", options.http
-                self.http = await start_http(host, port, self.metrics, self.readiness)
-                log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+                await self._start_http(host, port)
         except OSError as exc:
             await self.close()
-            hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)" if 0 < port < 1024 else ""
-            raise ListenError(f"cannot listen for {what} on {host} port {port}: {exc.strerror or exc}{hint}") from exc
+            raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
         if self.forwarder is not None and options.forward.loop_check:
             self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
@@ -124,10 +140,33 @@ class Serving:
             self.failure = problem
             self.failed.set()
 
+    async def _start_http(self, host: str, port: int) -> None:
+        try:
+            self.http = await start_http(
+                host, port, self.metrics, self.readiness,
+                zone_view=self.zone_view,
+                zone_clients=parse_networks(",".join(LOOPBACK), "loopback") + tuple(self.options.http_debug_from),
+            )
+        except OSError as exc:
+            if self.options.http_required:
+                raise
+            # Only the default address: DNS matters more than probes on a laptop where 8080 is busy.
+            log.warning(
+                "cannot listen for HTTP on %s port %d: %s; serving DNS without /health, /ready and /metrics "
+                "(choose a free address with --http HOST:PORT, or turn it off with --http '')",
+                host, port, _reason(exc),
+            )
+            return
+        log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+
     def _start_manifests(self) -> None:
         started = time.monotonic()
         self.dns = ClusterDNS.for_manifests(self.options.settings)
-        self.manifests = ManifestSource(self.options.manifests, self.dns.sink, on_error=self._manifest_error)
+        self.manifests = ManifestSource(
+            self.options.manifests, self.dns.sink, on_error=self._manifest_error,
+            max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
+            on_missing=self.metrics.set_manifest_paths_missing,
+        )
         self.manifests.load()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
@@ -233,11 +272,19 @@ class Serving:
         if not self.dns.synced:
             missing = sorted(self.dns.required_kinds - self.dns.cluster.synced)
             return False, f"waiting for first sync of {', '.join(missing)}"
+        if self.manifests is not None and self.manifests.missing:
+            path, since = min(self.manifests.missing.items(), key=lambda item: item[1])
+            return False, (f"manifest path {display(path)} gone for {time.time() - since:.0f}s: "
+                           "serving its last good state")
         if self.kube is not None and self._api_down():
             down_for = time.time() - self._api_down_since
             if down_for > self.options.ready_grace:
                 return False, f"Kubernetes API unreachable for {down_for:.0f}s (grace {self.options.ready_grace:g}s)"
         return True, ""
+
+    def zone_view(self) -> dict:
+        """What GET /zone shows: the zone as DNS sees it (see zoneview.py)."""
+        return zone_json(self.dns)
 
     def _api_down(self) -> bool:
         if self._api_down_since is None:
@@ -289,6 +336,28 @@ class Serving:
             await self.dns_server.close()
         if self.forwarder is not None:
             await self.forwarder.close()
+
+
+def _reason(exc: OSError) -> str:
+    """"Address already in use", without the wrapping asyncio adds to a failed bind."""
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _bind_hint(what: str, port: int, exc: OSError) -> str:
+    """What to do about a port that cannot be bound (the quick start's 5353 and 8080 are popular ones)."""
+    if what == "DNS":
+        fix = "choose another with --listen HOST:PORT"
+    else:
+        fix = "choose another with --http HOST:PORT, or turn HTTP off with --http ''"
+    if exc.errno == errno.EACCES and 0 < port < 1024:
+        return f" (ports below 1024 need root or CAP_NET_BIND_SERVICE; {fix})"
+    if exc.errno == errno.EADDRINUSE:
+        known = {
+            5353: "5353 is also the mDNS port (avahi-daemon, systemd-resolved); ",
+            8080: "8080 is a common development port; ",
+        }
+        return f" (another program is using it; {known.get(port, '')}{fix})"
+    return f" ({fix})"
 
 
 def _server_label(listen: list[tuple[str, int]]) -> str:

@@ -21,6 +21,9 @@ class Settings:
     explain: bool = True  # Extended DNS Errors saying why a name missed (--no-explain turns them off)
     reverse: bool = True  # authoritative for in-addr.arpa and ip6.arpa, as CoreDNS's default Corefile
     dns_service: tuple[str, str] = ("kube-system", "kube-dns")  # its cluster IP is the NS address
+    # EDNS payload size we advertise, and the most a UDP response may carry whatever the client
+    # asks: the DNS Flag Day 2020 size, as CoreDNS; a cap on amplification.
+    max_udp_size: int = 1232
     # The server forwards what it does not serve: RA on every answer, and names
     # outside the zones (and reverse names the cluster does not own) go upstream.
     recursion: bool = False

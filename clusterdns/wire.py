@@ -25,7 +25,10 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from cachetools import LRUCache
-from dnslib import QTYPE, RCODE, DNSError, DNSHeader, DNSRecord
+from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
+from dnslib.bimap import BimapError
+from dnslib.buffer import BufferError
+from dnslib.label import DNSBuffer
 
 from .answer import answer
 from .loadbalance import Plan, rotate, rotation_plan
@@ -35,6 +38,8 @@ from .zone import Zone
 HEADER = struct.Struct("!HHHHHH")
 MIN_UDP_PAYLOAD = 512
 MAX_MESSAGE = 65535
+MAX_NAME = 255  # bytes of a name on the wire (RFC 1035 2.3.4)
+MAX_LABEL = 63
 # Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
 CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
 # What respond() returns instead of an rcode when the forwarder must finish the job (server.py):
@@ -53,8 +58,12 @@ class Question:
     qtype: int
 
 
-def parse_question(data: bytes) -> Question | None:
-    """Fast path parse of an ordinary query; None means "take the slow path"."""
+def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
+    """Fast path parse of an ordinary query; None means "take the slow path".
+
+    ``max_udp`` is our own advertised payload size: a client asking for more
+    gets no more (anti-amplification, as CoreDNS's ``bufsize``).
+    """
     if len(data) < 17:
         return None
     _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
@@ -87,7 +96,7 @@ def parse_question(data: bytes) -> Question | None:
         rdlen = (data[rest + 9] << 8) | data[rest + 10]
         if version != 0 or rest + 11 + rdlen != len(data):
             return None
-        udp_limit = max(MIN_UDP_PAYLOAD, payload)
+        udp_limit = min(max(MIN_UDP_PAYLOAD, payload), max_udp)
         edns = b"D" if do_bit else b"E"
     elif rest != len(data):
         return None
@@ -103,6 +112,7 @@ class Responder:
         self.zone = zone
         self.hosts = None  # hosts entries answered before the zone (see use_hosts)
         self.cache_size = cache_size
+        self.max_udp = zone.settings.max_udp_size
         # exact repeats: (response, qtype, where its address records may be rotated)
         self.replies: dict[tuple[bool, bytes], tuple[bytes, int, Plan | None]] = {}
         # by question: (response, names it read, rotation plan)
@@ -169,7 +179,7 @@ class Responder:
                 self._turn += 1
                 response = rotate(response, plan, self._turn)
             return response, qtype, response[3] & 0x0F
-        question = parse_question(data)
+        question = parse_question(data, self.max_udp)
         result = names = plan = None
         if question is not None:
             cached = self.cache.get(question.key)
@@ -210,7 +220,7 @@ class Responder:
     ) -> tuple[tuple[bytes | None, int, int], frozenset[str] | None]:
         """The answer through dnslib, and the names it read (None: not to be cached)."""
         try:
-            query = DNSRecord.parse(data)
+            query = parse_query(data)
         except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
@@ -232,7 +242,7 @@ class Responder:
         if cacheable:
             self.cache[question.key] = (full, names, rotation_plan(full) if self.loadbalance else None)
             self._remember(question.key, names)
-        limit = question.udp_limit if question is not None else udp_limit(query)
+        limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)
         return (full, qtype, reply.header.rcode), names if cacheable else None
@@ -266,10 +276,38 @@ def _leaves_zone(reply: DNSRecord, qtype: int, serves: Callable[[str], bool]) ->
     return last.rtype == QTYPE.CNAME and not serves(str(last.rdata.label).lower())
 
 
-def udp_limit(query: DNSRecord) -> int:
+def parse_query(data: bytes) -> DNSRecord:
+    """A query parsed whole and strictly; DNSError when it is malformed.
+
+    Stricter than ``DNSRecord.parse``: bytes left after the last record, a
+    name that could not be packed again (a label over 63 bytes, a name over
+    255), and an OPT record outside the additional section (RFC 6891 6.1.1)
+    are all errors, answered FORMERR rather than failing later in ``pack()``.
+    """
+    buffer = DNSBuffer(data)
+    try:
+        header = DNSHeader.parse(buffer)
+        questions = [DNSQuestion.parse(buffer) for _ in range(header.q)]
+        sections = [[RR.parse(buffer) for _ in range(count)] for count in (header.a, header.auth, header.ar)]
+    except (BufferError, BimapError) as exc:
+        raise DNSError(f"malformed message at offset {buffer.offset}: {exc}") from None
+    if buffer.remaining():
+        raise DNSError(f"{buffer.remaining()} bytes after the last record")
+    for question in questions:
+        labels = question.qname.label
+        if any(len(label) > MAX_LABEL for label in labels) or sum(len(label) + 1 for label in labels) + 1 > MAX_NAME:
+            raise DNSError("a name over 255 bytes or a label over 63")
+    answers, authority, additional = sections
+    if any(rr.rtype == QTYPE.OPT for rr in answers + authority):
+        raise DNSError("OPT record outside the additional section")
+    return DNSRecord(header, questions, answers, auth=authority, ar=additional)
+
+
+def udp_limit(query: DNSRecord, max_udp: int = MAX_MESSAGE) -> int:
+    """The largest UDP response for ``query``: its EDNS payload size (at least 512), at most ours."""
     for rr in query.ar:
         if rr.rtype == QTYPE.OPT:
-            return max(MIN_UDP_PAYLOAD, rr.rclass)
+            return min(max(MIN_UDP_PAYLOAD, rr.rclass), max_udp)
     return MIN_UDP_PAYLOAD
 
 

@@ -33,12 +33,17 @@ class RunningServer:
         settings: Settings | None = None,
         watch: bool = False,
         forward: ForwardSettings | None = None,
-        metrics=None,
         clock=None,
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
+        **server_options: Any,
     ):
-        self.metrics = metrics
-        self.clock = clock
+        """``server_options`` go to :class:`DnsServer` (``tcp_limits``, ``metrics``, ``drop_low_source_ports``).
+
+        ``forward`` makes it a forwarding server (its Forwarder reports to ``metrics``; ``clock`` for its cache).
+        """
         self.settings = settings or Settings()
+        self.server_options = server_options
+        self.clock = clock
         if forward is not None:
             self.settings = dataclasses.replace(self.settings, recursion=True)
         self.forward = forward
@@ -49,7 +54,7 @@ class RunningServer:
         self.port = 0
         self.dns: ClusterDNS | None = None
         self.source: ManifestSource | None = None
-        self._loop = asyncio.new_event_loop()
+        self._loop = loop_factory()
         self._thread = threading.Thread(target=self._loop.run_forever, name="test-dns-server", daemon=True)
         self._server: DnsServer | None = None
         self._stop: asyncio.Event | None = None
@@ -68,8 +73,8 @@ class RunningServer:
         self.source.load()
         if self.forward is not None:
             extra = {"clock": self.clock} if self.clock else {}
-            self.forwarder = Forwarder(self.forward, self.metrics, **extra)
-        self._server = DnsServer(self.dns.responder, metrics=self.metrics, forwarder=self.forwarder)
+            self.forwarder = Forwarder(self.forward, self.server_options.get("metrics"), **extra)
+        self._server = DnsServer(self.dns.responder, forwarder=self.forwarder, **self.server_options)
         _, self.port = await self._server.listen(self.host, 0)
         self._stop = asyncio.Event()
         if self.watch:
@@ -115,6 +120,10 @@ class RunningServer:
     def query(self, name: str, rdtype: str = "A", tcp: bool = False, **make_kwargs: Any) -> dns.message.Message:
         q = dns.message.make_query(name, rdtype, **make_kwargs)
         return self.send(q, tcp=tcp)
+
+    @property
+    def server(self) -> DnsServer:
+        return self._server
 
     def send(self, q: dns.message.Message, tcp: bool = False) -> dns.message.Message:
         if tcp:

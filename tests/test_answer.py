@@ -286,8 +286,27 @@ def test_ignore_empty_service_keeps_the_ptr():
     assert rdata(ask(dns, "100.0.96.10.in-addr.arpa", "PTR")) == ["web.default.svc.cluster.local."]
 
 
-def test_any_does_not_repeat_answers_as_glue():
-    dns = make_dns(service("web"))
-    reply = ask(dns, "web.default.svc.cluster.local", "ANY")
-    assert sorted(QTYPE[rr.rtype] for rr in reply.rr) == ["A", "SRV"]
-    assert reply.ar == []
+@pytest.mark.parametrize(
+    "name, qtype",
+    [
+        ("web.default.svc.cluster.local", "A"),  # it has A and SRV: the addresses win
+        ("hs.default.svc.cluster.local", "A"),
+        ("_http._tcp.hs.default.svc.cluster.local", "SRV"),  # with the same glue as an SRV query
+        ("ext.default.svc.cluster.local", "CNAME"),
+        ("100.0.96.10.in-addr.arpa", "PTR"),
+        ("cluster.local", "SOA"),  # the apex holds SOA and NS
+    ],
+)
+def test_any_gets_the_one_rrset_a_query_of_one_type_would(name, qtype):
+    """RFC 8482 4.1: ANY is answered with one RRset of those at the name, not all of them."""
+    dns = make_dns(service("web"), service("ext", cluster_ip=None, type="ExternalName", externalName="example.com"),
+                   *HEADLESS)
+    reply, single = ask(dns, name, "ANY"), ask(dns, name, qtype)
+    assert reply.header.rcode == RCODE.NOERROR and reply.header.aa
+    assert {QTYPE[rr.rtype] for rr in reply.rr} == {qtype}
+    assert [str(rr) for rr in reply.rr + reply.ar] == [str(rr) for rr in single.rr + single.ar]
+
+
+def test_any_is_nodata_at_a_name_without_records():
+    empty = ask(make_dns(*HEADLESS), "svc.cluster.local", "ANY")
+    assert (empty.header.rcode, empty.rr, [QTYPE[rr.rtype] for rr in empty.auth]) == (RCODE.NOERROR, [], ["SOA"])

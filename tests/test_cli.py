@@ -1,6 +1,7 @@
 """The command line: check's summary and exit codes, and serve as a real process."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -44,40 +45,67 @@ def test_records_prints_zone_lines():
 
 
 def test_usage_errors_exit_2():
-    assert run("serve", "--listen", "nonsense", "--no-forward").returncode == 2
+    assert run("serve", "--listen", "nonsense").returncode == 2
     assert run("check", "--manifests", "/no/such/dir").returncode == 2
     assert run("serve", "--help").returncode == 0
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Serve:
+    """``clusterdns serve`` as a process, its stderr collected; ports 0 are read back from its log.
 
+    Ports are chosen by the server itself (``127.0.0.1:0``), never picked here first: a port found
+    free for UDP in the test may be taken for TCP (the HTTP port, the DNS port's TCP twin) by the
+    time the server binds it, and the run fails for no fault of the server.
+    """
 
-def start_serve(*args):
-    if "--upstream" not in args:
-        args = (*args, "--no-forward")  # never the machine's resolv.conf: tests talk to 127.0.0.1 only
-    proc = subprocess.Popen([*CLI, "serve", *args], cwd=ROOT, stderr=subprocess.PIPE, text=True, env=ENV)
-    lines = []
-    ready = threading.Event()
+    def __init__(self, *args: str, listen: str = "127.0.0.1:0", http: str | None = "127.0.0.1:0"):
+        argv = [*CLI, "serve", *args]
+        if "--upstream" not in args:
+            argv.append("--no-forward")  # never the machine's resolv.conf: tests talk to 127.0.0.1 only
+        if listen:
+            argv += ["--listen", listen]
+        if http is not None:
+            argv += ["--http", http]
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=ENV)
+        self.lines: list[str] = []
+        ready = threading.Event()
 
-    def read():
-        for line in proc.stderr:
-            lines.append(line)
-            if "serving zone" in line or "cannot listen" in line:
-                ready.set()
-        ready.set()
+        def read():
+            for line in self.proc.stderr:
+                self.lines.append(line)
+                if "serving zone" in line or "cannot listen" in line and "ERROR" in line:
+                    ready.set()
+            ready.set()
 
-    reader = threading.Thread(target=read, name="test-serve-stderr", daemon=True)
-    reader.start()
-    assert ready.wait(30), "server did not start"
-    return proc, lines, reader
+        self.reader = threading.Thread(target=read, name="test-serve-stderr", daemon=True)
+        self.reader.start()
+        assert ready.wait(30), "server did not start"
+        self.port = self._port(r"listening on \S+ port (\d+)")
+        self.http = self._port(r"metrics on http://[^:]+:(\d+)/")
+
+    def _port(self, pattern: str) -> int | None:
+        found = [re.search(pattern, line) for line in self.lines]
+        return next((int(m.group(1)) for m in found if m), None)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(5)
+            self.reader.join(5)
 
 
 def test_serve_answers_and_stops_cleanly_on_sigterm():
-    port = free_port()
-    proc, lines, reader = start_serve("--manifests", str(ZONES), "--listen", f"127.0.0.1:{port}", "--http", "")
+    serve = Serve("--manifests", str(ZONES), http="")
+    port = serve.port
     try:
         q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
         reply = dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
@@ -85,20 +113,47 @@ def test_serve_answers_and_stops_cleanly_on_sigterm():
         reply = dns.query.tcp(q, "127.0.0.1", port=port, timeout=3)
         assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["10.96.0.1"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(15) == 0
-        reader.join(5)
-    assert any("loaded" in line for line in lines)
+        assert serve.stop() == 0
+    assert "loaded" in serve.text
 
 
-def test_serve_exits_3_when_the_port_is_taken():
+def test_serve_exits_3_naming_the_port_and_the_flag_when_the_dns_port_is_taken():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
-        proc, lines, reader = start_serve("--manifests", str(ZONES), "--listen", f"127.0.0.1:{port}", "--http", "")
-        assert proc.wait(15) == 3
-        reader.join(5)
-    assert any(f"cannot listen for DNS on 127.0.0.1 port {port}: Address already in use" in line for line in lines)
+        serve = Serve("--manifests", str(ZONES), listen=f"127.0.0.1:{port}", http="")
+        assert serve.stop() == 3
+    assert (
+        f"cannot listen for DNS on 127.0.0.1 port {port}: Address already in use "
+        "(another program is using it; choose another with --listen HOST:PORT)"
+    ) in serve.text
+
+
+def test_serve_exits_3_naming_the_flag_when_an_explicit_http_port_is_taken():
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        serve = Serve("--manifests", str(ZONES), http=f"127.0.0.1:{port}")
+        assert serve.stop() == 3
+    assert (
+        f"cannot listen for HTTP on 127.0.0.1 port {port}: Address already in use (another program is using it; "
+        "choose another with --http HOST:PORT, or turn HTTP off with --http '')"
+    ) in serve.text
+
+
+def test_sigterm_with_tcp_clients_connected_logs_no_traceback():
+    serve = Serve("--manifests", str(ZONES), http="")
+    clients = [socket.create_connection(("127.0.0.1", serve.port), timeout=3) for _ in range(5)]
+    try:
+        q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
+        dns.query.send_tcp(clients[0], q)  # one has been answered, the rest have said nothing
+        assert dns.query.receive_tcp(clients[0], expiration=time.time() + 3)[0].answer
+        assert serve.stop() == 0
+        for client in clients:
+            assert client.recv(1) == b""  # closed by the server
+    finally:
+        for client in clients:
+            client.close()
+    assert "Traceback" not in serve.text and "ERROR" not in serve.text, serve.text
 
 
 def http_get(port, path):
@@ -113,10 +168,8 @@ def http_get(port, path):
 
 
 def test_lameduck_keeps_answering_while_not_ready():
-    port, http = free_port(), free_port()
-    proc, lines, reader = start_serve(
-        "--manifests", str(ZONES), "--listen", f"127.0.0.1:{port}", "--http", f"127.0.0.1:{http}", "--lameduck", "30"
-    )
+    serve = Serve("--manifests", str(ZONES), "--lameduck", "30")
+    port, http, proc = serve.port, serve.http, serve.proc
     try:
         assert http_get(http, "/ready")[0] == 200
         proc.send_signal(signal.SIGTERM)
@@ -129,7 +182,72 @@ def test_lameduck_keeps_answering_while_not_ready():
         proc.send_signal(signal.SIGTERM)  # a second signal ends the 30 s lame duck at once
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        reader.join(5)
+        serve.stop(signal.SIGKILL, timeout=5)
+
+
+REJECTED = """\
+apiVersion: v1
+kind: Sevice
+metadata: {name: typo}
+spec: {clusterIP: 10.96.0.9}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: Upper}
+spec: {clusterIP: 10.96.0.10}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: Bad_NS}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: edited}
+spec: {clusterIP: 10.96.0.12, clusterIPs: [10.96.0.13]}
+"""
+
+
+def test_check_rejects_what_kubernetes_rejects(tmp_path):
+    (tmp_path / "bad.yaml").write_text(REJECTED)
+    result = run("check", "--manifests", "bad.yaml", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "4 error(s)" in result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+    for expected in (
+        'bad.yaml: document 1 (Sevice typo): kind: "Sevice" is not a kind of v1 (did you mean Service?)',
+        'bad.yaml: document 2 (Service default/Upper): metadata.name: expected an RFC 1035 label',
+        'bad.yaml: document 3 (Namespace Bad_NS): metadata.name: expected an RFC 1123 label',
+        'bad.yaml: document 4 (Service default/edited): spec.clusterIP: "10.96.0.12" disagrees with spec.clusterIPs[0]',
+    ):
+        assert any(expected in line for line in errors), (expected, errors)
+
+
+def test_records_prints_exactly_what_serve_answers(tmp_path):
+    """Every record `records` prints is answered, as printed, by a server fed the same manifests."""
+    from .dnsserver import RunningServer
+
+    (tmp_path / "extra.yaml").write_text(REJECTED)
+    result = run("records", "--manifests", str(ZONES), str(tmp_path))
+    assert result.returncode == 1  # the rejected objects are errors...
+    printed = [line.split() for line in result.stdout.splitlines()]
+    with RunningServer([ZONES, tmp_path]) as server:
+        for owner, _ttl, _class, rtype, *rdata in printed:
+            reply = server.query(owner, rtype, tcp=True)
+            got = {line.split(None, 4)[4] for rrset in reply.answer for line in rrset.to_text().splitlines()
+                   if line.split()[0] == owner}
+            assert " ".join(rdata) in got, (owner, rtype, rdata, got)
+        assert len(printed) > 50
+
+
+def test_http_is_required_only_when_given():
+    from clusterdns.cli import build_parser, serve_options, settings_from
+
+    parser = build_parser()
+    for argv, http, required in (
+        ([], ("127.0.0.1", 8080), False),
+        (["--http", "127.0.0.1:8080"], ("127.0.0.1", 8080), True),
+        (["--http", ""], None, True),
+    ):
+        args = parser.parse_args(["serve", "--manifests", str(ZONES), *argv])
+        options = serve_options(args, settings_from(args), parser)
+        assert (options.http, options.http_required) == (http, required)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import signal
+import socket
 
 import dns.message
 import dns.query
@@ -12,59 +12,61 @@ import pytest
 from clusterdns.forward.resolvconf import ResolvConfError, nameservers, upstreams_from_file
 
 from .conftest import ZONES
-from .test_cli import free_port, run, start_serve
+from .test_cli import Serve, run
 from .upstreams import FakeUpstream
 
-EXIT_LOOP = 4
+EXIT_BIND, EXIT_LOOP = 3, 4
 
 
-def serve_with(upstream: str, port: int):
-    return start_serve("--manifests", str(ZONES), "--listen", f"127.0.0.1:{port}", "--http", "", "--upstream", upstream)
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def exit_status(serve: Serve, timeout: float = 15) -> int:
+    """Wait for serve to exit by itself (bounded); kill it if it does not."""
+    try:
+        return serve.proc.wait(timeout)
+    finally:
+        serve.stop()
 
 
 def test_a_forwarding_loop_through_the_upstream_is_detected_at_start():
-    port = free_port()
-    with FakeUpstream(relay_to=("127.0.0.1", port)) as looping:  # it forwards everything back to us
-        proc, lines, reader = serve_with(looping.address, port)
-        try:
-            assert proc.wait(15) == EXIT_LOOP
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-            reader.join(5)
+    # The upstream holds its replies until it knows serve's port (chosen by serve), then relays back to it.
+    with FakeUpstream(hold=True) as looping:
+        serve = Serve("--manifests", str(ZONES), "--upstream", looping.address, http="")
+        looping.relay_to = ("127.0.0.1", serve.port)
+        looping.release()
+        status = exit_status(serve)
         probes = [name for name, qtype, _ in looping.asked if qtype == "HINFO"]
-    message = next(line for line in lines if "forwarding loop detected" in line)
+    assert status == EXIT_LOOP
+    message = next(line for line in serve.lines if "forwarding loop detected" in line)
     assert f"upstream {looping.address}" in message and "HINFO" in message and "--upstream" in message
     assert len(probes) == 1  # one probe, answered SERVFAIL when it came back: no spinning
 
 
 def test_forwarding_to_ourselves_is_detected_at_start():
-    port = free_port()
-    proc, lines, reader = serve_with(f"127.0.0.1:{port}", port)
-    try:
-        assert proc.wait(15) == EXIT_LOOP
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-        reader.join(5)
-    assert any(f"forwarding loop detected: upstream 127.0.0.1:{port}" in line for line in lines)
+    for _ in range(3):  # our own port must be named before serve starts: retry if it was taken meanwhile
+        port = free_port()
+        serve = Serve("--manifests", str(ZONES), "--upstream", f"127.0.0.1:{port}", listen=f"127.0.0.1:{port}", http="")
+        status = exit_status(serve)
+        if status != EXIT_BIND:
+            break
+    assert status == EXIT_LOOP
+    assert f"forwarding loop detected: upstream 127.0.0.1:{port}" in serve.text
 
 
 def test_serve_forwards_outside_names_and_sends_one_loop_probe():
-    port = free_port()
     with FakeUpstream() as upstream:
-        proc, lines, reader = serve_with(upstream.address, port)
+        serve = Serve("--manifests", str(ZONES), "--upstream", upstream.address, http="")
         try:
-            reply = dns.query.udp(dns.message.make_query("example.com", "A"), "127.0.0.1", port=port, timeout=3)
+            reply = dns.query.udp(dns.message.make_query("example.com", "A"), "127.0.0.1", port=serve.port, timeout=3)
             assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["192.0.2.10"]
         finally:
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(15) == 0
-            reader.join(5)
+            assert serve.stop() == 0
         assert upstream.count(qtype="HINFO") == 1  # the loop probe, which came back NXDOMAIN: no loop
-    assert any(f"forwarding the rest to {upstream.address}" in line for line in lines)
+    assert f"forwarding the rest to {upstream.address}" in serve.text
 
 
 @pytest.mark.parametrize(

@@ -371,3 +371,15 @@ async def test_ipv6_host(metrics, readiness, host):
         await srv.close()
     assert (status, body) == (200, b"OK")
 
+
+
+async def test_zone_view_only_for_allowed_clients(metrics, readiness):
+    from clusterdns.acl import parse_networks
+
+    srv = await start_http("127.0.0.1", 0, metrics, readiness, zone_view=lambda: {"names": {}},
+                           zone_clients=parse_networks("127.0.0.2/32", "test"))
+    try:
+        status, _, body = await get(srv, "/zone")
+        assert status == 403 and b"--http-debug-from" in body
+    finally:
+        await srv.close()

@@ -71,7 +71,7 @@ def test_endpoint_slice_unset_ready_counts_as_ready():
     assert es.service_name == "web"
     assert es.endpoints == (
         Endpoint(("10.1.0.1",), True, "", "", "web-1"),
-        Endpoint(("10.1.0.2",), False, "two", "", ""),
+        Endpoint(("10.1.0.2",), False, "two", "", "", serving=False),  # unset serving defers to ready
     )
 
 
@@ -95,3 +95,44 @@ def test_unchanged_dns_fields_compare_equal():
     b_doc = service(clusterIP="10.0.0.1")
     b_doc["metadata"]["annotations"] = {"touched": "yes"}
     assert a == read_object(b_doc)
+
+
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        # What the API server would reject, which check must not pass.
+        ({"apiVersion": "v1", "kind": "Sevice", "metadata": {"name": "web"}},
+         '(Sevice web): kind: "Sevice" is not a kind of v1 (did you mean Service?)'),
+        ({"kind": "EndpointSlices", "metadata": {"name": "web"}},
+         '(EndpointSlices web): kind: "EndpointSlices" is not a kind DNS reads (did you mean EndpointSlice?)'),
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "Upper"}},
+         "(Service default/Upper): metadata.name: expected an RFC 1035 label"),
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "1st"}},
+         "(Service default/1st): metadata.name: expected an RFC 1035 label"),
+        ({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "a" * 64}},
+         "metadata.name: expected an RFC 1035 label"),
+        ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Shop_1"}},
+         '(Namespace Shop_1): metadata.name: expected an RFC 1123 label (a-z, 0-9, \'-\', at most 63), got "Shop_1"'),
+        (service(clusterIP="10.0.0.1", clusterIPs=["10.0.0.2"]),
+         '(Service default/web): spec.clusterIP: "10.0.0.1" disagrees with spec.clusterIPs[0] "10.0.0.2"'),
+        (service(clusterIP="None", clusterIPs=["10.0.0.2"]), 'spec.clusterIP: "None" disagrees with spec.clusterIPs[0]'),
+        (service(clusterIP="10.0.0.1", clusterIPs=[]), 'spec.clusterIP: "10.0.0.1" disagrees with spec.clusterIPs[0] nothing'),
+    ],
+)
+def test_what_kubernetes_rejects_is_an_error(doc, message):
+    with pytest.raises(ObjectError) as err:
+        read_object(doc)
+    assert message in str(err.value)
+
+
+def test_what_kubernetes_accepts_still_reads():
+    assert read_object({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "1-team"}}).name == "1-team"
+    assert read_object(service(clusterIP="fd00::1", clusterIPs=["fd00:0::1", "10.0.0.1"])).cluster_ips[0] == "fd00::1"
+    assert read_object(service(clusterIP="None", clusterIPs=["None"])).headless
+    assert read_object(service(clusterIP="", clusterIPs=["10.0.0.1"])).cluster_ips == ("10.0.0.1",)
+    # Other groups' kinds (custom resources included) and empty lists of ours are skipped, not errors.
+    for doc in ({"apiVersion": "example.com/v1", "kind": "Sevice", "metadata": {"name": "x"}},
+                {"apiVersion": "v1", "kind": "ServiceList", "items": []},
+                {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}},
+                {"kind": "Widget", "metadata": {"name": "x"}}):
+        assert read_object(doc) is None

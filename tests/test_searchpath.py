@@ -1,15 +1,14 @@
-"""resolv.conf and the stub resolver's walk; `clusterdns resolve` on the example cluster."""
+"""resolv.conf read as glibc reads it, and the names glibc and musl try for a lookup."""
 
 import pytest
 
-from clusterdns.searchpath import ResolvConf, candidates, parse_resolv_conf, pod_resolv_conf
+from clusterdns.kubelet import pod_resolv_conf
+from clusterdns.searchpath import ResolvConf, candidates, parse_resolv_conf
 
-from .test_cli import run
-
-POD = pod_resolv_conf("shop")
+POD = pod_resolv_conf("shop", cluster_domain="cluster.local.", cluster_dns=("10.96.0.10",)).conf
 
 
-def test_kubelet_resolv_conf_for_a_cluster_first_pod():
+def test_a_pod_resolv_conf_reads_back_the_same():
     assert POD.render() == (
         "search shop.svc.cluster.local svc.cluster.local cluster.local\nnameserver 10.96.0.10\noptions ndots:5\n"
     )
@@ -17,36 +16,36 @@ def test_kubelet_resolv_conf_for_a_cluster_first_pod():
 
 
 @pytest.mark.parametrize(
-    "name, expected",
+    "name, glibc, musl",
     [
-        ("web", ["web.shop.svc.cluster.local.", "web.svc.cluster.local.", "web.cluster.local.", "web."]),
-        ("web.default", ["web.default.shop.svc.cluster.local.", "web.default.svc.cluster.local.", "web.default.cluster.local.", "web.default."]),
-        ("a.b.c.d.e.f", ["a.b.c.d.e.f.", "a.b.c.d.e.f.shop.svc.cluster.local.", "a.b.c.d.e.f.svc.cluster.local.", "a.b.c.d.e.f.cluster.local."]),
-        ("example.com.", ["example.com."]),
+        ("web", ["web.shop.svc.cluster.local.", "web.svc.cluster.local.", "web.cluster.local.", "web."], None),
+        (
+            "web.default",
+            ["web.default.shop.svc.cluster.local.", "web.default.svc.cluster.local.", "web.default.cluster.local.", "web.default."],
+            None,
+        ),
+        # ndots or more: glibc tries it as written first, musl only as written
+        (
+            "a.b.c.d.e.f",
+            ["a.b.c.d.e.f.", "a.b.c.d.e.f.shop.svc.cluster.local.", "a.b.c.d.e.f.svc.cluster.local.", "a.b.c.d.e.f.cluster.local."],
+            ["a.b.c.d.e.f."],
+        ),
+        ("example.com.", ["example.com."], ["example.com."]),
     ],
 )
-def test_candidates_follow_ndots(name, expected):
-    assert candidates(name, POD) == expected
+def test_candidates_follow_ndots(name, glibc, musl):
+    assert candidates(name, POD) == glibc
+    assert candidates(name, POD, "musl") == (musl if musl is not None else glibc)
 
 
 def test_parse_resolv_conf_like_glibc():
-    conf = parse_resolv_conf("domain a.example\nsearch b.example c.example.  # comment\nnameserver 10.0.0.1\noptions ndots:20 edns0\n")
-    assert conf == ResolvConf(("10.0.0.1",), ("b.example", "c.example"), 15)
-    assert parse_resolv_conf("nameserver 1.1.1.1\n").ndots == 1
-
-
-def test_resolve_explains_the_walk_and_exits_by_outcome():
-    found = run("resolve", "cart.shop", "--namespace", "default")
-    assert found.returncode == 0
-    lines = found.stdout.splitlines()
-    assert "cart.shop.default.svc.cluster.local." in lines[2] and "NXDOMAIN" in lines[2]
-    assert "cart.shop.svc.cluster.local." in lines[3] and "A 10.96.100.60" in lines[3]
-    assert "stops here after 2 queries" in lines[4]
-    missing = run("resolve", "nosuch", "--namespace", "shop")
-    assert missing.returncode == 1 and "no candidate answered" in missing.stdout
-    assert run("resolve", "kubia", "--type", "BOGUS").returncode == 2
-
-
-def test_resolv_conf_command_uses_the_kube_dns_ip():
-    result = run("resolv-conf", "--namespace", "shop")
-    assert result.returncode == 0 and result.stdout == POD.render()
+    conf = parse_resolv_conf(
+        "domain a.example\nsearch b.example c.example.  # comment\nnameserver 10.0.0.1\n"
+        "options ndots:20 edns0\noptions attempts:9 timeout:1 single-request\n"
+    )
+    assert conf.search == ("b.example", "c.example") and conf.nameservers == ("10.0.0.1",)
+    assert (conf.ndots, conf.attempts, conf.timeout) == (15, 5, 1)  # glibc's caps
+    assert conf.has("single-request") and conf.has("edns0") and not conf.has("use-vc")
+    defaults = parse_resolv_conf("nameserver 1.1.1.1\n")
+    assert (defaults.ndots, defaults.attempts, defaults.timeout) == (1, 2, 5)
+    assert ResolvConf(options=("ndots:2", "ndots:3")).ndots == 3  # the last one wins

@@ -18,22 +18,21 @@ from .builders import endpoint_slice, service
 from .dnsserver import RunningServer, answers
 
 from clusterdns.events import Upsert
+from clusterdns.server import TcpLimits
+from clusterdns.settings import Settings
 
 MANY = 80  # endpoints: their A records cannot fit in 512 bytes
+
+
+def _big_service():
+    ips = [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(MANY)]
+    return [Upsert(service("big", cluster_ip="None")), Upsert(endpoint_slice("big-1", "big", ips))]
 
 
 @pytest.fixture(scope="module")
 def server():
     with RunningServer() as srv:
-        ips = [f"10.2.{i // 250}.{i % 250 + 1}" for i in range(MANY)]
-        srv.call(
-            srv.dns.sink,
-            [
-                Upsert(service("web", ports=(("http", 80, 8080),))),
-                Upsert(service("big", cluster_ip="None")),
-                Upsert(endpoint_slice("big-1", "big", ips)),
-            ],
-        )
+        srv.call(srv.dns.sink, [Upsert(service("web", ports=(("http", 80, 8080),))), *_big_service()])
         yield srv
 
 
@@ -43,6 +42,21 @@ def test_answer_over_udp_and_tcp(server, tcp):
     assert reply.rcode() == dns.rcode.NOERROR
     assert reply.flags & dns.flags.AA and not reply.flags & dns.flags.RA
     assert answers(reply) == ["10.96.0.100"]
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_any_gets_one_rrset(server, tcp):
+    """RFC 8482: ANY is answered minimally, over UDP and TCP alike: one RRset, never everything at the name."""
+    web = server.query("web.default.svc.cluster.local", "ANY", tcp=tcp)  # it has A and SRV records
+    assert [(r.rdtype, len(r)) for r in web.answer] == [(dns.rdatatype.A, 1)]
+    srv = server.query("_http._tcp.web.default.svc.cluster.local", "ANY", tcp=tcp)
+    assert [r.rdtype for r in srv.answer] == [dns.rdatatype.SRV] and srv.additional  # with its glue
+    q = dns.message.make_query("big.default.svc.cluster.local", "ANY", use_edns=0, payload=65535)
+    if tcp:  # 80 A records and 80 SRV records (and their glue) once; now the A RRset alone
+        big = server.send(q, tcp=True)
+        assert [(r.rdtype, len(r)) for r in big.answer] == [(dns.rdatatype.A, MANY)] and not big.additional
+    else:
+        assert len(server.send_raw(q.to_wire())) <= 1232
 
 
 def test_letter_case_echoed_including_from_cache(server):
@@ -61,11 +75,28 @@ def test_id_matches_on_cache_hits(server):
 
 
 def test_edns_echoed_and_payload_honoured(server):
-    reply = server.query("big.default.svc.cluster.local", "A", use_edns=0, payload=4096)
-    assert reply.edns == 0 and not reply.flags & dns.flags.TC
-    assert len(answers(reply)) == MANY
+    # 80 A records take about 1,300 bytes: more than our 1232, less than the 1400 the client offers
+    q = dns.message.make_query("big.default.svc.cluster.local", "A", use_edns=0, payload=1400)
+    capped = dns.query.udp(q, server.host, port=server.port, timeout=3, raise_on_truncation=False)
+    assert capped.edns == 0 and capped.payload == 1232 and capped.flags & dns.flags.TC
+    with RunningServer(settings=Settings(max_udp_size=1400)) as roomy:
+        roomy.call(roomy.dns.sink, _big_service())
+        reply = roomy.send(q)
+        assert reply.payload == 1400 and not reply.flags & dns.flags.TC
+        assert len(answers(reply)) == MANY
     do = server.query("web.default.svc.cluster.local", "A", use_edns=0, want_dnssec=True)
     assert do.ednsflags & dns.flags.DO
+
+
+@pytest.mark.parametrize("payload", [1233, 4096, 65535])
+def test_udp_replies_are_capped_at_our_payload_size(server, payload):
+    """Amplification: whatever size the client offers, a UDP reply is at most --max-udp-size (1232)."""
+    q = dns.message.make_query("big.default.svc.cluster.local", "A", use_edns=0, payload=payload)
+    for _ in range(2):  # the first answer is built, the second comes from the caches
+        raw = server.send_raw(q.to_wire())
+        assert len(raw) <= 1232
+        assert dns.message.from_wire(raw).flags & dns.flags.TC
+    assert len(answers(server.send(q, tcp=True))) == MANY  # TCP has everything
 
 
 @pytest.mark.parametrize("use_edns, payload", [(False, 512), (0, 512), (0, 1232)])
@@ -95,12 +126,10 @@ def test_several_queries_on_one_tcp_connection(server):
         assert ids == {q1.id, q2.id}
 
 
-def test_tcp_idle_timeout_closes_connection(server, monkeypatch):
-    import clusterdns.server as srv_mod
-
-    monkeypatch.setattr(srv_mod, "TCP_IDLE_TIMEOUT", 0.2)
-    with socket.create_connection((server.host, server.port), timeout=3) as sock:
-        assert sock.recv(1) == b""  # server closed it: an idle client cannot pin a connection
+def test_tcp_idle_timeout_closes_connection():
+    with RunningServer(tcp_limits=TcpLimits(idle_timeout=0.2)) as server:
+        with socket.create_connection((server.host, server.port), timeout=3) as sock:
+            assert sock.recv(1) == b""  # server closed it: an idle client cannot pin a connection
 
 
 def test_notimp_for_other_opcodes(server):
@@ -122,6 +151,63 @@ def test_formerr_for_two_questions_and_garbage_after_header(server):
     garbage = wire[:12] + b"\xff\xfe\x01"
     reply = server.send_raw(bytes(garbage))
     assert reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.FORMERR
+
+
+def _query_bytes(labels, qtype=1, trailer=b"", arcount=0, ancount=0, nscount=0):
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    header = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, ancount, nscount, arcount)
+    return header + name + struct.pack("!HH", qtype, 1) + trailer
+
+
+LONG_NAMES = {
+    "label of 64 bytes": [b"a" * 64, b"default", b"svc", b"cluster", b"local"],
+    "name of 256 bytes": [b"a" * 63] * 3 + [b"b" * 44, b"svc", b"cluster", b"local"],
+    "name of 300 bytes, short labels": [b"x" * 20] * 13 + [b"cluster", b"local"],
+}
+
+
+@pytest.mark.parametrize("labels", LONG_NAMES.values(), ids=LONG_NAMES.keys())
+def test_names_too_long_to_pack_get_formerr_without_a_traceback(server, labels, caplog):
+    wire = _query_bytes(labels)
+    assert sum(len(label) + 1 for label in labels) + 1 > 255 or max(map(len, labels)) > 63
+    for _ in range(3):
+        reply = server.send_raw(wire)
+        assert reply is not None and reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.FORMERR
+    with socket.create_connection((server.host, server.port), timeout=3) as sock:
+        sock.sendall(struct.pack("!H", len(wire)) + wire)
+        reply, _ = dns.query.receive_tcp(sock, expiration=time.time() + 3)
+        assert reply.rcode() == dns.rcode.FORMERR and reply.id == 0x4242
+    assert not [r for r in caplog.records if r.levelno >= 40], "no error logged for a malformed query"
+
+
+def test_a_name_of_255_bytes_is_answered(server):
+    labels = [b"a" * 63] * 3 + [b"b" * 43, b"svc", b"cluster", b"local"]
+    assert sum(len(label) + 1 for label in labels) + 1 == 255
+    reply = server.send_raw(_query_bytes(labels))
+    assert reply[3] & 0x0F == dns.rcode.NXDOMAIN
+
+
+OPT = b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"  # root owner, type OPT, payload 1232
+
+
+@pytest.mark.parametrize(
+    "sections", [dict(ancount=1), dict(nscount=1), dict(ancount=1, arcount=1)], ids=["answer", "authority", "both"]
+)
+def test_opt_outside_the_additional_section_is_formerr(server, sections):
+    web = [b"web", b"default", b"svc", b"cluster", b"local"]
+    wire = _query_bytes(web, trailer=OPT * sum(sections.values()), **sections)
+    reply = server.send_raw(wire)
+    assert reply[:2] == wire[:2] and reply[3] & 0x0F == dns.rcode.FORMERR
+
+
+@pytest.mark.parametrize("edns", [False, True])
+@pytest.mark.parametrize("garbage", [b"\x00", b"junk after the question", OPT])
+def test_trailing_garbage_after_the_question_is_formerr(server, edns, garbage):
+    web = [b"web", b"default", b"svc", b"cluster", b"local"]
+    clean = _query_bytes(web, trailer=OPT if edns else b"", arcount=int(edns))
+    assert server.send_raw(clean)[3] & 0x0F == dns.rcode.NOERROR
+    reply = server.send_raw(clean + garbage)
+    assert reply[:2] == clean[:2] and reply[3] & 0x0F == dns.rcode.FORMERR
 
 
 def test_too_short_and_responses_are_dropped(server):

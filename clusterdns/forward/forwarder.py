@@ -108,7 +108,7 @@ class Forwarder:
 
     def answer_cached(self, data: bytes, udp: bool) -> Outcome | None:
         """The response from a fresh cache entry, at once, or None (then await :meth:`forward`)."""
-        query = client_query(data)
+        query = client_query(data, self.settings.payload)
         if query is None or query.name in self.probes:
             return None
         entry, fresh = self.cache.get(query.key)
@@ -118,7 +118,7 @@ class Forwarder:
 
     async def forward(self, data: bytes, udp: bool) -> Outcome:
         """The response to a client's query for a name outside the served zones."""
-        query = client_query(data)
+        query = client_query(data, self.settings.payload)
         if query is None:
             return Outcome(None, 0, None)  # the zone's parser took it; nothing sane to forward
         payload = self.settings.payload
@@ -232,7 +232,7 @@ class Forwarder:
         (SERVFAIL when none answered).  The chain stops at 8 CNAMEs in all.
         """
         reply = DNSRecord.parse(partial)
-        query = client_query(data)
+        query = client_query(data, self.settings.payload)
         cnames = [rr for rr in reply.rr if rr.rtype == QTYPE.CNAME]
         target = str(cnames[-1].rdata.label).lower()
         qtype = reply.q.qtype

@@ -53,14 +53,16 @@ def lower_question(question: bytes) -> bytes:
     return question[:-4].lower() + question[-4:]
 
 
-def client_query(data: bytes) -> ClientQuery | None:
-    """Parse a query the zone did not serve; None if it is not one ordinary question."""
-    question = parse_question(data)
+def client_query(data: bytes, max_udp: int) -> ClientQuery | None:
+    """Parse a query the zone did not serve; None if it is not one ordinary question.
+
+    ``max_udp`` caps the client's UDP limit (our advertised payload size, whatever the client asks)."""
+    question = parse_question(data, max_udp)
     if question is None:
         data = _normalise(data)
         if data is None:
             return None
-        question = parse_question(data)
+        question = parse_question(data, max_udp)
         if question is None:
             return None
     end = question.qname_end
