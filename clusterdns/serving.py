@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import errno
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 
+from . import rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .forward import Forwarder, ForwardSettings
 from .forward.loop import find_loop
 from .hosts import Hosts, HostsSettings
-from .http import HttpServer, start_http
+from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
+from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
 from .zoneview import zone_json
 from .settings import Settings
@@ -31,6 +34,7 @@ from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+BIG_BATCH = 1000  # watch events in one batch worth freezing the heap after (see _freeze_heap)
 # Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
 STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
@@ -44,6 +48,8 @@ class ServeOptions:
     settings: Settings = field(default_factory=Settings)
     listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 5353)])
     http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    # More HTTP listeners, each serving only its paths (a Corefile's health :8080, ready :8181, prometheus :9153).
+    http_listeners: tuple[tuple[str, int, frozenset[str]], ...] = ()
     manifests: list[str] | None = None  # None: a live cluster
     kubeconfig: str | None = None
     context: str | None = None
@@ -54,9 +60,12 @@ class ServeOptions:
     watch_inactivity_timeout: float = 75.0
     ready_grace: float = 300.0  # seconds /ready stays true after the API went away
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
+    kube_endpoint: str | None = None  # the API server's URL (a Corefile's kubernetes { endpoint URL })
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
+    corefile: str | None = None  # the Corefile these options came from (reload re-reads it)
+    rewrites: tuple[Rewrite, ...] = ()  # rewrite name rules, applied around the responder
     transfer_to: tuple | None = None  # networks allowed AXFR over TCP; None: loopback only
     http_debug_from: tuple = ()  # networks besides loopback allowed GET /zone
     max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
@@ -82,7 +91,8 @@ class Serving:
         self.kube = None  # KubeSource when serving a live cluster
         self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
-        self.http: HttpServer | None = None
+        self.http: HttpServer | None = None  # the first HTTP listener
+        self.http_servers: list[HttpServer] = []
         self._stop = asyncio.Event()
         self.draining = False  # shutting down: keep answering, but tell probes not to send more
         self._tasks: list[asyncio.Task] = []
@@ -108,6 +118,8 @@ class Serving:
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)
+        if options.rewrites:  # only then: the responder's own respond stays the hot path
+            self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
         self.dns_server = DnsServer(
             self.dns.responder,
             metrics=self.metrics,
@@ -122,9 +134,10 @@ class Serving:
         try:
             for host, port in options.listen:
                 await self.dns_server.listen(host, port)
-            if options.http is not None:
-                what, (host, port) = "HTTP", options.http
-                await self._start_http(host, port)
+            listeners = ([(*options.http, frozenset(PATHS))] if options.http is not None else []) + list(options.http_listeners)
+            for host, port, paths in listeners:
+                what = "HTTP"
+                await self._start_http(host, port, paths)
         except OSError as exc:
             await self.close()
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
@@ -140,12 +153,15 @@ class Serving:
             self.failure = problem
             self.failed.set()
 
-    async def _start_http(self, host: str, port: int) -> None:
+    async def _start_http(self, host: str, port: int, paths: frozenset[str]) -> None:
         try:
-            self.http = await start_http(
+            # /zone (a debugging view) only beside all three probes: the --http listener, not a Corefile's
+            everything = paths == set(PATHS)
+            server = await start_http(
                 host, port, self.metrics, self.readiness,
-                zone_view=self.zone_view,
+                zone_view=self.zone_view if everything else None,
                 zone_clients=parse_networks(",".join(LOOPBACK), "loopback") + tuple(self.options.http_debug_from),
+                paths=paths,
             )
         except OSError as exc:
             if self.options.http_required:
@@ -157,13 +173,16 @@ class Serving:
                 host, port, _reason(exc),
             )
             return
-        log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+        self.http_servers.append(server)
+        self.http = self.http or server
+        served = "health, readiness and metrics" if paths == set(PATHS) else " and ".join(sorted(paths))
+        log.info("%s on http://%s:%d/", served, _host_for_url(host), server.port)
 
     def _start_manifests(self) -> None:
         started = time.monotonic()
         self.dns = ClusterDNS.for_manifests(self.options.settings)
         self.manifests = ManifestSource(
-            self.options.manifests, self.dns.sink, on_error=self._manifest_error,
+            self.options.manifests, self._manifest_events, on_error=self._manifest_error,
             max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
             on_missing=self.metrics.set_manifest_paths_missing,
         )
@@ -183,7 +202,7 @@ class Serving:
         from .sources.kube import KubeSource  # the kubernetes client is heavy: import only when used
 
         options = self.options
-        kinds = [NAMESPACE, SERVICE, ENDPOINT_SLICE]
+        kinds = [NAMESPACE, SERVICE] + ([] if options.settings.noendpoints else [ENDPOINT_SLICE])
         if options.settings.pods == "verified":
             kinds.append(POD)
         self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
@@ -191,7 +210,7 @@ class Serving:
             self._kube_events,
             kubeconfig=options.kubeconfig,
             context=options.context,
-            configuration=options.kube_configuration,
+            configuration=options.kube_configuration or self._endpoint_configuration(),
             kinds=kinds,
             namespaces=options.namespaces,
             label_selector=options.labels,
@@ -219,15 +238,34 @@ class Serving:
                 options.startup_timeout, ", ".join(missing),
             )
 
+    def _endpoint_configuration(self):
+        """The client configuration for a Corefile's ``endpoint URL``: the kubeconfig's credentials, if any."""
+        options = self.options
+        if not options.kube_endpoint:
+            return None
+        from kubernetes import client
+
+        from .sources.kube import load_client_configuration
+
+        configuration = load_client_configuration(options.kubeconfig, options.context) if options.kubeconfig else client.Configuration()
+        configuration.host = options.kube_endpoint
+        return configuration
+
     async def _synced_or_timeout(self, timeout: float) -> None:
         try:
             await asyncio.wait_for(self._synced_event.wait(), max(0.0, timeout))
         except asyncio.TimeoutError:
             pass
 
+    def _manifest_events(self, events) -> None:
+        self.dns.sink(events)
+        _freeze_heap()
+
     def _kube_events(self, events) -> None:
         was_synced = self.dns.synced
         self.dns.sink(events)
+        if len(events) >= BIG_BATCH or (self.dns.synced and not was_synced):
+            _freeze_heap()
         self._api_back()
         for kind in self.dns.cluster.synced:
             self.metrics.mark_synced(kind)
@@ -329,9 +367,10 @@ class Serving:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.http is not None:
-            await self.http.close()
-            self.http = None
+        for server in self.http_servers:
+            await server.close()
+        self.http_servers.clear()
+        self.http = None
         if self.dns_server is not None:
             await self.dns_server.close()
         if self.forwarder is not None:
@@ -358,6 +397,18 @@ def _bind_hint(what: str, port: int, exc: OSError) -> str:
         }
         return f" (another program is using it; {known.get(port, '')}{fix})"
     return f" ({fix})"
+
+
+def _freeze_heap() -> None:
+    """Keep the state just committed out of the garbage collector's full passes.
+
+    A full collection walks every object the process holds; with 10,000 Services
+    that stopped all answers for 200-600 ms after a reload.  Collecting now costs
+    only what is young (everything older is frozen already); freezing then moves
+    the survivors, the new long-lived state, out of later collections' way.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _server_label(listen: list[tuple[str, int]]) -> str:
