@@ -8,10 +8,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from dnslib import RCODE
+
 from . import transfer
 from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
-from .wire import CHASE, FORWARD, Responder
+from .querylog import QueryLog
+from .wire import CHASE, FORWARD, Responder, servfail
 
 log = logging.getLogger(__name__)
 
@@ -52,16 +55,24 @@ class _Observer:
         self.zone_label = zone_label
         self.errors = errors
 
-    def panic(self, proto: str, peer) -> None:
-        """An exception escaped answering one query: count it, log it once per burst (with its traceback)."""
+    def panic(self, proto: str, addr, exc: Exception) -> None:
+        """An exception answering one query: counted, and logged once per burst (call it in the except block)."""
         if self.metrics is not None:
             self.metrics.count_panic()
-        self.errors.report(("panic", proto), f"internal error answering a {proto.upper()} query from {peer}", exc_info=True)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        client = f"{addr[0]} port {addr[1]}" if addr else "?"
+        self.errors.report(
+            ("panic", proto, type(exc).__name__, where),  # one burst per bug and transport, not per client
+            f"internal error answering a {proto.upper()} query from {client}: {type(exc).__name__}: {exc}; "
+            "answered SERVFAIL (a bug: please report it with this traceback)",
+            exc_info=True,
+        )
 
-    def __call__(
-        self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit,
-        zone: str | None = None, plugin: str = "kubernetes",
-    ):
+    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
+                 response: bytes | None, hit, addr, zone: str | None = None, plugin: str = "kubernetes") -> None:
         if self.metrics is None:
             return
         self.metrics.observe_query(
@@ -70,12 +81,25 @@ class _Observer:
             qtype=qtype,
             rcode=rcode,
             duration_s=time.perf_counter() - started,
-            request_size=size_in,
-            response_size=size_out,
+            request_size=len(query),
+            response_size=len(response) if response is not None else 0,
             zone=zone or self.zone_label,
             cache_hit=hit,
             plugin=plugin,
         )
+
+
+class _LoggingObserver(_Observer):
+    """The observer when ``--log-queries`` is on: metrics, then one log line per answered query."""
+
+    def __init__(self, metrics, zone_label: str, errors: BurstLog, query_log: QueryLog):
+        super().__init__(metrics, zone_label, errors)
+        self.query_log = query_log
+
+    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr, zone=None, plugin="kubernetes"):
+        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr, zone, plugin)
+        if response is not None:
+            self.query_log(proto, addr, query, response, started)
 
 
 class _Forwarding:
@@ -102,11 +126,10 @@ class _Forwarding:
         task.add_done_callback(self.tasks.discard)
         return task
 
-    def record(self, proto, family, qtype, outcome, zone, started, size_in) -> None:
-        self.observe(
-            proto, family, qtype, outcome.rcode, started, size_in, len(outcome.response or b""),
-            outcome.cache_hit, zone=zone, plugin="forward" if zone else "kubernetes",
-        )
+    def record(self, proto, family, qtype, outcome, zone, started, query: bytes, addr) -> None:
+        plugin = "forward" if zone else "kubernetes"
+        self.observe(proto, family, qtype, outcome.rcode, started, query, outcome.response, outcome.cache_hit, addr,
+                     zone, plugin)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -131,34 +154,34 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         hits = self.responder.hits
         try:
             response, qtype, rcode = self.responder.respond(data, udp=True)
-        except Exception:  # never let one packet take the listener down
-            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
-            return
+        except Exception as exc:  # never let one packet take the listener down
+            self.observe.panic("udp", addr, exc)
+            response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
         if rcode < 0:  # FORWARD or CHASE: off the zone's path
             self._forward(data, response, qtype, rcode, addr, started)
             return
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), self.responder.hits > hits)
+        self.observe("udp", self.family, qtype, rcode, started, data, response, self.responder.hits > hits, addr)
 
     def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
         forwarding = self.forwarding
         outcome = forwarding.answer_now(data, rcode, True)
         if outcome is not None:
             self.transport.sendto(outcome.response, addr)
-            forwarding.record("udp", self.family, qtype, outcome, FORWARD_ZONE, started, len(data))
+            forwarding.record("udp", self.family, qtype, outcome, FORWARD_ZONE, started, data, addr)
             return
         forwarding.spawn(self._forward_later(data, response, qtype, rcode, addr, started))
 
     async def _forward_later(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float):
         try:
             outcome, zone = await self.forwarding.answer(data, response, rcode, True)
-        except Exception:
-            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
+        except Exception as exc:
+            self.observe.panic("udp", addr, exc)
             return
         if outcome.response is not None and not self.transport.is_closing():
             self.transport.sendto(outcome.response, addr)
-        self.forwarding.record("udp", self.family, qtype, outcome, zone, started, len(data))
+        self.forwarding.record("udp", self.family, qtype, outcome, zone, started, data, addr)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -188,6 +211,7 @@ class DnsServer:
     responder: Responder
     metrics: object = None
     zone_label: str = "."
+    query_log: QueryLog | None = None  # --log-queries
     forwarder: object = None  # a clusterdns.forward.Forwarder when the server forwards
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     drop_low_source_ports: bool = False
@@ -206,7 +230,10 @@ class DnsServer:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        observe = _Observer(self.metrics, self.zone_label, self.errors)
+        if self.query_log is None:
+            observe = _Observer(self.metrics, self.zone_label, self.errors)
+        else:
+            observe = _LoggingObserver(self.metrics, self.zone_label, self.errors, self.query_log)
         if self.forwarder is not None and self._forwarding is None:
             self._forwarding = _Forwarding(self.forwarder, observe)
         forwarding = self._forwarding
@@ -249,7 +276,7 @@ class DnsServer:
         conn = self._connections[task] = _Connection(writer, task, time.monotonic())
         self._handlers.add(task)
         writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
-        peer = "%s port %s" % writer.get_extra_info("peername")[:2]
+        peer = writer.get_extra_info("peername")
         pending: set[asyncio.Task] = set()  # forwarded queries of this connection; replies may overtake them
         try:
             while True:
@@ -269,14 +296,14 @@ class DnsServer:
                         for message in messages:
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
-                        observe("tcp", family, 252, message[3] & 0x0F, started, len(data), len(message), False)
+                        observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 hits = self.responder.hits
                 try:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
-                except Exception:
-                    observe.panic("tcp", peer)
-                    return
+                except Exception as exc:
+                    observe.panic("tcp", peer, exc)
+                    response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
                 if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
                     if len(pending) >= MAX_TCP_PENDING:
                         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -298,7 +325,7 @@ class DnsServer:
                     except TimeoutError:
                         return
                     conn.last_active = time.monotonic()
-                observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
+                observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
         except ConnectionError:
             pass  # reset by the client
         except asyncio.CancelledError:
@@ -312,17 +339,17 @@ class DnsServer:
             writer.transport.abort()  # never wait on a client that may not read
 
     async def _forward_tcp(self, writer, data: bytes, response: bytes, qtype: int, rcode: int, observe, family,
-                           started: float, peer: str) -> None:
+                           started: float, peer) -> None:
         forwarding = self._forwarding
         try:
             outcome, zone = await forwarding.answer(data, response, rcode, False)
-        except Exception:
-            observe.panic("tcp", peer)
+        except Exception as exc:
+            observe.panic("tcp", peer, exc)
             return
         if outcome.response is None or writer.transport.is_closing():
             return
         writer.write(len(outcome.response).to_bytes(2, "big") + outcome.response)
-        forwarding.record("tcp", family, qtype, outcome, zone, started, len(data))
+        forwarding.record("tcp", family, qtype, outcome, zone, started, data, peer)
 
     def _close_longest_idle(self) -> None:
         """Make room for a new connection: drop the one that has made no progress the longest."""

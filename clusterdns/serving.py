@@ -24,6 +24,7 @@ from .forward.loop import find_loop
 from .hosts import Hosts, HostsSettings
 from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
+from .querylog import QueryLog
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
@@ -75,6 +76,7 @@ class ServeOptions:
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     hosts: HostsSettings | None = None  # hosts-file entries answered before the cluster zone
     loadbalance: bool = True  # rotate A/AAAA records between responses (CoreDNS loadbalance, in kubeadm's Corefile)
+    log_queries: frozenset[str] | None = None  # query log classes ({"all"}, {"denial", "error"}, ...); None: off
 
 
 class Serving:
@@ -127,6 +129,7 @@ class Serving:
             tcp_limits=options.tcp_limits,
             drop_low_source_ports=options.drop_low_source_ports,
             forwarder=self.forwarder,
+            query_log=QueryLog(options.log_queries) if options.log_queries else None,
         )
         if options.transfer_to is not None:
             self.dns_server.transfer_to = options.transfer_to
