@@ -189,7 +189,10 @@ def describe(config: Config) -> list[str]:
 
 def serve_options(config: Config) -> ServeOptions:
     """The ServeOptions that run this Corefile."""
-    return replace(config.options, loadbalance=config.loadbalance, rewrites=config.rewrites)
+    return replace(
+        config.options, loadbalance=config.loadbalance, rewrites=config.rewrites,
+        log_queries=config.query_log.classes if config.query_log else None,
+    )
 
 
 def format_address(address: tuple[str, int]) -> str:
@@ -407,6 +410,10 @@ class _Reader:
                 if arg.text not in ("all", "success", "denial", "error"):
                     self.error(arg, f"log class {arg.text}: expected all, success, denial or error")
                 classes.add(arg.text)
+        if any(name != "." for name in names):
+            self.error(d, f"log {' '.join(names)}: clusterdns logs the queries of every zone (log or log . only)")
+        if fmt not in (None, "{common}"):
+            self.error(d, f"log format {fmt}: clusterdns writes CoreDNS's common format only")
         config.query_log = QueryLog(frozenset(classes or {"all"}), tuple(names) or (".",), fmt)
 
     def plugin_rewrite(self, d: Directive, config: Config, keys) -> None:
