@@ -165,9 +165,9 @@ def test_each_stock_corefile_gives_the_settings_coredns_would(distribution, tmp_
     path.write_text(localise(STOCK[distribution], tmp_path, kubeconfig))
     config = corefile_config.load(path)
     options = config.options
-    assert options.listen == [("0.0.0.0", 53)]
+    assert options.listen == [("0.0.0.0", 53), ("::", 53)]  # .:53 is every interface, both families
     assert sorted((h, p, tuple(sorted(paths))) for h, p, paths in options.http_listeners) == [
-        ("0.0.0.0", 8080, ("/health",)), ("0.0.0.0", 8181, ("/ready",)), ("0.0.0.0", 9153, ("/metrics",)),
+        ("", 8080, ("/health",)), ("", 8181, ("/ready",)), ("", 9153, ("/metrics",)),
     ]
     assert options.lameduck == LAMEDUCK[distribution]
     assert (options.settings.zone, options.settings.reverse, options.settings.ttl) == ("cluster.local.", True, TTL[distribution])
