@@ -81,7 +81,10 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> tuple[DN
 
 def _answer(zone: Reader, query: DNSRecord, hosts: Hosts | None) -> DNSRecord:
     reply = DNSRecord(
-        DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
+        DNSHeader(
+            id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd,
+            ra=zone.settings.recursion,
+        ),
         questions=list(query.questions),
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]

@@ -21,18 +21,24 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError
 from dnslib.label import DNSBuffer
 
+<<<<<<< HEAD
 from . import reasons
 from .answer import Reader, answer
 from .answer_cache import AnswerCache, Names
 from .loadbalance import rotate, rotation_plan
 from .negative import NOERROR, NXDOMAIN, ede_option, encode_negative, soa_tail
+=======
+from .answer import answer
+from .loadbalance import Plan, rotate, rotation_plan
+from .routing import goes_upstream
+>>>>>>> main
 from .packet import PacketError, question_end
 from .zone import Zone
 
@@ -46,6 +52,10 @@ _CNAME = QTYPE.CNAME
 _NOT_PLAIN_TYPES = frozenset((QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR))  # never a plain negative
 # Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
 CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
+# What respond() returns instead of an rcode when the forwarder must finish the job (server.py):
+FORWARD = -1  # the name is not served here: the "response" is the query, to be forwarded
+CHASE = -2  # a cluster answer ending in a CNAME to an outside name, whose records come from upstream
+CLASS_IN = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,10 +164,15 @@ class Responder:
         # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
         self.loadbalance = False
         self._turn = 0
+<<<<<<< HEAD
         pods = zone.settings.pods != "disabled"
         # Pod names are made up on the fly (answer.lookup): never a plain miss.
         self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
         self._pod_suffix = f".pod.{zone.settings.zone}" if pods else None
+=======
+        # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
+        self.forwarding = False
+>>>>>>> main
         zone.listeners.append(self.forget)
 
     def use_hosts(self, hosts) -> None:
@@ -167,8 +182,10 @@ class Responder:
         self.clear()
 
     def serves(self, name: str) -> bool:
-        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those."""
-        return (self.hosts is not None and self.hosts.serves(name)) or self.zone.origin_for(name) is not None
+        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those.
+
+        Reverse names the cluster does not own are not served (see routing.py)."""
+        return (self.hosts is not None and self.hosts.serves(name)) or not goes_upstream(self.zone, name)
 
     def clear(self) -> None:
         self.cache.clear()
@@ -203,6 +220,7 @@ class Responder:
                 if not udp or len(response) <= question.udp_limit:
                     by_question.move_to_end(question.key)
                     self.hits += 1
+<<<<<<< HEAD
                     self.cache.keep_exact(key, response, question.qtype, plan, names)
                     if plan is not None:
                         self._turn += 1
@@ -216,6 +234,17 @@ class Responder:
                 return response, question.qtype, rcode, False
         self.misses += 1
         result, names = self._respond_slowly(data, question, udp)
+=======
+                    result = response, question.qtype, stored[3] & 0x0F
+        hit = result is not None
+        if not hit:
+            if self.forwarding and question is not None and self._goes_upstream(data, question):
+                return data, question.qtype, FORWARD
+            self.misses += 1
+            result, names = self._respond_slowly(data, question, udp)
+            # (computed on the bytes sent: glue may have been dropped to fit)
+            plan = rotation_plan(result[0]) if self.loadbalance and names is not None else None
+>>>>>>> main
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
             # (the plan is computed on the bytes sent: glue may have been dropped to fit)
             plan = rotation_plan(result[0]) if self.loadbalance else None
@@ -262,6 +291,13 @@ class Responder:
             return None  # a long name and reason: let the slow path trim it
         return response, rcode, names
 
+    def _goes_upstream(self, data: bytes, question: Question) -> bool:
+        end = question.qname_end
+        qclass = (data[end + 2] << 8) | data[end + 3]
+        if qclass != CLASS_IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+            return False  # answered here (REFUSED), as without forwarding
+        return not self.serves(question_name(data, end))
+
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
     ) -> tuple[tuple[bytes | None, int, int], Names | None]:
@@ -272,17 +308,59 @@ class Responder:
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
+<<<<<<< HEAD
         reply, read = answer(self.zone, query, self.hosts)
         names = tuple(read)
+=======
+        qtype = query.questions[0].qtype if query.questions else 0
+        if self.forwarding and question is None and _forwardable(query, self.serves):
+            return (data, qtype, FORWARD), None
+        self.zone.reads = reads = set()
+        if self.hosts is not None and query.questions:
+            reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
+        try:
+            reply = answer(self.zone, query, self.hosts)
+        finally:
+            names, self.zone.reads = frozenset(reads), None
+>>>>>>> main
         full = bytes(reply.pack())
+        if self.forwarding and _leaves_zone(reply, qtype, self.serves):
+            return (full, qtype, CHASE), None
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
             self.cache.keep_question(question.key, full, rotation_plan(full) if self.loadbalance else None, names)
         limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
-        qtype = query.questions[0].qtype if query.questions else 0
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)
         return (full, qtype, reply.header.rcode), names if cacheable else None
+
+
+def question_name(data: bytes, qname_end: int) -> str:
+    """The uncompressed QNAME at offset 12 as lower-case text with the final dot."""
+    labels, offset = [], 12
+    while offset < qname_end - 1:
+        length = data[offset]
+        labels.append(data[offset + 1 : offset + 1 + length].decode("latin-1").lower())
+        offset += 1 + length
+    return ".".join(labels) + "."
+
+
+def _forwardable(query: DNSRecord, serves: Callable[[str], bool]) -> bool:
+    """A query the fast parser declined, for a name that goes upstream."""
+    if query.header.opcode != 0 or len(query.questions) != 1:
+        return False
+    q = query.questions[0]
+    if q.qclass != CLASS_IN or q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        return False
+    return not serves(str(q.qname).lower())
+
+
+def _leaves_zone(reply: DNSRecord, qtype: int, serves: Callable[[str], bool]) -> bool:
+    """An answer ending in a CNAME (an ExternalName) to a name whose records are upstream."""
+    if reply.header.rcode != RCODE.NOERROR or not reply.rr or qtype in (QTYPE.CNAME, QTYPE.ANY):
+        return False
+    last = reply.rr[-1]
+    return last.rtype == QTYPE.CNAME and not serves(str(last.rdata.label).lower())
 
 
 def parse_query(data: bytes) -> DNSRecord:
