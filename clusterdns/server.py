@@ -8,10 +8,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from dnslib import RCODE
+
 from . import transfer
 from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
-from .wire import Responder
+from .querylog import QueryLog
+from .wire import Responder, servfail
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,24 @@ class _Observer:
         self.zone_label = zone_label
         self.errors = errors
 
-    def panic(self, proto: str, peer) -> None:
-        """An exception escaped answering one query: count it, log it once per burst (with its traceback)."""
+    def panic(self, proto: str, addr, exc: Exception) -> None:
+        """An exception answering one query: counted, and logged once per burst (call it in the except block)."""
         if self.metrics is not None:
             self.metrics.count_panic()
-        self.errors.report(("panic", proto), f"internal error answering a {proto.upper()} query from {peer}", exc_info=True)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        client = f"{addr[0]} port {addr[1]}" if addr else "?"
+        self.errors.report(
+            ("panic", proto, type(exc).__name__, where),  # one burst per bug and transport, not per client
+            f"internal error answering a {proto.upper()} query from {client}: {type(exc).__name__}: {exc}; "
+            "answered SERVFAIL (a bug: please report it with this traceback)",
+            exc_info=True,
+        )
 
-    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
+    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
+                 response: bytes | None, hit: bool, addr) -> None:
         if self.metrics is None:
             return
         self.metrics.observe_query(
@@ -65,11 +79,24 @@ class _Observer:
             qtype=qtype,
             rcode=rcode,
             duration_s=time.perf_counter() - started,
-            request_size=size_in,
-            response_size=size_out,
+            request_size=len(query),
+            response_size=len(response) if response is not None else 0,
             zone=self.zone_label,
             cache_hit=hit,
         )
+
+
+class _LoggingObserver(_Observer):
+    """The observer when ``--log-queries`` is on: metrics, then one log line per answered query."""
+
+    def __init__(self, metrics, zone_label: str, errors: BurstLog, query_log: QueryLog):
+        super().__init__(metrics, zone_label, errors)
+        self.query_log = query_log
+
+    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr) -> None:
+        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr)
+        if response is not None:
+            self.query_log(proto, addr, query, response, started)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -90,12 +117,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         hits = self.responder.hits
         try:
             response, qtype, rcode = self.responder.respond(data, udp=True)
-        except Exception:  # never let one packet take the listener down
-            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
-            return
+        except Exception as exc:  # never let one packet take the listener down
+            self.observe.panic("udp", addr, exc)
+            response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), self.responder.hits > hits)
+        self.observe("udp", self.family, qtype, rcode, started, data, response, self.responder.hits > hits, addr)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -125,11 +152,13 @@ class DnsServer:
     responder: Responder
     metrics: object = None
     zone_label: str = "."
+    query_log: QueryLog | None = None  # --log-queries
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     drop_low_source_ports: bool = False
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
+    _protocols: list = field(default_factory=list)  # the UDP protocols, beside udp, to hand them a new responder
     # Who may AXFR the served zones over TCP (--transfer-to); empty: nobody.
     transfer_to: tuple = field(default_factory=lambda: parse_networks(",".join(LOOPBACK), "--transfer-to"))
     errors: BurstLog = field(default_factory=lambda: BurstLog(log))
@@ -141,13 +170,16 @@ class DnsServer:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        observe = _Observer(self.metrics, self.zone_label, self.errors)
+        if self.query_log is None:
+            observe = _Observer(self.metrics, self.zone_label, self.errors)
+        else:
+            observe = _LoggingObserver(self.metrics, self.zone_label, self.errors, self.query_log)
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
         lowest_port = LOW_PORTS if self.drop_low_source_ports else 1
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_errors(), name="clusterdns-burstlog")
         for attempt in range(20):
-            transport, _ = await loop.create_datagram_endpoint(
+            transport, protocol = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self.responder, observe, fam, lowest_port), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
@@ -161,11 +193,28 @@ class DnsServer:
                     raise
                 continue  # the UDP port's TCP twin was taken: try another
             self.udp.append(transport)
+            self._protocols.append(protocol)
             self.tcp.append(server)
             self.addresses.append((host, bound_port))
             log.info("listening on %s port %d (UDP and TCP)", host, bound_port)
             return host, bound_port
         raise OSError("no free port")
+
+    def use(self, responder: Responder) -> None:
+        """Answer from ``responder`` from the next query on, on every listener (a reload's swap)."""
+        self.responder = responder
+        for protocol in self._protocols:
+            protocol.responder = responder
+
+    async def close_listener(self, address: tuple[str, int]) -> None:
+        """Stop the UDP and TCP listener bound to ``address``; the others keep answering."""
+        i = self.addresses.index(address)
+        self.udp.pop(i).close()
+        self._protocols.pop(i)
+        server = self.tcp.pop(i)
+        self.addresses.pop(i)
+        server.close()  # open connections finish their queries; close() reaps them at the end
+        log.info("stopped listening on %s port %d", *address)
 
     async def _flush_errors(self) -> None:
         while True:  # so a burst that stopped is still reported with its count
@@ -180,7 +229,7 @@ class DnsServer:
         conn = self._connections[task] = _Connection(writer, task, time.monotonic())
         self._handlers.add(task)
         writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
-        peer = "%s port %s" % writer.get_extra_info("peername")[:2]
+        peer = writer.get_extra_info("peername")
         try:
             while True:
                 try:
@@ -197,14 +246,14 @@ class DnsServer:
                         for message in messages:
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
-                        observe("tcp", family, 252, message[3] & 0x0F, started, len(data), len(message), False)
+                        observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 hits = self.responder.hits
                 try:
                     response, qtype, rcode = self.responder.respond(data, udp=False)
-                except Exception:
-                    observe.panic("tcp", peer)
-                    return
+                except Exception as exc:
+                    observe.panic("tcp", peer, exc)
+                    response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
                 if response is None or writer.transport.is_closing():
                     return  # nothing to send, or the client is gone (writing would raise)
                 writer.write(len(response).to_bytes(2, "big") + response)
@@ -217,7 +266,7 @@ class DnsServer:
                     except TimeoutError:
                         return
                     conn.last_active = time.monotonic()
-                observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
+                observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
         except ConnectionError:
             pass  # reset by the client
         except asyncio.CancelledError:
@@ -254,6 +303,7 @@ class DnsServer:
             await server.wait_closed()
         self.udp.clear()
         self.tcp.clear()
+        self._protocols.clear()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:
