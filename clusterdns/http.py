@@ -21,7 +21,11 @@ then is closed.  The head must arrive within ``read_timeout``, each line of it
 is at most ``MAX_LINE`` bytes, and there are at most ``MAX_HEADERS`` header
 lines.  The client must take the response, and close its side, within
 ``write_timeout``.  At most ``max_connections`` connections are served at
-once.  So a slow or hostile client holds one task for a bounded time.
+once.  So a slow or hostile client holds one task for a bounded time.  And
+when slow clients fill every slot (slow-loris), a new connection closes the
+one that has been reading its head longest, rather than being turned away:
+the liveness probe that gets the pod restarted if it fails is a new
+connection, and it sends its whole request at once.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ Readiness = Callable[[], tuple[bool, str]]
 must not block.  It returns ``(True, "")`` when ready, or ``(False, reason)``.
 The reason is a short text sent as the 503 body, e.g.
 ``"waiting for first sync of Pod, EndpointSlice"``."""
+
+Document = Callable[[], tuple[str, str]]
+"""Another GET path's body and content type, built on the event loop (``clusterdns dev``'s ``/status``)."""
 
 READ_TIMEOUT: Final = 5.0  # seconds for the whole request head to arrive
 WRITE_TIMEOUT: Final = 10.0  # seconds for the client to take the whole response
@@ -76,17 +83,20 @@ class HttpServer:
         zone_view: Callable[[], dict] | None = None,
         zone_clients: tuple = (),
         paths: frozenset[str] = frozenset(PATHS),
+        documents: dict[str, Document] | None = None,
     ) -> None:
         self._paths = paths
         self._zone_view = zone_view
         self._zone_clients = zone_clients
         self._metrics = metrics
         self._is_ready = is_ready
+        self._documents = documents or {}
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()  # one per open connection
+        self._reading: dict[asyncio.Task, float] = {}  # those still reading their head → when they began
         self._closing = False
 
     @property
@@ -117,8 +127,10 @@ class HttpServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            if self._closing or len(self._tasks) > self._max_connections:
+            if self._closing:
                 return
+            if len(self._tasks) > self._max_connections and not self._close_slowest_reader():
+                return  # every slot is busy writing a response: turn this one away
             peer = writer.get_extra_info("peername")
             response = await self._answer(reader, peer[0] if peer else "")
             if response is None:
@@ -136,7 +148,8 @@ class HttpServer:
         except (OSError, TimeoutError):
             pass  # the client went away, or would not take the response in time
         except asyncio.CancelledError:
-            # Only close() cancels us, and it waits for us.  Ending normally
+            # close() cancels us and waits for us, or a newer connection took
+            # our slot while we were still reading our head.  Ending normally
             # matters on Python 3.11: asyncio's streams callback calls
             # task.exception() on a finished handler, which raises for a
             # cancelled one and gets logged as an error.
@@ -149,8 +162,19 @@ class HttpServer:
             # drops the connection without waiting on a slow or vanished client.
             writer.transport.abort()
 
+    def _close_slowest_reader(self) -> bool:
+        """Drop the connection that has been sending its request head longest (a slow-loris); False if none."""
+        if not self._reading:
+            return False
+        slowest = min(self._reading, key=self._reading.__getitem__)
+        del self._reading[slowest]
+        slowest.cancel()  # its handler ends normally and closes the connection
+        return True
+
     async def _answer(self, reader: asyncio.StreamReader, client: str = "") -> bytes | None:
         """The response to the request on ``reader``; None to close without one."""
+        task = asyncio.current_task()
+        self._reading[task] = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self._read_timeout):
                 method, path = await _read_request(reader)
@@ -158,6 +182,8 @@ class HttpServer:
             return None  # the request head did not arrive in time; nothing to answer
         except _BadRequest as e:
             return _response(HTTPStatus.BAD_REQUEST, f"{e}\n")
+        finally:
+            self._reading.pop(task, None)
         head_only = method == "HEAD"
         if method not in _METHODS:
             return _response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", allow=True)
@@ -180,6 +206,9 @@ class HttpServer:
                 return _response(HTTPStatus.FORBIDDEN, "/zone is for loopback clients and --http-debug-from only\n")
             body = json.dumps(self._zone_view(), indent=1, sort_keys=False)
             return _response(HTTPStatus.OK, body + "\n", "application/json", head_only=head_only)
+        if path in self._documents:
+            body, content_type = self._documents[path]()
+            return _response(HTTPStatus.OK, body, content_type, head_only=head_only)
         return _response(HTTPStatus.NOT_FOUND, "404 page not found\n", head_only=head_only)
 
     def _readiness(self) -> tuple[bool, str]:
@@ -202,6 +231,7 @@ async def start_http(
     zone_view: Callable[[], dict] | None = None,
     zone_clients: tuple = (),
     paths: frozenset[str] = frozenset(PATHS),
+    documents: dict[str, Document] | None = None,
 ) -> HttpServer:
     """Listen for HTTP on ``host``:``port`` and serve health, readiness and metrics.
 
@@ -212,7 +242,8 @@ async def start_http(
     clients in ``zone_clients`` (networks) only.  Of ``/health``, ``/ready`` and
     ``/metrics``, only ``paths`` are served; the others get 404.
     """
-    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients, paths)
+    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients,
+                        paths, documents)
     bind = host.removeprefix("[").removesuffix("]") or None
     # limit: the most a single readline() may buffer, i.e. one request line.
     server._server = await asyncio.start_server(server._serve, bind, port, limit=MAX_LINE)

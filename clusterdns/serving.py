@@ -27,7 +27,7 @@ from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
 from .zoneview import zone_json
 from .settings import Settings
-from .sources.watch_options import WatchOptions
+from .sources.watch_options import CONTACT_LOST, WatchOptions
 from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
 
 log = logging.getLogger("clusterdns")
@@ -249,7 +249,7 @@ class Serving:
 
         options = self.options
         kinds = [NAMESPACE, SERVICE] + ([] if options.settings.noendpoints else [ENDPOINT_SLICE])
-        if options.settings.pods == "verified":
+        if options.settings.pods == "verified" or options.settings.pod_names:
             kinds.append(POD)
         self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
         self.kube = KubeSource(
@@ -324,7 +324,7 @@ class Serving:
         self.metrics.count_watch_restart(kind, reason)
         if reason == "expired":
             self.metrics.count_watch_relist(kind)
-        if reason in ("disconnected", "unresponsive", "error"):  # 401/403/429 come from an API that is there
+        if reason in CONTACT_LOST:
             try:
                 self._event_loop.call_soon_threadsafe(self._api_lost)
             except RuntimeError:

@@ -35,7 +35,7 @@ from typing import Any, Callable, Collection, Iterable, Sequence
 from kubernetes import client, config
 
 from ..events import Delete, Event, Replace, Sink, Synced, Upsert
-from ..objects import ENDPOINT_SLICE, ENDPOINTS, NAMESPACE, POD, SERVICE, Key, KubeObject
+from ..objects import ENDPOINT_SLICE, ENDPOINTS, NAMESPACE, NODE, POD, SERVICE, Key, KubeObject
 from .kube_watch import (
     POD_FIELD_SELECTOR,
     RESOURCES,
@@ -197,7 +197,8 @@ class KubeSource:
     :meth:`start` is called).  ``on_restart(kind, reason)`` is called from the
     watch threads each time a stream restarts, with ``reason`` one of
     ``closed`` (routine end by the server), ``expired`` (410: relist),
-    ``stalled`` (inactivity timeout), ``disconnected``, ``throttled`` (429),
+    ``stalled`` (a watch open past its timeout), ``unresponsive`` (the API server
+    took a request and answered nothing), ``disconnected``, ``throttled`` (429),
     ``forbidden`` (403), ``unauthorized`` (401) or ``error``.
     """
 
@@ -257,6 +258,8 @@ class KubeSource:
                 # Only the namespaces we serve: one named watch each, which RBAC can grant by resourceNames.
                 names = sorted(self.namespaces) if self.namespaces else [None]
                 specs += [StreamSpec(resource, name=n, label_selector=labels) for n in names]
+            elif kind == NODE:
+                specs.append(StreamSpec(resource))  # cluster-scoped, whatever the namespace filter
             else:
                 where = sorted(self.namespaces) if self.namespaces else [None]
                 specs += [

@@ -32,11 +32,12 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import urllib3
 from kubernetes import client
 
-from .watch_options import WatchOptions
+from .watch_options import UNREACHABLE, WatchOptions
 from ..objects import (
     ENDPOINT_SLICE,
     ENDPOINTS,
     NAMESPACE,
+    NODE,
     POD,
     SERVICE,
     Key,
@@ -48,8 +49,6 @@ from ..objects import (
 log = logging.getLogger("clusterdns.sources.kube")
 
 THREAD_PREFIX = "clusterdns-kube"
-# Restart reasons that mean the API server could not be reached or did not answer.
-CONTACT_LOST = ("disconnected", "unresponsive")
 
 # Pods that have finished can never be DNS targets; leaving them out is most of
 # the pod memory on a busy cluster (CoreDNS filters the same way).
@@ -100,6 +99,7 @@ RESOURCES: dict[str, Resource] = {
             "list_namespaced_endpoints",
         ),
         Resource(POD, "pods", "", client.CoreV1Api, "list_pod_for_all_namespaces", "list_namespaced_pod"),
+        Resource(NODE, "nodes", "", client.CoreV1Api, "list_node", None),  # clusterdns dev: NodePort addresses
     )
 }
 
@@ -254,7 +254,7 @@ class ListWatch:
 
     def api_answered(self) -> None:
         """The API server answers again: retry now with the backoff reset, if we were kept away by it."""
-        if self.waiting and self._last_failure in CONTACT_LOST:
+        if self.waiting and self._last_failure in UNREACHABLE:
             self._failures = 0
             self._wake.set()
 

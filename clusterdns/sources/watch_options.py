@@ -9,6 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+# Restart reasons that mean the API server could not be reached or did not answer.
+UNREACHABLE = ("disconnected", "unresponsive")
+# ...and those that count as lost contact (an unusable stream too; 401/403/429 come from an API that is there).
+CONTACT_LOST = (*UNREACHABLE, "error")
+
+
 @dataclass(frozen=True)
 class WatchOptions:
     page_size: int = 500  # objects per list page
