@@ -41,6 +41,7 @@ from .settings import POD_MODES, Settings, absolute
 from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
 from .sources.watch_options import WatchOptions
 from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
+from .zone import to_rdata
 
 log = logging.getLogger("clusterdns")
 
@@ -515,7 +516,7 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
     lines = []
     for name in dns.zone.names():
         for qtype, rds in dns.zone.records(name).items():
-            lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=rd).toZone() for rd in rds]
+            lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=to_rdata(qtype, rd)).toZone() for rd in rds]
     return lines
 
 

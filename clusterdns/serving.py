@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import rewrite
+from . import heap, rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .forward import Forwarder, ForwardSettings
@@ -254,6 +254,7 @@ class Serving:
             on_missing=self.metrics.set_manifest_paths_missing,
         )
         self.manifests.load()
+        heap.release()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
             "loaded %s in %.2fs: %s; %d names, %d records%s",
@@ -296,6 +297,7 @@ class Serving:
                 waiting = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
                 log.info("syncing with the API: %s so far; waiting for %s", self._object_summary() or "nothing", waiting)
         if self.dns.synced:
+            heap.release()
             log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
         else:
             missing = sorted(set(kinds) - self.dns.cluster.synced)
