@@ -38,10 +38,6 @@ class DevResponder:
     def hits(self) -> int:
         return sum(view.responder.hits for _, view in self.routes)
 
-    @property
-    def cache(self) -> list:  # for the cache-size gauge: the sizes of all the zones' caches
-        return [None] * sum(len(view.responder.cache) for _, view in self.routes)
-
     def view_for(self, name: str) -> View | None:
         for origin, view in self.routes:
             if name == origin or name.endswith("." + origin):
