@@ -311,7 +311,7 @@ async def test_status_endpoint_serves_the_document_dev_status_prints(clusters, d
                                     "addresses": ["10.96.1.1"], "cname": "", "node_ports": [], "note": "",
                                     "address": "10.96.1.1"}]
     text = render(status)
-    assert "context staging (current): synced; zones cluster.local, staging.k8s; 1 services" in text
+    assert "context staging (current): synced; zones cluster.local, staging.k8s; 1 service" in text
 
 
 # --------------------------------------------------------------------------- forward

@@ -164,6 +164,9 @@ class DevServing:
             for zone in self._zones_of(context):
                 dns.add_zone(self._settings(zone, reverse=context.current))
             self.contexts.append(dns)
+            log.info('context "%s"%s: namespace %s, answering under %s', context.name,
+                     " (current)" if context.current else "", context.namespace,
+                     ", ".join(v.settings.zone.rstrip(".") for v in dns.views))
             source = KubeSource(
                 dns.sink, kubeconfig=options.kubeconfig, context=context.name, kinds=kinds,
                 inactivity_timeout=options.watch_inactivity_timeout,
@@ -227,11 +230,11 @@ class DevServing:
         while time.monotonic() < deadline and not all(d.synced for d in self.contexts if not d.error):
             await asyncio.sleep(0.05)
         for dns in self.contexts:
-            zones = ", ".join(v.settings.zone for v in dns.views)
+            zones = ", ".join(v.settings.zone.rstrip(".") for v in dns.views)
             if dns.error:
                 log.warning('context "%s" (%s): not served', dns.context.name, zones)
             elif dns.synced:
-                log.info('context "%s" synced in %.2fs: %d services under %s', dns.context.name,
+                log.info('context "%s" synced in %.2fs: %d Services under %s', dns.context.name,
                          time.monotonic() - started, dns.cluster.count(SERVICE), zones)
             else:
                 waiting = ", ".join(sorted(dns.required_kinds - dns.cluster.synced))
