@@ -69,6 +69,7 @@ def new_zone(settings: Settings, cluster: Cluster) -> tuple[Zone, Responder]:
     if settings.explain:
         zone.catalog = Catalog(zone)
     responder = Responder(zone)
+    responder.forwarding = settings.recursion  # what is not served here goes upstream
     zone.replace(APEX_OWNER, apex_records(None, settings))
     apply_changes(zone, cluster, Changes(namespaces=set(cluster.implicit_namespaces)), settings)
     return zone, responder

@@ -621,7 +621,7 @@ def test_image_default_listen_pair_binds_together(tmp_path):
         pytest.skip("IPv6 sockets are not available here")
     port = _free_port_on_both_families()
     argv = [sys.executable, "-m", "clusterdns.cli", "serve", "--manifests", str(ROOT / "zones"),
-            f"--listen=0.0.0.0:{port}", f"--listen=[::]:{port}", "--http="]
+            f"--listen=0.0.0.0:{port}", f"--listen=[::]:{port}", "--http=", "--no-forward"]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert _answers(proc, socket.AF_INET, "127.0.0.1", port), "no answer on 127.0.0.1"
