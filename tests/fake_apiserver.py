@@ -1049,8 +1049,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", metavar="FILE", help="also write a kubeconfig for it here")
     parser.add_argument("--context", default="fake", help="the kubeconfig's context name (default %(default)s)")
     parser.add_argument("--namespace", default="default", help="the context's namespace (default %(default)s)")
+    parser.add_argument("--bookmark-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="BOOKMARK events on watches that ask (a real server: about a minute) (default %(default)s)")
     args = parser.parse_args(argv)
     server = FakeApiServer(port=args.port)
+    server.bookmark_interval = args.bookmark_interval
     for path in args.fixture:
         for doc in yaml.safe_load_all(Path(path).read_text()):
             if doc:

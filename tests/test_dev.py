@@ -206,7 +206,8 @@ async def test_one_context_down_leaves_the_other_answering_and_its_misses_servfa
     clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
     clusters["prod"].add(service("api", namespace="shop", ip="10.200.1.1"))
     serving = await dev(reach=["clusterip"])
-    clusters["prod"].unavailable_for(30)
+    clusters["prod"].bookmark_interval = 0.2  # a watch that is back says so soon
+    clusters["prod"].unavailable_for(3)
 
     async def prod_down():
         return await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.SERVFAIL
@@ -221,6 +222,12 @@ async def test_one_context_down_leaves_the_other_answering_and_its_misses_servfa
     prod = next(c for c in status["contexts"] if c["name"] == "prod")
     assert prod["api_reachable"] is False and prod["synced"] is True
     assert "API unreachable" in render(status)
+    assert 'the API server of context "prod" is unreachable' in ede_text(reply)
+
+    async def prod_back():  # the API is back: misses are denied again
+        return await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.NXDOMAIN
+
+    await eventually(prod_back, timeout=20)
 
 
 async def test_a_context_whose_api_never_answers_servfails_and_the_other_serves(clusters, dev):

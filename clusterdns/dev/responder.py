@@ -65,7 +65,7 @@ class DevResponder:
         if target is not None:
             return self._answer_as(data, target, udp)
         if self.forwarding:
-            return data, qtype, FORWARD  # the server hands it to the forwarder
+            return data, qtype, FORWARD, False  # the server hands it to the forwarder
         return self.routes[-1][1].responder.respond(data, udp)  # outside every zone: REFUSED, as serve says it
 
     # ------------------------------------------------------------------ short forms

@@ -186,6 +186,7 @@ class DevServing:
                 source.start()
             except KubeConfigError as exc:
                 dns.error = str(exc)
+                dns.api_back()  # says why in its SERVFAIL
                 log.error('context "%s" is not served (its names answer SERVFAIL): %s', context.name, exc)
                 continue
             self.sources[context.name] = source
