@@ -36,7 +36,10 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
     ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
     """
     reply = DNSRecord(
-        DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
+        DNSHeader(
+            id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd,
+            ra=zone.settings.recursion,
+        ),
         questions=list(query.questions),
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
@@ -182,7 +185,8 @@ def _pod_lookup(zone: Zone, prefix: str):
         return {}
     ip = pod_ip(labels[0])
     if ip is None:
-        return None
+        # --pod-names: <pod-name>.<ns>.pod.<zone>, held in the zone
+        return zone.records(f"{prefix}.pod.{settings.zone}") if settings.pod_names else None
     if settings.pods == "verified":
         return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
     rdata = AAAA(ip) if ":" in ip else A(ip)

@@ -28,6 +28,7 @@ from .objects import (
     ENDPOINT_SLICE,
     ENDPOINTS,
     NAMESPACE,
+    NODE,
     POD,
     SERVICE,
     Endpoint,
@@ -156,6 +157,9 @@ class Cluster:
             changes.namespaces.add(name)
             if self.require_namespace:
                 changes.services.update((name, svc) for svc in self._services_by_namespace.get(name, ()))
+        elif kind == NODE:
+            # A node's addresses are the answers of every NodePort Service (clusterdns dev).
+            changes.services.update(self._node_port_services())
         elif kind == POD:
             if new is None:
                 self._pods_by_namespace[namespace].discard(name)
@@ -164,6 +168,18 @@ class Cluster:
             changes.pods.add(key)
             if self.derive_endpoints:
                 changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
+
+    def nodes(self) -> list[KubeObject]:
+        return [obj for key, obj in self.objects.items() if key[0] == NODE]
+
+    def _node_port_services(self) -> set[ServiceRef]:
+        refs = set()
+        for namespace, names in self._services_by_namespace.items():
+            for name in names:
+                service = self.service((namespace, name))
+                if service is not None and service.exposure is not None and service.exposure.node_ports:
+                    refs.add((namespace, name))
+        return refs
 
     def _index_service(self, namespace: str, name: str, service: Service | None) -> None:
         if service is not None:

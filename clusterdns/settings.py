@@ -18,6 +18,7 @@ class Settings:
     endpoint_pod_names: bool = False
     ptr_hostnamed_only: bool = False  # the spec's rule; CoreDNS (the default) gives every endpoint a PTR
     ignore_empty_service: bool = False
+    pod_names: bool = False  # <pod-name>.<ns>.pod.<zone> and its PTR for every running pod (--pod-names)
     noendpoints: bool = False  # CoreDNS's noendpoints: no endpoint watch, so no headless or endpoint names
     explain: bool = True  # Extended DNS Errors saying why a name missed (--no-explain turns them off)
     reverse: bool = True  # authoritative for in-addr.arpa and ip6.arpa, as CoreDNS's default Corefile
@@ -25,6 +26,9 @@ class Settings:
     # EDNS payload size we advertise, and the most a UDP response may carry whatever the client
     # asks: the DNS Flag Day 2020 size, as CoreDNS; a cap on amplification.
     max_udp_size: int = 1232
+    # The server forwards what it does not serve: RA on every answer, and names
+    # outside the zones (and reverse names the cluster does not own) go upstream.
+    recursion: bool = False
 
     @property
     def zones(self) -> tuple[str, ...]:
