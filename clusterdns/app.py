@@ -8,6 +8,7 @@ from typing import Sequence
 
 from .cluster import Changes, Cluster
 from .events import Event
+from .autopath import Autopath
 from .reasons import Catalog
 from .records import APEX_OWNER, apex_records, apply_changes
 from .settings import Settings
@@ -43,6 +44,9 @@ class ClusterDNS:
         if settings.explain:
             self.zone.catalog = Catalog(self.zone)
         self.responder = Responder(self.zone)
+        if settings.autopath:
+            self.cluster.index_pod_ips()
+            self.responder.autopath = Autopath(self.cluster, self.zone)
         self.zone.replace(APEX_OWNER, apex_records(None, settings))
         apply_changes(self.zone, self.cluster, Changes(namespaces=set(implicit_namespaces)), settings)
         self.zone.set_complete(not self.required_kinds)

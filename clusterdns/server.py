@@ -78,6 +78,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.observe = observe
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
+        self.autopath = responder.autopath is not None  # only then is the client's address passed on
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -89,7 +90,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         started = time.perf_counter()
         hits = self.responder.hits
         try:
-            response, qtype, rcode = self.responder.respond(data, udp=True)
+            response, qtype, rcode = self.responder.respond(data, True, addr[0] if self.autopath else None)
         except Exception:  # never let one packet take the listener down
             self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
             return
@@ -201,7 +202,8 @@ class DnsServer:
                         continue
                 hits = self.responder.hits
                 try:
-                    response, qtype, rcode = self.responder.respond(data, udp=False)
+                    client = _peer(writer) if self.responder.autopath is not None else None
+                    response, qtype, rcode = self.responder.respond(data, False, client)
                 except Exception:
                     observe.panic("tcp", peer)
                     return

@@ -120,6 +120,7 @@ class Responder:
         # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
         self.loadbalance = False
         self._turn = 0
+        self.autopath = None  # an autopath.Autopath with --autopath: the server then passes client addresses
         zone.listeners.append(self.forget)
 
     def use_hosts(self, hosts) -> None:
@@ -157,9 +158,15 @@ class Responder:
         for name in names:
             self._readers.setdefault(name, set()).add(key)
 
-    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int]:
-        """(response or None to drop, qtype, rcode) for one query."""
+    def respond(self, data: bytes, udp: bool, client: str | None = None) -> tuple[bytes | None, int, int]:
+        """(response or None to drop, qtype, rcode) for one query (``client``: its address, with autopath)."""
         data = bytes(data)
+        if client is not None:
+            namespace = self.autopath.namespace_of(client)
+            if namespace is not None:
+                searched = self._respond_searched(data, udp, namespace)
+                if searched is not None:
+                    return searched
         key = (udp, data[2:])
         replay = self.replies.get(key)
         if replay is not None:
@@ -196,6 +203,39 @@ class Responder:
             self._turn += 1
             result = rotate(result[0], plan, self._turn), result[1], result[2]
         return result
+
+    def _respond_searched(self, data: bytes, udp: bool, namespace: str) -> tuple[bytes | None, int, int] | None:
+        """The autopath answer for a pod in ``namespace``; None: answer it ordinarily.
+
+        Kept in the question cache under the namespace too (b"\xff" cannot start a
+        normal key): b"" stored means "ordinary", so a repeat costs one lookup.
+        """
+        question = parse_question(data, self.max_udp)
+        if question is None or not question.key[: question.qname_end - 12].endswith(self.autopath.suffix(namespace)):
+            return None
+        key = b"\xff" + namespace.encode() + b"\0" + question.key
+        cached = self.cache.get(key)
+        if cached is None:
+            self.zone.reads = reads = set()
+            try:
+                reply = self.autopath.resolve(parse_query(data), namespace)
+            except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
+                reply = None
+            finally:
+                self.zone.reads = None
+            cached = (bytes(reply.pack()) if reply is not None else b"", frozenset(reads), None)
+            self.cache[key] = cached
+            self._remember(key, cached[1])
+            self.misses += reply is not None
+        elif cached[0]:
+            self.hits += 1
+        stored = cached[0]
+        if not stored:
+            return None
+        response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
+        if udp and len(response) > question.udp_limit:
+            response = fit(DNSRecord.parse(response), question.udp_limit)
+        return response, question.qtype, response[3] & 0x0F
 
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
