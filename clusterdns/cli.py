@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import replace
 from collections import Counter
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from .objects import DNS_POLICIES, KINDS
 from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
+from . import config as corefile_config
 from .server import TcpLimits, parse_listen
 from .acl import LOOPBACK, parse_networks
 from .serving import ListenError, ServeOptions, Serving
@@ -59,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     kube = _add_input_options(serve)
     _add_zone_options(serve)
+    serve.add_argument(
+        "--corefile", metavar="PATH",
+        help="take every setting from this CoreDNS Corefile (listeners, kubernetes, forward, cache, hosts, "
+        "rewrite, health, ready, prometheus...), as CoreDNS would; with --manifests, serve those instead of the API",
+    )
+    serve.add_argument(
+        "--relocate", action="append", metavar="FROM=TO",
+        help="with --corefile: move a listener the Corefile names, e.g. :53=127.0.0.1:5353 or :8080=127.0.0.1:8080 "
+        "('*=127.0.0.1' moves every host); repeatable",
+    )
     serve.add_argument(
         "--listen", action="append", metavar="HOST:PORT",
         help="address to answer on, UDP and TCP; repeatable; [::1]:53 for IPv6 (default 127.0.0.1:5353)",
@@ -139,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_input_options(check, kube=False)
     _add_zone_options(check)
+    check.add_argument(
+        "--corefile", metavar="PATH",
+        help="check this CoreDNS Corefile instead: print the settings it gives, or every error (file:line)",
+    )
     check.add_argument("--records", action="store_true", help="also print every record that would be served")
 
     records = commands.add_parser("records", help="print every record the manifests produce, in zone-file form")
@@ -330,9 +346,17 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
         )
+        if args.corefile:
+            options = corefile_options(args, command_parser)
+            if options is None:
+                return EXIT_USAGE
+        else:
+            options = serve_options(args, settings, command_parser)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(serve(serve_options(args, settings, command_parser)))
+            return runner.run(serve(options))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    if args.command == "check" and args.corefile:
+        return check_corefile(args.corefile)
     if args.command in ("resolve", "resolv-conf", "env"):
         return explain.run(args, settings)
     paths = args.manifests or [DEFAULT_MANIFESTS]
@@ -386,7 +410,52 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
     return lines
 
 
+def check_corefile(path: str) -> int:
+    """``check --corefile``: the settings a Corefile gives, or every error in it."""
+    try:
+        config = corefile_config.load(path)
+    except corefile_config.ConfigErrors as exc:
+        for error in exc.errors:
+            print(error)
+        print(f"{len(exc.errors)} error(s) in {path}")
+        return EXIT_ERRORS
+    print(f"{path}: OK ({len(config.files)} file(s) read)")
+    for line in corefile_config.describe(config):
+        print(line)
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------- serve
+
+
+def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeOptions | None:
+    """``serve --corefile``: ServeOptions from the Corefile; None (errors logged) if it has errors."""
+    try:
+        config = corefile_config.load(args.corefile)
+    except corefile_config.ConfigErrors as exc:
+        for error in exc.errors:
+            log.error("%s", error)
+        log.error("%s: %d error(s); nothing started (clusterdns check --corefile %s lists them)",
+                  args.corefile, len(exc.errors), args.corefile)
+        return None
+    for note in config.notes:
+        log.info("%s", note)
+    if config.forwards:
+        log.warning("%s: forward is read but this build of clusterdns does not forward yet: names outside the "
+                    "cluster zones get REFUSED", config.forwards[0].where)
+    options = corefile_config.serve_options(config)
+    moves = {}
+    for text in args.relocate or ():
+        source, sep, target = text.partition("=")
+        if not sep:
+            parser.error(f"--relocate {text!r}: expected FROM=TO, e.g. :53=127.0.0.1:5353")
+        moves[source] = target
+    options = corefile_config.relocate(options, moves) if moves else options
+    if args.manifests:
+        options = replace(options, manifests=args.manifests, kubeconfig=None, context=None, kube_endpoint=None)
+    options.corefile = args.corefile
+    return options
+
 
 
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:

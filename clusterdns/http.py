@@ -56,6 +56,7 @@ _TEXT: Final = "text/plain; charset=utf-8"
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 9110 token
 _VERSION: Final = re.compile(r"HTTP/1\.[0-9]")
 _METHODS: Final = ("GET", "HEAD")
+PATHS: Final = ("/health", "/ready", "/metrics")
 
 
 class _BadRequest(Exception):
@@ -74,7 +75,9 @@ class HttpServer:
         max_connections: int,
         zone_view: Callable[[], dict] | None = None,
         zone_clients: tuple = (),
+        paths: frozenset[str] = frozenset(PATHS),
     ) -> None:
+        self._paths = paths
         self._zone_view = zone_view
         self._zone_clients = zone_clients
         self._metrics = metrics
@@ -154,14 +157,16 @@ class HttpServer:
         head_only = method == "HEAD"
         if method not in _METHODS:
             return _response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", allow=True)
-        if path == "/health":
+        if path in PATHS and path not in self._paths:
+            pass  # another listener serves it (a Corefile's health, ready and prometheus have a port each)
+        elif path == "/health":
             return _response(HTTPStatus.OK, "OK", head_only=head_only)
-        if path == "/ready":
+        elif path == "/ready":
             ready, reason = self._readiness()
             if ready:
                 return _response(HTTPStatus.OK, "OK", head_only=head_only)
             return _response(HTTPStatus.SERVICE_UNAVAILABLE, f"{reason}\n", head_only=head_only)
-        if path == "/metrics":
+        elif path == "/metrics":
             # Rendering takes milliseconds.  In a thread, the event loop keeps
             # answering DNS in between (the metrics tolerate a concurrent read).
             body = await asyncio.to_thread(self._metrics.exposition)
@@ -192,6 +197,7 @@ async def start_http(
     max_connections: int = MAX_CONNECTIONS,
     zone_view: Callable[[], dict] | None = None,
     zone_clients: tuple = (),
+    paths: frozenset[str] = frozenset(PATHS),
 ) -> HttpServer:
     """Listen for HTTP on ``host``:``port`` and serve health, readiness and metrics.
 
@@ -199,9 +205,10 @@ async def start_http(
     tolerated) or ``""`` for every interface.  Port 0 picks a free port, read
     back from :attr:`HttpServer.port`.  ``is_ready`` is described at
     :data:`Readiness`.  ``zone_view`` builds the body of ``/zone``, served to
-    clients in ``zone_clients`` (networks) only.
+    clients in ``zone_clients`` (networks) only.  Of ``/health``, ``/ready`` and
+    ``/metrics``, only ``paths`` are served; the others get 404.
     """
-    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients)
+    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients, paths)
     bind = host.removeprefix("[").removesuffix("]") or None
     # limit: the most a single readline() may buffer, i.e. one request line.
     server._server = await asyncio.start_server(server._serve, bind, port, limit=MAX_LINE)

@@ -92,6 +92,8 @@ class _Sets:
 def service_records(service: Service, slices: list[EndpointSlice], settings: Settings) -> RecordSets:
     name = service_name(service, settings)
     out = _Sets()
+    if settings.noendpoints:
+        slices = []
     if service.type == "ExternalName":
         if not _is_ip(service.external_name):  # an IP is no name to alias: NXDOMAIN, as CoreDNS
             out.add(name, QTYPE.CNAME, service.external_name + ".")

@@ -90,7 +90,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         started = time.perf_counter()
         hits = self.responder.hits
         try:
-            response, qtype, rcode = self.responder.respond(data, True, addr[0] if self.autopath else None)
+            if self.autopath:
+                response, qtype, rcode = self.responder.respond(data, True, addr[0])
+            else:
+                response, qtype, rcode = self.responder.respond(data, True)
         except Exception:  # never let one packet take the listener down
             self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
             return
@@ -202,8 +205,10 @@ class DnsServer:
                         continue
                 hits = self.responder.hits
                 try:
-                    client = _peer(writer) if self.responder.autopath is not None else None
-                    response, qtype, rcode = self.responder.respond(data, False, client)
+                    if self.responder.autopath is not None:
+                        response, qtype, rcode = self.responder.respond(data, False, _peer(writer))
+                    else:
+                        response, qtype, rcode = self.responder.respond(data, False)
                 except Exception:
                     observe.panic("tcp", peer)
                     return

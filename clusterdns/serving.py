@@ -14,12 +14,14 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from . import rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .hosts import Hosts, HostsSettings
-from .http import HttpServer, start_http
+from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
+from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
 from .zoneview import zone_json
 from .settings import Settings
@@ -41,6 +43,8 @@ class ServeOptions:
     settings: Settings = field(default_factory=Settings)
     listen: list[tuple[str, int]] = field(default_factory=lambda: [("127.0.0.1", 5353)])
     http: tuple[str, int] | None = ("127.0.0.1", 8080)
+    # More HTTP listeners, each serving only its paths (a Corefile's health :8080, ready :8181, prometheus :9153).
+    http_listeners: tuple[tuple[str, int, frozenset[str]], ...] = ()
     manifests: list[str] | None = None  # None: a live cluster
     kubeconfig: str | None = None
     context: str | None = None
@@ -51,8 +55,11 @@ class ServeOptions:
     watch_inactivity_timeout: float = 75.0
     ready_grace: float = 300.0  # seconds /ready stays true after the API went away
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
+    kube_endpoint: str | None = None  # the API server's URL (a Corefile's kubernetes { endpoint URL })
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    corefile: str | None = None  # the Corefile these options came from (reload re-reads it)
+    rewrites: tuple[Rewrite, ...] = ()  # rewrite name rules, applied around the responder
     transfer_to: tuple | None = None  # networks allowed AXFR over TCP; None: loopback only
     http_debug_from: tuple = ()  # networks besides loopback allowed GET /zone
     max_manifest_bytes: int = DEFAULT_MAX_BYTES  # larger manifest files are skipped unread
@@ -73,7 +80,8 @@ class Serving:
         self.kube = None  # KubeSource when serving a live cluster
         self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
-        self.http: HttpServer | None = None
+        self.http: HttpServer | None = None  # the first HTTP listener
+        self.http_servers: list[HttpServer] = []
         self._stop = asyncio.Event()
         self.draining = False  # shutting down: keep answering, but tell probes not to send more
         self._tasks: list[asyncio.Task] = []
@@ -97,6 +105,8 @@ class Serving:
             self.hosts = Hosts(options.hosts)
             self.dns.responder.use_hosts(self.hosts)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
+        if options.rewrites:  # only then: the responder's own respond stays the hot path
+            self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
         self.dns_server = DnsServer(
             self.dns.responder,
             metrics=self.metrics,
@@ -110,21 +120,25 @@ class Serving:
         try:
             for host, port in options.listen:
                 await self.dns_server.listen(host, port)
-            if options.http is not None:
-                what, (host, port) = "HTTP", options.http
-                await self._start_http(host, port)
+            listeners = ([(*options.http, frozenset(PATHS))] if options.http is not None else []) + list(options.http_listeners)
+            for host, port, paths in listeners:
+                what = "HTTP"
+                await self._start_http(host, port, paths)
         except OSError as exc:
             await self.close()
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
         self._started = True
 
-    async def _start_http(self, host: str, port: int) -> None:
+    async def _start_http(self, host: str, port: int, paths: frozenset[str]) -> None:
         try:
-            self.http = await start_http(
+            # /zone (a debugging view) only beside all three probes: the --http listener, not a Corefile's
+            everything = paths == set(PATHS)
+            server = await start_http(
                 host, port, self.metrics, self.readiness,
-                zone_view=self.zone_view,
+                zone_view=self.zone_view if everything else None,
                 zone_clients=parse_networks(",".join(LOOPBACK), "loopback") + tuple(self.options.http_debug_from),
+                paths=paths,
             )
         except OSError as exc:
             if self.options.http_required:
@@ -136,7 +150,10 @@ class Serving:
                 host, port, _reason(exc),
             )
             return
-        log.info("health, readiness and metrics on http://%s:%d/", _host_for_url(host), self.http.port)
+        self.http_servers.append(server)
+        self.http = self.http or server
+        served = "health, readiness and metrics" if paths == set(PATHS) else " and ".join(sorted(paths))
+        log.info("%s on http://%s:%d/", served, _host_for_url(host), server.port)
 
     def _start_manifests(self) -> None:
         started = time.monotonic()
@@ -162,7 +179,7 @@ class Serving:
         from .sources.kube import KubeSource  # the kubernetes client is heavy: import only when used
 
         options = self.options
-        kinds = [NAMESPACE, SERVICE, ENDPOINT_SLICE]
+        kinds = [NAMESPACE, SERVICE] + ([] if options.settings.noendpoints else [ENDPOINT_SLICE])
         if options.settings.pods == "verified":
             kinds.append(POD)
         self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
@@ -170,7 +187,7 @@ class Serving:
             self._kube_events,
             kubeconfig=options.kubeconfig,
             context=options.context,
-            configuration=options.kube_configuration,
+            configuration=options.kube_configuration or self._endpoint_configuration(),
             kinds=kinds,
             namespaces=options.namespaces,
             label_selector=options.labels,
@@ -197,6 +214,19 @@ class Serving:
                 "misses answer SERVFAIL until the first full sync",
                 options.startup_timeout, ", ".join(missing),
             )
+
+    def _endpoint_configuration(self):
+        """The client configuration for a Corefile's ``endpoint URL``: the kubeconfig's credentials, if any."""
+        options = self.options
+        if not options.kube_endpoint:
+            return None
+        from kubernetes import client
+
+        from .sources.kube import load_client_configuration
+
+        configuration = load_client_configuration(options.kubeconfig, options.context) if options.kubeconfig else client.Configuration()
+        configuration.host = options.kube_endpoint
+        return configuration
 
     async def _synced_or_timeout(self, timeout: float) -> None:
         try:
@@ -304,9 +334,10 @@ class Serving:
                 task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        if self.http is not None:
-            await self.http.close()
-            self.http = None
+        for server in self.http_servers:
+            await server.close()
+        self.http_servers.clear()
+        self.http = None
         if self.dns_server is not None:
             await self.dns_server.close()
 

@@ -1,0 +1,220 @@
+"""The stock Corefiles of kubeadm, kind, k3s and minikube, each run by a real server.
+
+The Corefiles are written here as each distribution ships them (kubeadm's from
+cmd/kubeadm/app/phases/addons/dns/manifests.go, which kind uses unchanged; k3s's
+from manifests/coredns.yaml with %{CLUSTER_DOMAIN}% filled in; minikube's with
+the hosts block it adds).  Only two things are pointed at local test servers, as
+a cluster's would be at its own: ``kubeconfig`` (the fake API server) and the
+``forward`` resolv.conf (a temp file naming 127.0.0.1, never this machine's).
+The listeners they name (:53, :8080, :8181, :9153) are moved to 127.0.0.1 with
+free ports by :func:`clusterdns.config.relocate`, not by editing the text.
+Queries and probes go through real sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import pytest
+
+from clusterdns import config as corefile_config
+from clusterdns.serving import Serving
+from tests.fake_apiserver import FakeApiServer, endpoint_slice, service
+
+KUBEADM = """\
+.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30 {
+       disable success cluster.local
+       disable denial cluster.local
+    }
+    loop
+    reload
+    loadbalance
+}
+"""
+
+KIND = KUBEADM  # kind runs kubeadm, which writes this Corefile
+
+K3S = """\
+.:53 {
+    errors
+    health {
+      lameduck 10s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+      pods insecure
+      fallthrough in-addr.arpa ip6.arpa
+    }
+    hosts /etc/coredns/NodeHosts {
+      ttl 60
+      reload 15s
+      fallthrough
+    }
+    prometheus :9153
+    cache 30
+    loop
+    reload
+    loadbalance
+    import /etc/coredns/custom/*.override
+    forward . /etc/resolv.conf
+}
+import /etc/coredns/custom/*.server
+"""
+
+MINIKUBE = """\
+.:53 {
+    log
+    errors
+    health {
+       lameduck 5s
+    }
+    ready
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+       pods insecure
+       fallthrough in-addr.arpa ip6.arpa
+       ttl 30
+    }
+    prometheus :9153
+    hosts {
+       192.168.49.1 host.minikube.internal
+       fallthrough
+    }
+    forward . /etc/resolv.conf {
+       max_concurrent 1000
+    }
+    cache 30
+    loop
+    reload
+    loadbalance
+}
+"""
+
+STOCK = {"kubeadm": KUBEADM, "kind": KIND, "k3s": K3S, "minikube": MINIKUBE}
+TTL = {"kubeadm": 30, "kind": 30, "k3s": 5, "minikube": 30}
+LAMEDUCK = {"kubeadm": 5.0, "kind": 5.0, "k3s": 10.0, "minikube": 5.0}
+# What an operator adds: an alias of an outside name onto a Service.
+REWRITE = "    rewrite name exact db.example.org. web.default.svc.cluster.local. answer auto\n"
+
+
+def localise(text: str, tmp_path: Path, kubeconfig: Path) -> str:
+    """Point kubeconfig and forward at local test servers, and k3s's paths into tmp_path; nothing else."""
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    text = text.replace("/etc/resolv.conf", str(resolv))
+    text = text.replace("/etc/coredns/", f"{tmp_path}/coredns/")
+    return text.replace("kubernetes cluster.local in-addr.arpa ip6.arpa {",
+                        f"kubernetes cluster.local in-addr.arpa ip6.arpa {{\n       kubeconfig {kubeconfig}", 1)
+
+
+async def ask(serving: Serving, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
+    host, port = serving.dns_server.addresses[0]
+    q = dns.message.make_query(name, qtype)
+    if tcp:
+        return await dns.asyncquery.tcp(q, host, port=port, timeout=2)
+    return await dns.asyncquery.udp(q, host, port=port, timeout=2)
+
+
+async def http_get(port: int, path: str) -> tuple[int, str]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    raw = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    head, _, body = raw.decode().partition("\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def http_ports(serving: Serving) -> dict[str, int]:
+    ports = {}
+    for (_, _, paths), server in zip(serving.options.http_listeners, serving.http_servers):
+        for path in paths:
+            ports[path] = server.port
+    return ports
+
+
+@pytest.fixture
+def cluster(fake_apiserver: FakeApiServer) -> FakeApiServer:
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    fake_apiserver.add(endpoint_slice("web-1", "web", addresses=("10.1.0.7",)))
+    fake_apiserver.add(service("kube-dns", namespace="kube-system", ip="10.96.0.10"))
+    return fake_apiserver
+
+
+@pytest.mark.parametrize("distribution", sorted(STOCK))
+def test_each_stock_corefile_gives_the_settings_coredns_would(distribution, tmp_path, kubeconfig):
+    path = tmp_path / "Corefile"
+    path.write_text(localise(STOCK[distribution], tmp_path, kubeconfig))
+    config = corefile_config.load(path)
+    options = config.options
+    assert options.listen == [("0.0.0.0", 53)]
+    assert sorted((h, p, tuple(sorted(paths))) for h, p, paths in options.http_listeners) == [
+        ("0.0.0.0", 8080, ("/health",)), ("0.0.0.0", 8181, ("/ready",)), ("0.0.0.0", 9153, ("/metrics",)),
+    ]
+    assert options.lameduck == LAMEDUCK[distribution]
+    assert (options.settings.zone, options.settings.reverse, options.settings.ttl) == ("cluster.local.", True, TTL[distribution])
+    assert options.settings.pods == "insecure"
+    assert options.kubeconfig == str(kubeconfig)
+    assert config.kube_fallthrough == ("in-addr.arpa.", "ip6.arpa.")
+    assert [(f.zone, f.resolv_conf) for f in config.forwards] == [(".", str(tmp_path / "resolv.conf"))]
+    assert config.cache.max_ttl == 30 and config.loop and config.loadbalance and config.reload == (30.0, 15.0)
+    assert (config.query_log is not None) == (distribution == "minikube")
+
+
+@pytest.mark.parametrize("distribution", sorted(STOCK))
+async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(distribution, cluster, tmp_path, kubeconfig):
+    text = localise(STOCK[distribution], tmp_path, kubeconfig)
+    if distribution == "k3s":  # k3s: NodeHosts from its ConfigMap, customisations through custom/*.override
+        (tmp_path / "coredns" / "custom").mkdir(parents=True)
+        (tmp_path / "coredns" / "NodeHosts").write_text("172.18.0.2 k3s-server\n")
+        (tmp_path / "coredns" / "custom" / "alias.override").write_text(REWRITE)
+    else:  # elsewhere the operator edits the ConfigMap: the rewrite goes before the closing brace
+        text = text.rstrip().removesuffix("}") + REWRITE + "}\n"
+    path = tmp_path / "Corefile"
+    path.write_text(text)
+    options = corefile_config.relocate(corefile_config.serve_options(corefile_config.load(path)), {"*": "127.0.0.1:0"})
+    serving = Serving(options)
+    await serving.start()
+    try:
+        reply = await ask(serving, "web.default.svc.cluster.local")
+        assert [(rr.to_text()) for rr in reply.answer] == [f"web.default.svc.cluster.local. {TTL[distribution]} IN A 10.96.0.5"]
+        reply = await ask(serving, "5.0.96.10.in-addr.arpa", "PTR", tcp=True)
+        assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["web.default.svc.cluster.local."]
+        assert (await ask(serving, "nope.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN
+        # the operator's rewrite: the outside name answers with the Service's address, under its own name
+        reply = await ask(serving, "db.example.org")
+        assert [rr.to_text() for rr in reply.answer] == [f"db.example.org. {TTL[distribution]} IN A 10.96.0.5"]
+        assert reply.question[0].name.to_text() == "db.example.org."
+        if distribution in ("k3s", "minikube"):  # their hosts entries
+            name, address = ("k3s-server", "172.18.0.2") if distribution == "k3s" else ("host.minikube.internal", "192.168.49.1")
+            reply = await ask(serving, name)
+            assert [rd.to_text() for rrset in reply.answer for rd in rrset] == [address]
+        ports = http_ports(serving)
+        assert set(ports) == {"/health", "/ready", "/metrics"} and len(set(ports.values())) == 3
+        assert await http_get(ports["/health"], "/health") == (200, "OK")
+        assert await http_get(ports["/ready"], "/ready") == (200, "OK")
+        status, body = await http_get(ports["/metrics"], "/metrics")
+        assert status == 200 and "coredns_dns_requests_total" in body
+        # each port serves its own path only, as CoreDNS's three plugins do
+        assert (await http_get(ports["/health"], "/metrics"))[0] == 404
+        assert (await http_get(ports["/metrics"], "/ready"))[0] == 404
+    finally:
+        await serving.close()
