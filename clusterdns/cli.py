@@ -25,6 +25,7 @@ from .objects import DNS_POLICIES, KINDS
 from .searchpath import RESOLVERS
 from .hosts import HostsSettings
 from .labels import SelectorError, parse_selector
+from .querylog import parse_classes
 from . import config as corefile_config
 from .server import TcpLimits, parse_listen
 from .acl import LOOPBACK, parse_networks
@@ -107,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--loadbalance", action=argparse.BooleanOptionalAction, default=True,
         help="rotate the order of A and AAAA records between responses, so clients of a headless service "
         "spread over its pods (CoreDNS's loadbalance, in kubeadm's Corefile; default on)",
+    )
+    serve.add_argument(
+        "--log-queries", nargs="?", const="all", metavar="CLASS,...",
+        help="print one line per query on stdout in CoreDNS's log format; optionally only responses of these "
+        "classes: success, denial (NXDOMAIN/NODATA), error, all (CoreDNS's log { class ... }; default all)",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     abuse = serve.add_argument_group("abuse limits")
@@ -491,6 +497,12 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         if missing:
             parser.error(f"no such file or directory: {', '.join(missing)}")
     namespaces = frozenset(n.strip() for n in args.namespaces.split(",") if n.strip()) if args.namespaces else None
+    log_queries = None
+    if args.log_queries is not None:
+        try:
+            log_queries = parse_classes(args.log_queries)
+        except ValueError as exc:
+            parser.error(f"--log-queries: {exc}")
     for path in args.hosts or ():
         if not Path(path).is_file():
             parser.error(f"--hosts {path}: no such file")
@@ -514,6 +526,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         tcp_limits=TcpLimits(max_connections=args.max_tcp_connections, idle_timeout=args.tcp_idle_timeout),
         hosts=HostsSettings(files=tuple(args.hosts)) if args.hosts else None,
         loadbalance=args.loadbalance,
+        log_queries=log_queries,
         transfer_to=transfer_to,
         http_debug_from=debug_from,
     )
@@ -524,6 +537,8 @@ async def serve(options: ServeOptions) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if options.log_queries and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(line_buffering=True)  # each query's line out at once, into a pipe too
     serving = Serving(options)
     try:
         await serving.start()

@@ -8,10 +8,13 @@ import socket
 import time
 from dataclasses import dataclass, field
 
+from dnslib import RCODE
+
 from . import transfer
 from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
-from .wire import Responder
+from .querylog import QueryLog
+from .wire import Responder, servfail
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,24 @@ class _Observer:
         self.zone_label = zone_label
         self.errors = errors
 
-    def panic(self, proto: str, peer) -> None:
-        """An exception escaped answering one query: count it, log it once per burst (with its traceback)."""
+    def panic(self, proto: str, addr, exc: Exception) -> None:
+        """An exception answering one query: counted, and logged once per burst (call it in the except block)."""
         if self.metrics is not None:
             self.metrics.count_panic()
-        self.errors.report(("panic", proto), f"internal error answering a {proto.upper()} query from {peer}", exc_info=True)
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = (tb.tb_frame.f_code.co_filename, tb.tb_lineno) if tb is not None else None
+        client = f"{addr[0]} port {addr[1]}" if addr else "?"
+        self.errors.report(
+            ("panic", proto, type(exc).__name__, where),  # one burst per bug and transport, not per client
+            f"internal error answering a {proto.upper()} query from {client}: {type(exc).__name__}: {exc}; "
+            "answered SERVFAIL (a bug: please report it with this traceback)",
+            exc_info=True,
+        )
 
-    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, size_in: int, size_out: int, hit: bool):
+    def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
+                 response: bytes | None, hit: bool, addr) -> None:
         if self.metrics is None:
             return
         self.metrics.observe_query(
@@ -65,11 +79,24 @@ class _Observer:
             qtype=qtype,
             rcode=rcode,
             duration_s=time.perf_counter() - started,
-            request_size=size_in,
-            response_size=size_out,
+            request_size=len(query),
+            response_size=len(response) if response is not None else 0,
             zone=self.zone_label,
             cache_hit=hit,
         )
+
+
+class _LoggingObserver(_Observer):
+    """The observer when ``--log-queries`` is on: metrics, then one log line per answered query."""
+
+    def __init__(self, metrics, zone_label: str, errors: BurstLog, query_log: QueryLog):
+        super().__init__(metrics, zone_label, errors)
+        self.query_log = query_log
+
+    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr) -> None:
+        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr)
+        if response is not None:
+            self.query_log(proto, addr, query, response, started)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
@@ -94,12 +121,12 @@ class _UdpProtocol(asyncio.DatagramProtocol):
                 response, qtype, rcode = self.responder.respond(data, True, addr[0])
             else:
                 response, qtype, rcode = self.responder.respond(data, True)
-        except Exception:  # never let one packet take the listener down
-            self.observe.panic("udp", f"{addr[0]} port {addr[1]}")
-            return
+        except Exception as exc:  # never let one packet take the listener down
+            self.observe.panic("udp", addr, exc)
+            response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, len(data), len(response or b""), self.responder.hits > hits)
+        self.observe("udp", self.family, qtype, rcode, started, data, response, self.responder.hits > hits, addr)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -129,6 +156,7 @@ class DnsServer:
     responder: Responder
     metrics: object = None
     zone_label: str = "."
+    query_log: QueryLog | None = None  # --log-queries
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     drop_low_source_ports: bool = False
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
@@ -145,7 +173,10 @@ class DnsServer:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        observe = _Observer(self.metrics, self.zone_label, self.errors)
+        if self.query_log is None:
+            observe = _Observer(self.metrics, self.zone_label, self.errors)
+        else:
+            observe = _LoggingObserver(self.metrics, self.zone_label, self.errors, self.query_log)
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
         lowest_port = LOW_PORTS if self.drop_low_source_ports else 1
         if self._flusher is None:
@@ -184,7 +215,7 @@ class DnsServer:
         conn = self._connections[task] = _Connection(writer, task, time.monotonic())
         self._handlers.add(task)
         writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
-        peer = "%s port %s" % writer.get_extra_info("peername")[:2]
+        peer = writer.get_extra_info("peername")
         try:
             while True:
                 try:
@@ -201,7 +232,7 @@ class DnsServer:
                         for message in messages:
                             writer.write(len(message).to_bytes(2, "big") + message)
                             await writer.drain()
-                        observe("tcp", family, 252, message[3] & 0x0F, started, len(data), len(message), False)
+                        observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 hits = self.responder.hits
                 try:
@@ -209,9 +240,9 @@ class DnsServer:
                         response, qtype, rcode = self.responder.respond(data, False, _peer(writer))
                     else:
                         response, qtype, rcode = self.responder.respond(data, False)
-                except Exception:
-                    observe.panic("tcp", peer)
-                    return
+                except Exception as exc:
+                    observe.panic("tcp", peer, exc)
+                    response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
                 if response is None or writer.transport.is_closing():
                     return  # nothing to send, or the client is gone (writing would raise)
                 writer.write(len(response).to_bytes(2, "big") + response)
@@ -224,7 +255,7 @@ class DnsServer:
                     except TimeoutError:
                         return
                     conn.last_active = time.monotonic()
-                observe("tcp", family, qtype, rcode, started, len(data), len(response), self.responder.hits > hits)
+                observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
         except ConnectionError:
             pass  # reset by the client
         except asyncio.CancelledError:

@@ -32,6 +32,7 @@ from dnslib.label import DNSBuffer
 
 from .answer import answer
 from .loadbalance import Plan, rotate, rotation_plan
+from .packet import PacketError, question_end
 from .zone import Zone
 
 HEADER = struct.Struct("!HHHHHH")
@@ -327,3 +328,20 @@ def formerr(data: bytes) -> bytes | None:
         return None  # a malformed *response*: drop it, never answer one
     header = DNSHeader(id=msg_id, qr=1, opcode=(flags >> 11) & 0xF, rd=(flags >> 8) & 1, rcode=RCODE.FORMERR)
     return bytes(DNSRecord(header).pack())
+
+
+def servfail(data: bytes) -> bytes | None:
+    """SERVFAIL for a query we failed to answer (an internal error), echoing ID, flags and question.
+
+    The question is copied when it can be found, since stub resolvers discard a
+    response whose question does not match theirs.  None (drop) for a response
+    or a packet without a header.
+    """
+    if len(data) < 12 or data[2] & 0x80:
+        return None
+    try:
+        end = question_end(data) if int.from_bytes(data[4:6], "big") == 1 else 12
+    except PacketError:
+        end = 12
+    flags = (0x8000 | (data[2] & 0x79) << 8 | (data[3] & 0x10) | RCODE.SERVFAIL).to_bytes(2, "big")  # QR, opcode, RD, CD
+    return data[:2] + flags + (b"\x00\x01" if end > 12 else b"\x00\x00") + b"\x00" * 6 + data[12:end]
