@@ -29,6 +29,7 @@ from .querylog import parse_classes
 from . import config as corefile_config
 from .server import TcpLimits, parse_listen
 from .acl import LOOPBACK, parse_networks
+from .reload import CorefileReloader
 from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
@@ -352,14 +353,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(
             level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", stream=sys.stderr
         )
+        corefile = None
         if args.corefile:
-            options = corefile_options(args, command_parser)
-            if options is None:
+            corefile = corefile_options(args, command_parser)
+            if corefile is None:
                 return EXIT_USAGE
+            options = corefile[0]
         else:
             options = serve_options(args, settings, command_parser)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(serve(options))
+            return runner.run(serve(options, corefile[1:] if corefile else None))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     if args.command == "check" and args.corefile:
         return check_corefile(args.corefile)
@@ -434,8 +437,31 @@ def check_corefile(path: str) -> int:
 # ----------------------------------------------------------------------------- serve
 
 
-def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser) -> ServeOptions | None:
-    """``serve --corefile``: ServeOptions from the Corefile; None (errors logged) if it has errors."""
+def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
+    """``serve --corefile``: (ServeOptions, Config, prepare) from the Corefile; None (errors logged) if it has errors.
+
+    ``prepare`` turns a Config into ServeOptions with the command line's
+    ``--relocate`` and ``--manifests`` applied; a reload uses it again.
+    """
+    moves = {}
+    for text in args.relocate or ():
+        source, sep, target = text.partition("=")
+        if not sep:
+            parser.error(f"--relocate {text!r}: expected FROM=TO, e.g. :53=127.0.0.1:5353")
+        moves[source] = target
+
+    def prepare(config: corefile_config.Config) -> ServeOptions:
+        for note in config.notes:
+            log.info("%s", note)
+        if config.forwards:
+            log.warning("%s: forward is read but this build of clusterdns does not forward yet: names outside the "
+                        "cluster zones get REFUSED", config.forwards[0].where)
+        options = corefile_config.serve_options(config)
+        options = corefile_config.relocate(options, moves) if moves else options
+        if args.manifests:
+            options = replace(options, manifests=args.manifests, kubeconfig=None, context=None, kube_endpoint=None)
+        return replace(options, corefile=args.corefile)
+
     try:
         config = corefile_config.load(args.corefile)
     except corefile_config.ConfigErrors as exc:
@@ -444,23 +470,7 @@ def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser) 
         log.error("%s: %d error(s); nothing started (clusterdns check --corefile %s lists them)",
                   args.corefile, len(exc.errors), args.corefile)
         return None
-    for note in config.notes:
-        log.info("%s", note)
-    if config.forwards:
-        log.warning("%s: forward is read but this build of clusterdns does not forward yet: names outside the "
-                    "cluster zones get REFUSED", config.forwards[0].where)
-    options = corefile_config.serve_options(config)
-    moves = {}
-    for text in args.relocate or ():
-        source, sep, target = text.partition("=")
-        if not sep:
-            parser.error(f"--relocate {text!r}: expected FROM=TO, e.g. :53=127.0.0.1:5353")
-        moves[source] = target
-    options = corefile_config.relocate(options, moves) if moves else options
-    if args.manifests:
-        options = replace(options, manifests=args.manifests, kubeconfig=None, context=None, kube_endpoint=None)
-    options.corefile = args.corefile
-    return options
+    return prepare(config), config, prepare
 
 
 
@@ -532,7 +542,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
     )
 
 
-async def serve(options: ServeOptions) -> int:
+async def serve(options: ServeOptions, corefile=None) -> int:
+    """Run until SIGINT/SIGTERM.  ``corefile``: (Config, prepare) to reload the Corefile from (SIGUSR1 forces it)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -540,6 +551,7 @@ async def serve(options: ServeOptions) -> int:
     if options.log_queries and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # each query's line out at once, into a pipe too
     serving = Serving(options)
+    reloader = reloading = None
     try:
         await serving.start()
     except ListenError as exc:
@@ -549,19 +561,31 @@ async def serve(options: ServeOptions) -> int:
         log.error("%s", exc)
         await serving.close()
         return EXIT_USAGE
+    if corefile is not None:
+        reloader = CorefileReloader(serving, *corefile)
+        loop.add_signal_handler(signal.SIGUSR1, reloader.force)
+        reloading = asyncio.create_task(reloader.run(stop), name="clusterdns-corefile-reload")
     log.info("serving zone %s; Ctrl-C to stop", options.settings.zone)
     try:
         await stop.wait()
-        if options.lameduck > 0:
+        if reloading is not None:
+            await reloading  # a reload under way finishes first
+            serving = reloader.serving
+        lameduck = serving.options.lameduck
+        if lameduck > 0:
             stop.clear()
             serving.draining = True
-            log.info("lame duck: /ready reports 503, still answering for %gs", options.lameduck)
+            log.info("lame duck: /ready reports 503, still answering for %gs", lameduck)
             try:
-                await asyncio.wait_for(stop.wait(), options.lameduck)  # a second signal cuts it short
+                await asyncio.wait_for(stop.wait(), lameduck)  # a second signal cuts it short
             except asyncio.TimeoutError:
                 pass
     finally:
         log.info("shutting down")
+        if reloading is not None:
+            reloading.cancel()
+            await asyncio.gather(reloading, return_exceptions=True)
+            serving = reloader.serving
         await serving.close()
     return EXIT_OK
 

@@ -100,6 +100,7 @@ class Config:
 
     options: ServeOptions
     files: tuple[str, ...]  # the Corefile and every file it imported (reload watches them)
+    path: str = ""  # the Corefile itself
     forwards: tuple[Forward, ...] = ()  # the cluster block's first, then stub blocks'
     cache: Cache | None = None
     query_log: QueryLog | None = None
@@ -244,7 +245,7 @@ class _Reader:
 
     def read(self, blocks: list[ServerBlock], main_file: str) -> Config:
         files = {main_file} | {t.file for b in blocks for t in _tokens_of(b)}
-        config = Config(options=ServeOptions(manifests=None, http=None), files=tuple(sorted(files)))
+        config = Config(options=ServeOptions(manifests=None, http=None), files=tuple(sorted(files)), path=main_file)
         if not blocks:
             self.errors.append(CorefileError(main_file, 1, "no server blocks: nothing to serve"))
             return config

@@ -95,6 +95,10 @@ class HttpServer:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
+    def rebind(self, is_ready: Readiness, zone_view: Callable[[], dict] | None) -> None:
+        """Report another server's readiness and zone from now on (a reload keeps the listener open)."""
+        self._is_ready, self._zone_view = is_ready, zone_view
+
     async def close(self) -> None:
         """Stop listening, drop open connections and wait until their tasks are gone."""
         self._closing = True

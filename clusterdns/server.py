@@ -162,6 +162,7 @@ class DnsServer:
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
+    _protocols: list = field(default_factory=list)  # the UDP protocols, beside udp, to hand them a new responder
     # Who may AXFR the served zones over TCP (--transfer-to); empty: nobody.
     transfer_to: tuple = field(default_factory=lambda: parse_networks(",".join(LOOPBACK), "--transfer-to"))
     errors: BurstLog = field(default_factory=lambda: BurstLog(log))
@@ -182,7 +183,7 @@ class DnsServer:
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_errors(), name="clusterdns-burstlog")
         for attempt in range(20):
-            transport, _ = await loop.create_datagram_endpoint(
+            transport, protocol = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self.responder, observe, fam, lowest_port), sock=_udp_socket(host, port, family)
             )
             bound_port = transport.get_extra_info("sockname")[1]
@@ -196,11 +197,28 @@ class DnsServer:
                     raise
                 continue  # the UDP port's TCP twin was taken: try another
             self.udp.append(transport)
+            self._protocols.append(protocol)
             self.tcp.append(server)
             self.addresses.append((host, bound_port))
             log.info("listening on %s port %d (UDP and TCP)", host, bound_port)
             return host, bound_port
         raise OSError("no free port")
+
+    def use(self, responder: Responder) -> None:
+        """Answer from ``responder`` from the next query on, on every listener (a reload's swap)."""
+        self.responder = responder
+        for protocol in self._protocols:
+            protocol.responder = responder
+
+    async def close_listener(self, address: tuple[str, int]) -> None:
+        """Stop the UDP and TCP listener bound to ``address``; the others keep answering."""
+        i = self.addresses.index(address)
+        self.udp.pop(i).close()
+        self._protocols.pop(i)
+        server = self.tcp.pop(i)
+        self.addresses.pop(i)
+        server.close()  # open connections finish their queries; close() reaps them at the end
+        log.info("stopped listening on %s port %d", *address)
 
     async def _flush_errors(self) -> None:
         while True:  # so a burst that stopped is still reported with its count
@@ -292,6 +310,7 @@ class DnsServer:
             await server.wait_closed()
         self.udp.clear()
         self.tcp.clear()
+        self._protocols.clear()
 
 
 def _peer(writer: asyncio.StreamWriter) -> str:

@@ -37,6 +37,10 @@ BIG_BATCH = 1000  # watch events in one batch worth freezing the heap after (see
 STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
 
+class NotSynced(Exception):
+    """A reload's new zone did not sync in time; the running configuration stays."""
+
+
 class ListenError(Exception):
     """A DNS or HTTP address could not be bound; the message names it."""
 
@@ -76,9 +80,12 @@ class ServeOptions:
 
 
 class Serving:
-    def __init__(self, options: ServeOptions):
+    def __init__(self, options: ServeOptions, metrics: Metrics | None = None):
         self.options = options
-        self.metrics = Metrics(server=_server_label(options.listen))
+        self.metrics = metrics or Metrics(server=_server_label(options.listen))
+        # What was asked for → what is open, so a reload keeps the listeners that did not change.
+        self._dns_listeners: dict[tuple[str, int], tuple[str, int]] = {}
+        self._http_listeners: dict[tuple[str, int, frozenset[str]], HttpServer] = {}
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
         self.kube = None  # KubeSource when serving a live cluster
@@ -96,8 +103,15 @@ class Serving:
 
     # ------------------------------------------------------------------ start
 
-    async def start(self) -> None:
-        """Load or sync the zone, then open the listeners.  Raises ListenError if one cannot bind."""
+    async def start(self, take_over: Serving | None = None) -> None:
+        """Load or sync the zone, then open the listeners.  Raises ListenError if one cannot bind.
+
+        With ``take_over`` (a reload), the new zone must sync first (else
+        :class:`NotSynced`, and ``take_over`` is untouched); then its listeners
+        are taken over, answering from the new zone from the next query on,
+        those no longer wanted are closed and new ones opened.  ``take_over``
+        is left owning only its old sources, for its :meth:`close`.
+        """
         options = self.options
         self._event_loop = asyncio.get_running_loop()
         if options.manifests is not None:
@@ -111,6 +125,15 @@ class Serving:
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.rewrites:  # only then: the responder's own respond stays the hot path
             self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
+        if take_over is not None:
+            if not self.dns.synced:
+                missing = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
+                raise NotSynced(f"the new configuration's zone did not sync within {options.startup_timeout:g}s "
+                                f"(waiting for {missing})")
+            await self._take_over(take_over)
+            self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
+            self._started = True
+            return
         self.dns_server = DnsServer(
             self.dns.responder,
             metrics=self.metrics,
@@ -124,9 +147,8 @@ class Serving:
         what, host, port = "DNS", "", 0
         try:
             for host, port in options.listen:
-                await self.dns_server.listen(host, port)
-            listeners = ([(*options.http, frozenset(PATHS))] if options.http is not None else []) + list(options.http_listeners)
-            for host, port, paths in listeners:
+                self._dns_listeners[(host, port)] = await self.dns_server.listen(host, port)
+            for host, port, paths in self._wanted_http():
                 what = "HTTP"
                 await self._start_http(host, port, paths)
         except OSError as exc:
@@ -134,6 +156,47 @@ class Serving:
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
         self._started = True
+
+    def _wanted_http(self) -> list[tuple[str, int, frozenset[str]]]:
+        options = self.options
+        return ([(*options.http, frozenset(PATHS))] if options.http is not None else []) + list(options.http_listeners)
+
+    async def _take_over(self, old: Serving) -> None:
+        """A reload: answer on ``old``'s listeners from this zone; close what is gone, open what is new."""
+        self.dns_server, old.dns_server = old.dns_server, None
+        self.dns_server.use(self.dns.responder)
+        if self.options.transfer_to is not None:
+            self.dns_server.transfer_to = self.options.transfer_to
+        wanted = set(self.options.listen)
+        for requested, bound in old._dns_listeners.items():
+            if requested in wanted:
+                self._dns_listeners[requested] = bound
+            else:
+                await self.dns_server.close_listener(bound)
+        for key in self._wanted_http():
+            server = old._http_listeners.pop(key, None)
+            if server is not None:
+                server.rebind(self.readiness, self.zone_view if key[2] == set(PATHS) else None)
+                old.http_servers.remove(server)
+                self._http_listeners[key] = server
+                self.http_servers.append(server)
+                self.http = self.http or server
+        for server in old.http_servers:  # no longer wanted: free their ports before opening new ones
+            await server.close()
+        old.http_servers.clear()
+        old.http = None
+        for host, port in self.options.listen:  # a listener that cannot be bound is reported, the rest serve on
+            if (host, port) not in self._dns_listeners:
+                try:
+                    self._dns_listeners[(host, port)] = await self.dns_server.listen(host, port)
+                except OSError as exc:
+                    log.error("reload: cannot listen for DNS on %s port %d: %s", host, port, _reason(exc))
+        for host, port, paths in self._wanted_http():
+            if (host, port, paths) not in self._http_listeners:
+                try:
+                    await self._start_http(host, port, paths)
+                except OSError as exc:
+                    log.error("reload: cannot listen for HTTP on %s port %d: %s", host, port, _reason(exc))
 
     async def _start_http(self, host: str, port: int, paths: frozenset[str]) -> None:
         try:
@@ -156,6 +219,7 @@ class Serving:
             )
             return
         self.http_servers.append(server)
+        self._http_listeners[(host, port, paths)] = server
         self.http = self.http or server
         served = "health, readiness and metrics" if paths == set(PATHS) else " and ".join(sorted(paths))
         log.info("%s on http://%s:%d/", served, _host_for_url(host), server.port)

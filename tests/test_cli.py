@@ -254,3 +254,21 @@ def test_http_is_required_only_when_given():
         args = parser.parse_args(["serve", "--manifests", str(ZONES), *argv])
         options = serve_options(args, settings_from(args), parser)
         assert (options.http, options.http_required) == (http, required)
+
+
+def test_sigusr1_reloads_the_corefile_on_the_same_port(tmp_path):
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(".:53 {\n    kubernetes cluster.local {\n        ttl 5\n    }\n    ready\n}\n")
+    serve = Serve("--corefile", str(corefile), "--manifests", str(ZONES), "--relocate", "*=127.0.0.1:0", listen="", http=None)
+    q = dns.message.make_query("kubernetes.default.svc.cluster.local", "A")
+    try:
+        assert dns.query.udp(q, "127.0.0.1", port=serve.port, timeout=3).answer[0].ttl == 5
+        corefile.write_text(".:53 {\n    kubernetes cluster.local {\n        ttl 9\n    }\n    ready\n}\n")
+        serve.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + 15
+        while "reload: applied" not in serve.text and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "reload: applied" in serve.text
+        assert dns.query.udp(q, "127.0.0.1", port=serve.port, timeout=3).answer[0].ttl == 9
+    finally:
+        assert serve.stop() == 0
