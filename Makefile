@@ -5,11 +5,19 @@ BIN = $(VENV)/bin
 
 .PHONY: serve test bench bench-scale check clean
 
+# Runs a command holding an exclusive lock on a file (flock(2) through Python: no util-linux needed).
+WITH_LOCK = $(PYTHON) -c 'import fcntl, os, subprocess, sys; fcntl.flock(os.open(sys.argv[1], os.O_CREAT | os.O_RDWR), fcntl.LOCK_EX); sys.exit(subprocess.call(sys.argv[2:]))'
+
+# `make serve` and `make test` started together on a fresh clone must not run pip into one venv
+# at once: the set-up holds a lock, and whoever waited for it finds the stamp fresh and stops.
 $(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $@
+	@$(WITH_LOCK) $(VENV).lock sh -c '\
+	  if [ -f $@ ] && [ $@ -nt pyproject.toml ]; then exit 0; fi; \
+	  set -ex; \
+	  $(PYTHON) -m venv $(VENV); \
+	  $(BIN)/python -m pip install --quiet --upgrade pip; \
+	  $(BIN)/python -m pip install --quiet -e ".[test]"; \
+	  touch $@'
 
 serve: $(BIN)/.installed
 	$(BIN)/clusterdns serve --manifests zones --listen 127.0.0.1:5353
@@ -30,4 +38,4 @@ bench-scale: $(BIN)/.installed
 	$(BIN)/python bench/scale.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VENV).lock build *.egg-info

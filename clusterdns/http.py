@@ -21,7 +21,11 @@ then is closed.  The head must arrive within ``read_timeout``, each line of it
 is at most ``MAX_LINE`` bytes, and there are at most ``MAX_HEADERS`` header
 lines.  The client must take the response, and close its side, within
 ``write_timeout``.  At most ``max_connections`` connections are served at
-once.  So a slow or hostile client holds one task for a bounded time.
+once.  So a slow or hostile client holds one task for a bounded time.  And
+when slow clients fill every slot (slow-loris), a new connection closes the
+one that has been reading its head longest, rather than being turned away:
+the liveness probe that gets the pod restarted if it fails is a new
+connection, and it sends its whole request at once.
 """
 
 from __future__ import annotations
@@ -87,6 +91,7 @@ class HttpServer:
         self._max_connections = max_connections
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task] = set()  # one per open connection
+        self._reading: dict[asyncio.Task, float] = {}  # those still reading their head → when they began
         self._closing = False
 
     @property
@@ -117,8 +122,10 @@ class HttpServer:
         assert task is not None
         self._tasks.add(task)
         try:
-            if self._closing or len(self._tasks) > self._max_connections:
+            if self._closing:
                 return
+            if len(self._tasks) > self._max_connections and not self._close_slowest_reader():
+                return  # every slot is busy writing a response: turn this one away
             peer = writer.get_extra_info("peername")
             response = await self._answer(reader, peer[0] if peer else "")
             if response is None:
@@ -136,7 +143,8 @@ class HttpServer:
         except (OSError, TimeoutError):
             pass  # the client went away, or would not take the response in time
         except asyncio.CancelledError:
-            # Only close() cancels us, and it waits for us.  Ending normally
+            # close() cancels us and waits for us, or a newer connection took
+            # our slot while we were still reading our head.  Ending normally
             # matters on Python 3.11: asyncio's streams callback calls
             # task.exception() on a finished handler, which raises for a
             # cancelled one and gets logged as an error.
@@ -149,8 +157,19 @@ class HttpServer:
             # drops the connection without waiting on a slow or vanished client.
             writer.transport.abort()
 
+    def _close_slowest_reader(self) -> bool:
+        """Drop the connection that has been sending its request head longest (a slow-loris); False if none."""
+        if not self._reading:
+            return False
+        slowest = min(self._reading, key=self._reading.__getitem__)
+        del self._reading[slowest]
+        slowest.cancel()  # its handler ends normally and closes the connection
+        return True
+
     async def _answer(self, reader: asyncio.StreamReader, client: str = "") -> bytes | None:
         """The response to the request on ``reader``; None to close without one."""
+        task = asyncio.current_task()
+        self._reading[task] = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self._read_timeout):
                 method, path = await _read_request(reader)
@@ -158,6 +177,8 @@ class HttpServer:
             return None  # the request head did not arrive in time; nothing to answer
         except _BadRequest as e:
             return _response(HTTPStatus.BAD_REQUEST, f"{e}\n")
+        finally:
+            self._reading.pop(task, None)
         head_only = method == "HEAD"
         if method not in _METHODS:
             return _response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD\n", allow=True)

@@ -248,8 +248,8 @@ class DnsServer:
                     messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
                     if messages is not None:
                         for message in messages:
-                            writer.write(len(message).to_bytes(2, "big") + message)
-                            await writer.drain()
+                            if not await self._send(writer, message, conn):
+                                return
                         observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 hits = self.responder.hits
@@ -261,18 +261,8 @@ class DnsServer:
                 except Exception as exc:
                     observe.panic("tcp", peer, exc)
                     response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
-                if response is None or writer.transport.is_closing():
-                    return  # nothing to send, or the client is gone (writing would raise)
-                writer.write(len(response).to_bytes(2, "big") + response)
-                if writer.transport.get_write_buffer_size() > limits.max_queued_bytes:
-                    # The client is not reading its replies: read nothing more from it
-                    # until it does, and give up on it after write_timeout.
-                    try:
-                        async with asyncio.timeout(limits.write_timeout):
-                            await writer.drain()
-                    except TimeoutError:
-                        return
-                    conn.last_active = time.monotonic()
+                if response is None or not await self._send(writer, response, conn):
+                    return
                 observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
         except ConnectionError:
             pass  # reset by the client
@@ -285,6 +275,22 @@ class DnsServer:
             self._connections.pop(task, None)
             self._handlers.discard(task)
             writer.transport.abort()  # never wait on a client that may not read
+
+    async def _send(self, writer: asyncio.StreamWriter, message: bytes, conn: _Connection) -> bool:
+        """Queue one framed message; False if the client is gone or would not take its replies."""
+        if writer.transport.is_closing():
+            return False  # reset by the client: writing would raise (uvloop) or warn (asyncio)
+        writer.write(len(message).to_bytes(2, "big") + message)
+        if writer.transport.get_write_buffer_size() > self.tcp_limits.max_queued_bytes:
+            # The client is not reading its replies: read nothing more from it
+            # until it does, and give up on it after write_timeout.
+            try:
+                async with asyncio.timeout(self.tcp_limits.write_timeout):
+                    await writer.drain()
+            except TimeoutError:
+                return False
+            conn.last_active = time.monotonic()
+        return True
 
     def _close_longest_idle(self) -> None:
         """Make room for a new connection: drop the one that has made no progress the longest."""

@@ -321,16 +321,50 @@ async def test_a_client_too_slow_to_send_its_request_is_dropped(metrics, readine
         await srv.close()
 
 
-async def test_connections_over_the_limit_are_turned_away(metrics, readiness):
-    srv = await start_http("127.0.0.1", 0, metrics, readiness, max_connections=1)
+async def test_at_the_limit_a_new_connection_closes_the_slowest_reader(metrics, readiness):
+    srv = await start_http("127.0.0.1", 0, metrics, readiness, max_connections=2)
     try:
-        idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", srv.port)
-        await connections(srv, 1)  # the server is handling it
-        assert await raw(srv, b"GET /health HTTP/1.1\r\n\r\n") == b""
-        idle_writer.write(b"GET /health HTTP/1.1\r\n\r\n")
-        assert status_of(await asyncio.wait_for(idle_reader.read(), 5)) == 200
-        idle_writer.close()
+        first = await asyncio.open_connection("127.0.0.1", srv.port)
+        await connections(srv, 1)
+        second = await asyncio.open_connection("127.0.0.1", srv.port)
+        await connections(srv, 2)
+        assert status_of(await raw(srv, b"GET /health HTTP/1.1\r\n\r\n")) == 200
+        assert await asyncio.wait_for(first[0].read(), 5) == b""  # the one waiting longest was closed
+        second[1].write(b"GET /health HTTP/1.1\r\n\r\n")  # the other is still served
+        assert status_of(await asyncio.wait_for(second[0].read(), 5)) == 200
+        for _, writer in (first, second):
+            writer.close()
     finally:
+        await srv.close()
+
+
+def _slow_loris(port: int, count: int) -> list[socket.socket]:
+    """``count`` connections that have sent part of a request head, and keep it coming slowly."""
+    socks = []
+    for i in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        sock.sendall(b"GET /health HTTP/1.1\r\nX-Slow-%d: " % i)
+        socks.append(sock)
+    return socks
+
+
+def _probe(port: int) -> int:
+    return _request("127.0.0.1", port, "GET", "/health")[0]
+
+
+async def test_slow_loris_cannot_make_liveness_probes_fail(metrics, readiness):
+    """Slow clients in every slot: each /health probe (a new connection, kubelet's 1 s timeout) still gets 200."""
+    srv = await start_http("127.0.0.1", 0, metrics, readiness, max_connections=8)
+    slow = await asyncio.to_thread(_slow_loris, srv.port, 8)
+    try:
+        await connections(srv, 8)
+        for sock in slow:  # they are still sending, a byte at a time
+            sock.send(b"x")
+        statuses = [await asyncio.to_thread(_probe, srv.port) for _ in range(20)]
+        assert statuses == [200] * 20
+    finally:
+        for sock in slow:
+            sock.close()
         await srv.close()
 
 

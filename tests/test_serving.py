@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
 
@@ -49,3 +50,15 @@ async def test_a_taken_explicit_http_port_is_an_error():
             await serving.start()
         await serving.close()
     assert not serving.dns_server.udp and not serving.dns_server.tcp  # nothing left listening
+
+
+def test_a_taken_quick_start_port_names_what_usually_holds_it():
+    from clusterdns.serving import _bind_hint
+
+    busy = OSError(errno.EADDRINUSE, "Address already in use")
+    assert "5353 is also the mDNS port" in _bind_hint("DNS", 5353, busy)
+    assert _bind_hint("DNS", 5353, busy).endswith("choose another with --listen HOST:PORT)")
+    assert "8080 is a common development port" in _bind_hint("HTTP", 8080, busy)
+    assert "--http ''" in _bind_hint("HTTP", 8080, busy)
+    denied = OSError(errno.EACCES, "Permission denied")
+    assert "need root or CAP_NET_BIND_SERVICE" in _bind_hint("DNS", 53, denied)
