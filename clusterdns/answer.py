@@ -182,7 +182,8 @@ def _pod_lookup(zone: Zone, prefix: str):
         return {}
     ip = pod_ip(labels[0])
     if ip is None:
-        return None
+        # --pod-names: <pod-name>.<ns>.pod.<zone>, held in the zone
+        return zone.records(f"{prefix}.pod.{settings.zone}") if settings.pod_names else None
     if settings.pods == "verified":
         return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
     rdata = AAAA(ip) if ":" in ip else A(ip)

@@ -40,15 +40,7 @@ class ClusterDNS:
             implicit_namespaces=implicit_namespaces,
             require_namespace=require_namespace,
         )
-        self.zone = Zone(settings)
-        if settings.explain:
-            self.zone.catalog = Catalog(self.zone)
-        self.responder = Responder(self.zone)
-        if settings.autopath:
-            self.cluster.index_pod_ips()
-            self.responder.autopath = Autopath(self.cluster, self.zone)
-        self.zone.replace(APEX_OWNER, apex_records(None, settings))
-        apply_changes(self.zone, self.cluster, Changes(namespaces=set(implicit_namespaces)), settings)
+        self.zone, self.responder = new_zone(settings, self.cluster)
         self.zone.set_complete(not self.required_kinds)
         self.batches = 0
 
@@ -70,6 +62,20 @@ class ClusterDNS:
     def for_manifests(cls, settings: Settings) -> "ClusterDNS":
         """Manifest input: play the endpoint controllers and assume the built-in namespaces."""
         return cls(settings, derive_endpoints=True, implicit_namespaces=BUILTIN_NAMESPACES)
+
+
+def new_zone(settings: Settings, cluster: Cluster) -> tuple[Zone, Responder]:
+    """A zone (with its explanations' catalog and its answer cache) holding what ``cluster`` holds now."""
+    zone = Zone(settings)
+    if settings.explain:
+        zone.catalog = Catalog(zone)
+    responder = Responder(zone)
+    if settings.autopath:
+        cluster.index_pod_ips()
+        responder.autopath = Autopath(cluster, zone)
+    zone.replace(APEX_OWNER, apex_records(None, settings))
+    apply_changes(zone, cluster, Changes(namespaces=set(cluster.implicit_namespaces)), settings)
+    return zone, responder
 
 
 def load_manifests(

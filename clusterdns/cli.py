@@ -281,6 +281,11 @@ def _add_zone_options(parser: argparse.ArgumentParser) -> None:
         help="pod A records a-b-c-d.NS.pod.ZONE: insecure (any IP), verified (only existing pods), disabled",
     )
     group.add_argument(
+        "--pod-names", action="store_true",
+        help="POD-NAME.NS.pod.ZONE for every running pod, and a PTR from its IP to that name "
+        "(reveals every pod's name to anyone who can query; a live cluster then watches pods)",
+    )
+    group.add_argument(
         "--endpoint-pod-names", action="store_true",
         help="name endpoints without a hostname by their pod name instead of their dashed IP",
     )
@@ -334,6 +339,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         endpoint_pod_names=args.endpoint_pod_names,
         ptr_hostnamed_only=args.ptr_hostnamed_only,
         ignore_empty_service=args.ignore_empty_service,
+        pod_names=args.pod_names,
         explain=not args.no_explain,
         **extra,
     )

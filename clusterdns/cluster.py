@@ -28,6 +28,7 @@ from .objects import (
     ENDPOINT_SLICE,
     ENDPOINTS,
     NAMESPACE,
+    NODE,
     POD,
     SERVICE,
     Endpoint,
@@ -158,6 +159,9 @@ class Cluster:
             changes.namespaces.add(name)
             if self.require_namespace:
                 changes.services.update((name, svc) for svc in self._services_by_namespace.get(name, ()))
+        elif kind == NODE:
+            # A node's addresses are the answers of every NodePort Service (clusterdns dev).
+            changes.services.update(self._node_port_services())
         elif kind == POD:
             if self.pods_by_ip is not None:
                 self._index_pod_ips(namespace, name, old, new)  # type: ignore[arg-type]
@@ -177,14 +181,25 @@ class Cluster:
                 self._index_pod_ips(key[1], key[2], None, obj)  # type: ignore[arg-type]
 
     def _index_pod_ips(self, namespace: str, name: str, old: Pod | None, new: Pod | None) -> None:
-        for pod in (old,):
-            if pod is not None and not pod.host_network:
-                for ip in pod.ips:
-                    if self.pods_by_ip.get(ip) == (namespace, name):
-                        del self.pods_by_ip[ip]
+        if old is not None and not old.host_network:
+            for ip in old.ips:
+                if self.pods_by_ip.get(ip) == (namespace, name):
+                    del self.pods_by_ip[ip]
         if new is not None and not new.host_network and new.phase not in ("Succeeded", "Failed"):
             for ip in new.ips:
                 self.pods_by_ip[ip] = (namespace, name)
+
+    def nodes(self) -> list[KubeObject]:
+        return [obj for key, obj in self.objects.items() if key[0] == NODE]
+
+    def _node_port_services(self) -> set[ServiceRef]:
+        refs = set()
+        for namespace, names in self._services_by_namespace.items():
+            for name in names:
+                service = self.service((namespace, name))
+                if service is not None and service.exposure is not None and service.exposure.node_ports:
+                    refs.add((namespace, name))
+        return refs
 
     def _index_service(self, namespace: str, name: str, service: Service | None) -> None:
         if service is not None:

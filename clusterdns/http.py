@@ -50,6 +50,9 @@ must not block.  It returns ``(True, "")`` when ready, or ``(False, reason)``.
 The reason is a short text sent as the 503 body, e.g.
 ``"waiting for first sync of Pod, EndpointSlice"``."""
 
+Document = Callable[[], tuple[str, str]]
+"""Another GET path's body and content type, built on the event loop (``clusterdns dev``'s ``/status``)."""
+
 READ_TIMEOUT: Final = 5.0  # seconds for the whole request head to arrive
 WRITE_TIMEOUT: Final = 10.0  # seconds for the client to take the whole response
 MAX_CONNECTIONS: Final = 64  # probes and scrapers are few; more are turned away
@@ -80,12 +83,14 @@ class HttpServer:
         zone_view: Callable[[], dict] | None = None,
         zone_clients: tuple = (),
         paths: frozenset[str] = frozenset(PATHS),
+        documents: dict[str, Document] | None = None,
     ) -> None:
         self._paths = paths
         self._zone_view = zone_view
         self._zone_clients = zone_clients
         self._metrics = metrics
         self._is_ready = is_ready
+        self._documents = documents or {}
         self._read_timeout = read_timeout
         self._write_timeout = write_timeout
         self._max_connections = max_connections
@@ -201,6 +206,9 @@ class HttpServer:
                 return _response(HTTPStatus.FORBIDDEN, "/zone is for loopback clients and --http-debug-from only\n")
             body = json.dumps(self._zone_view(), indent=1, sort_keys=False)
             return _response(HTTPStatus.OK, body + "\n", "application/json", head_only=head_only)
+        if path in self._documents:
+            body, content_type = self._documents[path]()
+            return _response(HTTPStatus.OK, body, content_type, head_only=head_only)
         return _response(HTTPStatus.NOT_FOUND, "404 page not found\n", head_only=head_only)
 
     def _readiness(self) -> tuple[bool, str]:
@@ -223,6 +231,7 @@ async def start_http(
     zone_view: Callable[[], dict] | None = None,
     zone_clients: tuple = (),
     paths: frozenset[str] = frozenset(PATHS),
+    documents: dict[str, Document] | None = None,
 ) -> HttpServer:
     """Listen for HTTP on ``host``:``port`` and serve health, readiness and metrics.
 
@@ -233,7 +242,8 @@ async def start_http(
     clients in ``zone_clients`` (networks) only.  Of ``/health``, ``/ready`` and
     ``/metrics``, only ``paths`` are served; the others get 404.
     """
-    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients, paths)
+    server = HttpServer(metrics, is_ready, read_timeout, write_timeout, max_connections, zone_view, zone_clients,
+                        paths, documents)
     bind = host.removeprefix("[").removesuffix("]") or None
     # limit: the most a single readline() may buffer, i.e. one request line.
     server._server = await asyncio.start_server(server._serve, bind, port, limit=MAX_LINE)

@@ -23,6 +23,9 @@ ENDPOINTS = "Endpoints"
 NAMESPACE = "Namespace"
 POD = "Pod"
 KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE, ENDPOINTS, POD)
+NODE = "Node"  # only `clusterdns dev` watches nodes (NodePort answers); not in KINDS
+
+REACH_ANNOTATION = "clusterdns.io/reach"  # how `clusterdns dev` answers for one Service
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -75,10 +78,26 @@ class Service:
     publish_not_ready: bool = False
     labels: Labels = ()
     ip_families: tuple[str, ...] = ()  # IPv4 / IPv6, as spec.ipFamilies says
+    exposure: "Exposure | None" = None  # None (most Services): nothing reaches it from outside the cluster
 
     @property
     def key(self) -> Key:
         return (SERVICE, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Exposure:
+    """How a Service is reached from outside the cluster (``clusterdns dev --reach external``).
+
+    Kept only when there is something in it, so ordinary ClusterIP Services
+    carry one empty slot.
+    """
+
+    ingress_ips: tuple[str, ...] = ()  # status.loadBalancer.ingress[].ip
+    ingress_hostnames: tuple[str, ...] = ()  # status.loadBalancer.ingress[].hostname (a CNAME target)
+    external_ips: tuple[str, ...] = ()  # spec.externalIPs
+    node_ports: tuple[tuple[int, int], ...] = ()  # (port, nodePort) per TCP/UDP port that has one
+    reach: str = ""  # the clusterdns.io/reach annotation, as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +206,23 @@ class Pod:
         return (POD, self.namespace, self.name)
 
 
-KubeObject = Service | EndpointSlice | Endpoints | Namespace | Pod
+@dataclass(frozen=True, slots=True)
+class Node:
+    """A node's addresses, for NodePort answers: ExternalIP ones first, then InternalIP."""
+
+    name: str
+    addresses: tuple[str, ...] = ()
+
+    @property
+    def namespace(self) -> str:
+        return ""
+
+    @property
+    def key(self) -> Key:
+        return (NODE, "", self.name)
+
+
+KubeObject = Service | EndpointSlice | Endpoints | Namespace | Pod | Node
 
 
 # --------------------------------------------------------------------------- readers
@@ -387,7 +422,32 @@ def read_service(doc: Mapping[str, Any]) -> Service:
         publish_not_ready=r.boolean(spec.get("publishNotReadyAddresses"), "spec.publishNotReadyAddresses"),
         labels=r.labels(meta.get("labels"), "metadata.labels"),
         ip_families=families,
+        exposure=_exposure(r, doc, meta, spec, tuple(ports)),
     )
+
+
+def _exposure(r: _Reader, doc: Mapping[str, Any], meta: Mapping[str, Any], spec: Mapping[str, Any],
+              ports: tuple[ServicePort, ...]) -> Exposure | None:
+    status = r.mapping(doc.get("status"), "status")
+    balancer = r.mapping(status.get("loadBalancer"), "status.loadBalancer")
+    ingress_ips, hostnames = [], []
+    for i, raw in enumerate(r.sequence(balancer.get("ingress"), "status.loadBalancer.ingress")):
+        entry = r.mapping(raw, f"status.loadBalancer.ingress[{i}]")
+        if entry.get("ip"):
+            ingress_ips.append(r.ip(entry.get("ip"), f"status.loadBalancer.ingress[{i}].ip"))
+        elif entry.get("hostname"):
+            hostnames.append(r.string(entry.get("hostname"), f"status.loadBalancer.ingress[{i}].hostname").rstrip(".").lower())
+    external_ips = tuple(r.ip(v, f"spec.externalIPs[{i}]") for i, v in enumerate(r.sequence(spec.get("externalIPs"), "spec.externalIPs")))
+    node_ports = []
+    for i, raw in enumerate(r.sequence(spec.get("ports"), "spec.ports")):
+        node_port = r.mapping(raw, f"spec.ports[{i}]").get("nodePort")
+        if node_port is not None:
+            node_ports.append((ports[i].port, r.port(node_port, f"spec.ports[{i}].nodePort")))
+    annotations = r.mapping(meta.get("annotations"), "metadata.annotations")
+    reach = r.string(annotations.get(REACH_ANNOTATION), f"metadata.annotations.{REACH_ANNOTATION}")
+    if not (ingress_ips or hostnames or external_ips or node_ports or reach):
+        return None
+    return Exposure(tuple(ingress_ips), tuple(hostnames), external_ips, tuple(node_ports), reach)
 
 
 def _check_cluster_ip_agrees(r: _Reader, single: Any, ips: list[str]) -> None:
@@ -545,6 +605,22 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
     )
 
 
+# Node addresses that can carry traffic to a NodePort, in the order they are preferred.
+NODE_ADDRESS_TYPES = ("ExternalIP", "InternalIP")
+
+
+def read_node(doc: Mapping[str, Any]) -> Node:
+    r, _ = _metadata(doc, NODE, namespaced=False)
+    status = r.mapping(doc.get("status"), "status")
+    found: dict[str, list[str]] = {t: [] for t in NODE_ADDRESS_TYPES}
+    for i, raw in enumerate(r.sequence(status.get("addresses"), "status.addresses")):
+        entry = r.mapping(raw, f"status.addresses[{i}]")
+        kind = entry.get("type")
+        if kind in found:
+            found[kind].append(r.ip(entry.get("address"), f"status.addresses[{i}].address"))
+    return Node(name=r.name, addresses=tuple(a for t in NODE_ADDRESS_TYPES for a in found[t]))
+
+
 def read_dns_config(raw: Any, path: str, r: "_Reader | None" = None) -> PodDNSConfig:
     """A PodDNSConfig (``spec.dnsConfig``, or a file of one); unknown fields are errors, not ignored."""
     r = r or _Reader("PodDNSConfig", "", "")
@@ -577,6 +653,7 @@ READERS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], KubeObje
     ENDPOINT_SLICE: (("discovery.k8s.io/v1",), read_endpoint_slice),
     ENDPOINTS: (("v1",), read_endpoints),
     POD: (("v1",), read_pod),
+    NODE: (("v1",), read_node),
 }
 
 

@@ -201,6 +201,8 @@ def explain(zone: "Zone", name: str, qtype: int, rcode: int, types: Iterable[int
     if rcode not in (RCODE.NXDOMAIN, RCODE.NOERROR):
         return None
     nodata = rcode == RCODE.NOERROR
+    if name in zone.notes:  # set by whoever shaped this name's records (clusterdns dev --reach)
+        return Reason(OTHER, zone.notes[name])
     text = _cluster_reason(zone, name, nodata) if zone.origin_for(name) == zone.settings.zone else None
     if text is None:
         text = _reverse_reason(name) if not nodata else None

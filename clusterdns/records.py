@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections import defaultdict
+from typing import Callable
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, SRV, TXT, A
 
@@ -18,6 +19,7 @@ from .settings import SCHEMA_VERSION, Settings
 from .zone import RecordSets, Zone
 
 APEX_OWNER = ("apex",)
+ServiceRecords = Callable[[Service, list[EndpointSlice], Settings], RecordSets]
 
 
 def service_name(service: Service | ServiceRef, settings: Settings) -> str:
@@ -193,12 +195,19 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
 
 
 def pod_records(pod: Pod, settings: Settings) -> RecordSets:
-    """``a-b-c-d.<ns>.pod.<zone>`` for each pod IP (``--pods verified``)."""
+    """``a-b-c-d.<ns>.pod.<zone>`` for each pod IP (``--pods verified``), and with ``--pod-names``
+    ``<pod-name>.<ns>.pod.<zone>`` for a running pod, with a PTR from each of its IPs to that name."""
     out = _Sets()
     if pod.phase in ("Succeeded", "Failed") or pod.terminating:  # CoreDNS drops a pod being deleted
         return {}
-    for ip in pod.ips:
-        out.add(f"{dashed(ip)}.{pod.namespace}.pod.{settings.zone}", *address_record(ip))
+    if settings.pods == "verified":
+        for ip in pod.ips:
+            out.add(f"{dashed(ip)}.{pod.namespace}.pod.{settings.zone}", *address_record(ip))
+    if settings.pod_names and pod.phase == "Running" and pod.ips and not pod.terminating:
+        name = f"{pod.name}.{pod.namespace}.pod.{settings.zone}"
+        for ip in pod.ips:
+            out.add(name, *address_record(ip))
+            out.add(reverse_name(ip), QTYPE.PTR, name)
     return out.done()
 
 
@@ -223,12 +232,19 @@ def apex_records(dns_service: Service | None, settings: Settings) -> RecordSets:
 # ------------------------------------------------------------------ cluster → zone
 
 
-def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Settings) -> bool:
-    """Recompute the owners ``changes`` names and commit; True if DNS data changed."""
+def apply_changes(
+    zone: Zone, cluster: Cluster, changes: Changes, settings: Settings, records_of: ServiceRecords | None = None
+) -> bool:
+    """Recompute the owners ``changes`` names and commit; True if DNS data changed.
+
+    ``records_of`` replaces :func:`service_records` (``clusterdns dev`` answers
+    with addresses the laptop can reach).
+    """
+    records_of = records_of or service_records
     for ref in changes.services:
         service = cluster.service(ref) if cluster.visible(ref[0]) else None
         slices = cluster.endpoint_slices(ref) if service else []
-        zone.replace(("svc", *ref), service_records(service, slices, settings) if service else {})
+        zone.replace(("svc", *ref), records_of(service, slices, settings) if service else {})
         if zone.catalog is not None:
             zone.catalog.service_changed(ref, service, slices)
         if ref == settings.dns_service:
@@ -238,7 +254,7 @@ def apply_changes(zone: Zone, cluster: Cluster, changes: Changes, settings: Sett
         zone.replace(("ns", namespace), namespace_records(namespace, exists, settings))
         if zone.catalog is not None:
             zone.catalog.namespace_changed(namespace, exists)
-    if settings.pods == "verified":
+    if settings.pods == "verified" or settings.pod_names:
         for key in changes.pods:
             pod = cluster.get(*key)
             zone.replace(key, pod_records(pod, settings) if pod else {})  # type: ignore[arg-type]

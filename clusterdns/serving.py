@@ -249,7 +249,7 @@ class Serving:
 
         options = self.options
         kinds = [NAMESPACE, SERVICE] + ([] if options.settings.noendpoints else [ENDPOINT_SLICE])
-        if options.settings.pods == "verified":
+        if options.settings.pods == "verified" or options.settings.pod_names:
             kinds.append(POD)
         self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
         self.kube = KubeSource(

@@ -52,6 +52,8 @@ class Zone:
         self.complete = True
         # The facts explanations read (reasons.Catalog), when --explain is on; set by the owner.
         self.catalog = None
+        # Name → why it has no address, in words (clusterdns dev: a Service with no external address).
+        self.notes: dict[str, str] = {}
 
     # ------------------------------------------------------------------ reading
 

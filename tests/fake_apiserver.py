@@ -61,6 +61,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from tests.fake_portforward import serve_port_forward
+
 # --------------------------------------------------------------------------- resources
 
 
@@ -117,6 +119,7 @@ RESOURCES = {
         Resource("namespaces", "Namespace", "v1", False, ("ns",),
                  verbs=tuple(v for v in _ALL_VERBS if v != "deletecollection")),
         Resource("endpointslices", "EndpointSlice", "discovery.k8s.io/v1", True),
+        Resource("nodes", "Node", "v1", False, ("no",)),  # clusterdns dev reads their addresses
         # What deploy/ creates (for kubectl apply --dry-run=client), plus their close relatives.
         Resource("configmaps", "ConfigMap", "v1", True, ("cm",)),
         Resource("serviceaccounts", "ServiceAccount", "v1", True, ("sa",)),
@@ -139,6 +142,9 @@ _PATH = re.compile(
     r"^/(?:api/(?P<core>v1)|apis/(?P<group>[^/]+)/(?P<version>[^/]+))"
     r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?/?$"
 )
+
+
+_PORT_FORWARD = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/portforward/?$")
 
 
 # --------------------------------------------------------------------------- selectors
@@ -274,6 +280,9 @@ class FakeApiServer:
         self._connections: set[socket.socket] = set()
         self._uids = itertools.count(1)
         self._snapshot_ids = itertools.count(1)
+        # pods/{name}/portforward: (namespace, pod, port) → the TCP address that plays the pod's port
+        self._port_forward_targets: dict[tuple[str, str, int], tuple[str, int]] = {}
+        self.port_forwards: list[tuple[str, str]] = []  # (namespace, pod) of each stream opened
 
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
         self._httpd.api = self
@@ -375,6 +384,22 @@ class FakeApiServer:
             self._history.append(_Change(rv, resource, type_, stored, old))
             self._cond.notify_all()
             return copy.deepcopy(stored)
+
+    # ------------------------------------------------------------------ port-forward
+
+    def port_forward_to(self, namespace: str, pod: str, port: int, address: tuple[str, int]) -> None:
+        """Port-forwards to ``pod``'s ``port`` reach ``address`` (a TCP server the test runs)."""
+        with self._cond:
+            self._port_forward_targets[(namespace, pod, port)] = address
+
+    def port_forward_target(self, namespace: str, pod: str, port: int) -> tuple[str, int] | None:
+        with self._cond:
+            return self._port_forward_targets.get((namespace, pod, port))
+
+    def _count_port_forward(self, namespace: str, pod: str) -> None:
+        with self._cond:
+            self.port_forwards.append((namespace, pod))
+            self._cond.notify_all()
 
     # ------------------------------------------------------------------ faults and controls
 
@@ -770,6 +795,12 @@ class _Handler(BaseHTTPRequestHandler):
         api = self.server.api
         parts = urlsplit(self.path)
         params = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+        if m := _PORT_FORWARD.match(parts.path):
+            api._record(Request("GET", parts.path, "pods/portforward", m.group(1), False, params, time.monotonic(),
+                                {k.lower(): v for k, v in self.headers.items()}))
+            if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
+                return self._send_json(401, _status(401, "Unauthorized", "Unauthorized"))
+            return serve_port_forward(self, m.group(1), m.group(2), parts.query)
         m = _PATH.match(parts.path)
         api_version = (m.group("core") or f"{m.group('group')}/{m.group('version')}") if m else ""
         resource = m.group("plural") if m else ""

@@ -24,7 +24,7 @@ def add_parser(commands) -> argparse.ArgumentParser:
             "current one, everything else forwarded. `dev setup` wires the zones into the OS resolver."
         ),
     )
-    sub = dev.add_subparsers(dest="dev_command", metavar="setup")
+    sub = dev.add_subparsers(dest="dev_command", metavar="[setup|status]")
 
     setup = sub.add_parser(
         "setup", help="send the cluster zones (only) to clusterdns dev through the OS resolver, or undo that",
@@ -45,15 +45,31 @@ def add_parser(commands) -> argparse.ArgumentParser:
     setup.add_argument("--zone", default="cluster.local", help="the current context's zone (default %(default)s)")
     setup.add_argument("--suffix", default="k8s", help="the parent of the per-context zones (default %(default)s)")
     setup.add_argument("--forward-address", action="append", default=[], metavar="127.X.Y.Z",
-                       help="macOS: an lo0 alias to add for --reach forward; repeatable")
+                       help="macOS: an lo0 alias to add for --reach forward; repeatable "
+                       "(default: those of a running clusterdns dev)")
+    setup.add_argument("--status-url", default=None, metavar="URL",
+                       help="the running dev server's status endpoint (default http://127.0.0.1:1054/status)")
 
+    from .serving import add_server_options  # the server's own options live beside it
+
+    add_server_options(dev)
+    status = sub.add_parser("status", help="what a running clusterdns dev serves: each context, synced, services")
+    status.add_argument("--status-url", default=None, metavar="URL",
+                        help="the dev server's status endpoint (default http://127.0.0.1:1054/status)")
+    status.add_argument("--json", action="store_true", help="print the status document as it is")
     return dev
 
 
 def run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.dev_command == "setup":
         return run_setup(args, parser)
-    parser.error("expected a command: setup")
+    if args.dev_command == "status":
+        from .status import run_status
+
+        return run_status(args)
+    from .serving import run_server
+
+    return run_server(args, parser)
 
 
 def parse_loopback_listen(text: str, parser: argparse.ArgumentParser) -> tuple[str, int]:
@@ -77,7 +93,7 @@ def run_setup(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     try:
         if args.action == "undo":
             return _undo(root)
-        addresses = args.forward_address
+        addresses = args.forward_address or (_running_forward_addresses(args.status_url) if os_name == "macos" else [])
         p = setup_module.plan(os_name, [args.zone, args.suffix], listen, addresses, root)
         if args.action == "print":
             sys.stdout.write(setup_module.render(p))
@@ -111,3 +127,13 @@ def _report_commands(commands, record: dict, root: Path) -> None:
         print(("ran: " if root == Path("/") else "not run (--root): ") + command)
     for failure in record["command_failures"]:
         print(f"clusterdns: failed: {failure}", file=sys.stderr)
+
+
+def _running_forward_addresses(url: str | None) -> list[str]:
+    """The loopback addresses a running ``clusterdns dev`` forwards on (the lo0 aliases macOS needs); [] if none runs."""
+    from .status import fetch_status
+
+    status = fetch_status(url)
+    if status is None:
+        return []
+    return sorted({s["address"] for c in status["contexts"] for s in c["services"] if s.get("reach") == "forward"})

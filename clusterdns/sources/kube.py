@@ -34,7 +34,7 @@ from typing import Callable, Collection, Iterable, Sequence
 from kubernetes import client, config
 
 from ..events import Delete, Event, Replace, Sink, Synced, Upsert
-from ..objects import ENDPOINT_SLICE, ENDPOINTS, NAMESPACE, POD, SERVICE, Key, KubeObject
+from ..objects import ENDPOINT_SLICE, ENDPOINTS, NAMESPACE, NODE, POD, SERVICE, Key, KubeObject
 from .kube_watch import POD_FIELD_SELECTOR, RESOURCES, THREAD_PREFIX, ListWatch, StreamSpec, WatchOptions
 
 log = logging.getLogger("clusterdns.sources.kube")
@@ -249,6 +249,8 @@ class KubeSource:
                 # Only the namespaces we serve: one named watch each, which RBAC can grant by resourceNames.
                 names = sorted(self.namespaces) if self.namespaces else [None]
                 specs += [StreamSpec(resource, name=n, label_selector=labels) for n in names]
+            elif kind == NODE:
+                specs.append(StreamSpec(resource))  # cluster-scoped, whatever the namespace filter
             else:
                 where = sorted(self.namespaces) if self.namespaces else [None]
                 specs += [

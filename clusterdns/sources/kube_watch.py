@@ -36,6 +36,7 @@ from ..objects import (
     ENDPOINT_SLICE,
     ENDPOINTS,
     NAMESPACE,
+    NODE,
     POD,
     SERVICE,
     Key,
@@ -97,6 +98,7 @@ RESOURCES: dict[str, Resource] = {
             "list_namespaced_endpoints",
         ),
         Resource(POD, "pods", "", client.CoreV1Api, "list_pod_for_all_namespaces", "list_namespaced_pod"),
+        Resource(NODE, "nodes", "", client.CoreV1Api, "list_node", None),  # clusterdns dev: NodePort addresses
     )
 }
 

@@ -1,0 +1,367 @@
+"""``clusterdns dev``: watch every kubeconfig context and answer for all of them on one loopback port.
+
+:class:`DevServing` owns everything it starts (one KubeSource per context,
+the DNS listener, the HTTP listener with ``/status``, the port forwards) and
+:meth:`DevServing.close` stops it all.  One context whose credentials or API
+fail is reported and answers SERVFAIL; the others carry on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..cluster import Cluster
+from ..http import HttpServer, start_http
+from ..metrics import Metrics
+from ..objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE
+from ..server import DnsServer
+from ..settings import Settings, absolute
+from ..sources import KubeConfigError
+from .context_dns import ContextDNS, View
+from .contexts import Context, context_zone, kubeconfig_path, read_contexts
+from .portforward import Backend, KubePortForward, PortForwards, pick_backend
+from .reach import LoopbackAddresses, ReachPolicy, parse_reach
+from .responder import DevResponder
+from .upstreams import dev_upstreams
+
+log = logging.getLogger("clusterdns.dev")
+
+DEFAULT_HTTP = "127.0.0.1:1054"
+API_CHECK_INTERVAL = 1.0  # seconds between checks that a lost API is back
+# Nodes are watched for NodePort answers but not waited for: many developers may not list nodes.
+REQUIRED_KINDS = frozenset({NAMESPACE, SERVICE, ENDPOINT_SLICE})
+STATE_FILE = Path("/var/lib/clusterdns/setup.json")
+RESOLV_CONF = Path("/etc/resolv.conf")
+
+
+@dataclass
+class DevOptions:
+    kubeconfig: str
+    listen: tuple[str, int] = ("127.0.0.1", 1053)
+    http: tuple[str, int] | None = ("127.0.0.1", 1054)
+    contexts: str = "all"
+    zone: str = "cluster.local."
+    suffix: str = "k8s"
+    ttl: int = 5
+    reach: list[str] = field(default_factory=list)  # --reach values: MODE or CONTEXT=MODE
+    upstreams: list[str] | None = None  # --upstream; None: from the setup record
+    forward: bool = True  # False: --no-forward
+    pod_names: bool = False
+    explain: bool = True
+    startup_timeout: float = 5.0
+    state_file: Path = STATE_FILE
+    resolv_conf: Path = RESOLV_CONF
+    watch_inactivity_timeout: float = 75.0
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kubeconfig", metavar="FILE", help="kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+    parser.add_argument("--contexts", default="all", metavar="all|NAME,...",
+                        help="the contexts to serve (default %(default)s)")
+    parser.add_argument("--listen", default="127.0.0.1:1053", metavar="HOST:PORT",
+                        help="loopback address to answer on, UDP and TCP (default %(default)s; never 5353, mDNS)")
+    parser.add_argument("--http", default=DEFAULT_HTTP, metavar="HOST:PORT",
+                        help="/status (read by `dev status`), /health, /ready and /metrics; '' turns it off "
+                        "(default %(default)s)")
+    parser.add_argument("--zone", default="cluster.local", help="the current context's cluster domain (default %(default)s)")
+    parser.add_argument("--suffix", default="k8s", help="every context also answers under CONTEXT.SUFFIX (default %(default)s)")
+    parser.add_argument("--ttl", type=int, default=5, help="TTL of every answer; keep it short, OSes cache (default %(default)s)")
+    parser.add_argument(
+        "--reach", action="append", default=[], metavar="MODE|CONTEXT=MODE",
+        help="how Services answer: clusterip (in-cluster IPs), external (LoadBalancer, externalIPs, NodePort), "
+        "forward (a loopback address port-forwarded to a pod) or auto (external where it exists, else forward; "
+        "the default); per context with CONTEXT=MODE; a Service's clusterdns.io/reach annotation wins",
+    )
+    parser.add_argument("--upstream", action="append", metavar="HOST[:PORT]",
+                        help="forward other names here (default: the resolvers `dev setup` recorded)")
+    parser.add_argument("--no-forward", action="store_true", help="answer REFUSED for names outside the cluster zones")
+    parser.add_argument("--pod-names", action="store_true",
+                        help="POD-NAME.NS.pod.ZONE and its PTR for every running pod (watches pods)")
+    parser.add_argument("--startup-timeout", type=float, default=5.0, metavar="SECONDS",
+                        help="wait this long for the contexts' first sync before answering (default %(default)s)")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DevOptions:
+    from ..server import parse_listen
+    from .cli import parse_loopback_listen
+
+    listen = parse_loopback_listen(args.listen, parser)
+    try:
+        http = parse_listen(args.http, "--http") if args.http else None
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not 0 <= args.ttl <= 3600:
+        parser.error(f"--ttl {args.ttl}: expected 0-3600 seconds")
+    if args.upstream and args.no_forward:
+        parser.error("--upstream and --no-forward are exclusive")
+    return DevOptions(
+        kubeconfig=kubeconfig_path(args.kubeconfig),
+        listen=listen,
+        http=http,
+        contexts=args.contexts,
+        zone=absolute(args.zone),
+        suffix=args.suffix.strip(".").lower(),
+        ttl=args.ttl,
+        reach=args.reach,
+        upstreams=args.upstream,
+        forward=not args.no_forward,
+        pod_names=args.pod_names,
+        startup_timeout=args.startup_timeout,
+    )
+
+
+class DevServing:
+    def __init__(self, options: DevOptions):
+        self.options = options
+        self.metrics = Metrics(server=f"dns://{options.listen[0]}:{options.listen[1]}")
+        self.contexts: list[ContextDNS] = []
+        self.sources: dict[str, object] = {}  # context name → KubeSource
+        self.responder: DevResponder | None = None
+        self.dns_server: DnsServer | None = None
+        self.http: HttpServer | None = None
+        self.forwards: PortForwards | None = None
+        self.upstreams: list[str] = []
+        self.upstreams_from = ""
+        self.collisions: list[str] = []
+        self._tasks: list[asyncio.Task] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._forward_lock = asyncio.Lock()  # one listener change at a time
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self) -> None:
+        """Read the contexts, start watching them, listen.  Raises KubeConfigError, OSError (bind)."""
+        from ..sources.kube import KubeSource, load_client_configuration
+
+        options = self.options
+        self._loop = asyncio.get_running_loop()
+        contexts, self.collisions = read_contexts(options.kubeconfig, options.contexts)
+        for report in self.collisions:
+            log.warning("%s", report)
+        try:
+            default_reach, per_context = parse_reach(options.reach, [c.name for c in contexts])
+        except ValueError as exc:
+            raise KubeConfigError(str(exc)) from exc
+        loopbacks = LoopbackAddresses()
+        self.forwards = PortForwards(
+            KubePortForward(lambda name: load_client_configuration(options.kubeconfig, name)), self._backend_for
+        )
+        kinds = {*REQUIRED_KINDS, NODE} | ({POD} if options.pod_names else set())
+        for context in contexts:
+            cluster = Cluster()
+            policy = ReachPolicy(context.name, per_context.get(context.name, default_reach), loopbacks, cluster.nodes)
+            required = REQUIRED_KINDS | ({POD} if options.pod_names else set())
+            dns = ContextDNS(context, policy, frozenset(required), cluster=cluster, on_services=self._services_changed)
+            for zone in self._zones_of(context):
+                dns.add_zone(self._settings(zone, reverse=context.current))
+            self.contexts.append(dns)
+            source = KubeSource(
+                dns.sink, kubeconfig=options.kubeconfig, context=context.name, kinds=kinds,
+                inactivity_timeout=options.watch_inactivity_timeout,
+                on_restart=lambda kind, reason, d=dns: self._watch_restarted(d, reason),
+            )
+            try:
+                source.start()
+            except KubeConfigError as exc:
+                dns.error = str(exc)
+                log.error('context "%s" is not served (its names answer SERVFAIL): %s', context.name, exc)
+                continue
+            self.sources[context.name] = source
+        self.responder = self._build_responder()
+        self.dns_server = DnsServer(self.responder, metrics=self.metrics, zone_label=options.zone)
+        await self.dns_server.listen(*options.listen)
+        if options.http is not None:
+            self.http = await start_http(*options.http, self.metrics, self.readiness,
+                                         documents={"/status": self._status_document})
+            log.info("status on http://%s:%d/status (clusterdns dev status)", options.http[0], self.http.port)
+        self._tasks.append(asyncio.create_task(self._watch_api(), name="clusterdns-dev-api"))
+        await self._wait_for_sync()
+
+    def _zones_of(self, context: Context) -> list[str]:
+        zones = [context_zone(context, self.options.suffix)]
+        if context.current:
+            zones.insert(0, self.options.zone)
+        return zones
+
+    def _settings(self, zone: str, reverse: bool) -> Settings:
+        return Settings(zone=zone, ttl=self.options.ttl, pod_names=self.options.pod_names,
+                        explain=self.options.explain, reverse=reverse)
+
+    def _build_responder(self) -> DevResponder:
+        routes: list[tuple[str, View]] = []
+        current = None
+        for dns in self.contexts:
+            for view in dns.views:
+                routes += [(zone, view) for zone in view.settings.zones]
+                if view.settings.zone == self.options.zone:
+                    current = (dns, view)
+        # The suffix itself: names of no context are NXDOMAIN here, never forwarded.
+        suffix_settings = Settings(zone=absolute(self.options.suffix), ttl=self.options.ttl, pods="disabled",
+                                   reverse=False, explain=self.options.explain)
+        from ..app import new_zone
+
+        zone, responder = new_zone(suffix_settings, Cluster())
+        routes.append((suffix_settings.zone, View(suffix_settings, zone, responder)))
+        self.upstreams, self.upstreams_from = ([], "--no-forward")
+        if self.options.forward:
+            self.upstreams, self.upstreams_from = dev_upstreams(
+                self.options.upstreams, self.options.state_file, self.options.resolv_conf, self.options.listen
+            )
+        if self.options.forward and self.upstreams:
+            raise KubeConfigError("forwarding is not available yet in this build: pass --no-forward")
+        return DevResponder(routes, current[1] if current else None, current[0].context.namespace if current else "default",
+                            forwarding=False)
+
+    async def _wait_for_sync(self) -> None:
+        deadline = time.monotonic() + self.options.startup_timeout
+        started = time.monotonic()
+        while time.monotonic() < deadline and not all(d.synced for d in self.contexts if not d.error):
+            await asyncio.sleep(0.05)
+        for dns in self.contexts:
+            zones = ", ".join(v.settings.zone for v in dns.views)
+            if dns.error:
+                log.warning('context "%s" (%s): not served', dns.context.name, zones)
+            elif dns.synced:
+                log.info('context "%s" synced in %.2fs: %d services under %s', dns.context.name,
+                         time.monotonic() - started, dns.cluster.count(SERVICE), zones)
+            else:
+                waiting = ", ".join(sorted(dns.required_kinds - dns.cluster.synced))
+                log.warning('context "%s" (%s): not synced after %gs (waiting for %s); misses answer SERVFAIL '
+                            "until it is", dns.context.name, zones, self.options.startup_timeout, waiting)
+
+    # ------------------------------------------------------------------ events
+
+    def _watch_restarted(self, dns: ContextDNS, reason: str) -> None:  # on a watch thread
+        if reason in ("disconnected", "error"):
+            try:
+                self._loop.call_soon_threadsafe(dns.api_lost)
+            except RuntimeError:
+                pass  # the loop is closing
+
+    async def _watch_api(self) -> None:
+        """A lost API is back once a list, event or bookmark arrived after it went (no change need come)."""
+        while True:
+            await asyncio.sleep(API_CHECK_INTERVAL)
+            for dns in self.contexts:
+                source = self.sources.get(dns.context.name)
+                if dns.api_down_since is None or source is None:
+                    continue
+                latest = max((t for t in source.last_sync_time.values() if t), default=None)
+                if latest is not None and latest > dns.api_down_since:
+                    dns.api_back()
+
+    def _services_changed(self, dns: ContextDNS, refs: set[tuple[str, str]]) -> None:
+        for ref in refs:
+            task = asyncio.ensure_future(self._follow(dns, ref))
+            self._tasks.append(task)
+            task.add_done_callback(self._tasks.remove)
+
+    async def _follow(self, dns: ContextDNS, ref: tuple[str, str]) -> None:
+        """Keep the port-forward listeners of one Service as its answer says."""
+        service = dns.cluster.service(ref)
+        key = (dns.context.name, *ref)
+        reach = dns.policy.decide(service) if service is not None else None
+        async with self._forward_lock:
+            if reach is not None and reach.mode == "forward":
+                await self.forwards.ensure(dns.context.name, service, reach.addresses[0])
+            else:
+                await self.forwards.remove(key)
+
+    def _backend_for(self, context: str, namespace: str, name: str, port: int) -> Backend | None:
+        dns = next((d for d in self.contexts if d.context.name == context), None)
+        service = dns.cluster.service((namespace, name)) if dns else None
+        if service is None:
+            return None
+        return pick_backend(service, dns.cluster.endpoint_slices((namespace, name)), port)
+
+    # ------------------------------------------------------------------ state
+
+    def readiness(self) -> tuple[bool, str]:
+        waiting = [d.context.name for d in self.contexts if not d.answering]
+        return (not waiting, f"not answering for: {', '.join(waiting)}" if waiting else "")
+
+    def status(self) -> dict:
+        """What ``clusterdns dev status`` shows."""
+        contexts = []
+        for dns in self.contexts:
+            services = []
+            for namespace, name, reach in dns.services():
+                entry = {"namespace": namespace, "name": name, "reach": reach.mode, "via": reach.via,
+                         "addresses": list(reach.addresses), "cname": reach.cname,
+                         "node_ports": [list(p) for p in reach.node_ports], "note": reach.note}
+                entry["address"] = reach.addresses[0] if reach.addresses else reach.cname
+                forwarded = self.forwards.services.get((dns.context.name, namespace, name)) if self.forwards else None
+                if forwarded is not None:
+                    entry["forward"] = {"ports": sorted(forwarded.ports), "connections": forwarded.connections,
+                                        "failures": forwarded.failures, "last_error": forwarded.last_error}
+                services.append(entry)
+            contexts.append({
+                "name": dns.context.name, "label": dns.context.label, "current": dns.context.current,
+                "namespace": dns.context.namespace, "zones": [v.settings.zone for v in dns.views],
+                "synced": dns.synced, "api_reachable": dns.api_down_since is None, "error": dns.error,
+                "answering": dns.answering, "services": services,
+            })
+        return {"listen": "%s:%d" % self.options.listen, "upstreams": self.upstreams,
+                "upstreams_from": self.upstreams_from, "collisions": self.collisions, "contexts": contexts}
+
+    def _status_document(self) -> tuple[str, str]:
+        return json.dumps(self.status(), indent=2) + "\n", "application/json"
+
+    # ------------------------------------------------------------------ stop
+
+    async def close(self) -> None:
+        for source in self.sources.values():
+            await asyncio.to_thread(source.stop)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.forwards is not None:
+            await self.forwards.close()
+        if self.http is not None:
+            await self.http.close()
+        if self.dns_server is not None:
+            await self.dns_server.close()
+
+
+def run_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from ..cli import EXIT_BIND, EXIT_OK, EXIT_USAGE, _loop_factory
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    options = options_from(args, parser)
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        serving = DevServing(options)
+        try:
+            await serving.start()
+        except KubeConfigError as exc:
+            log.error("%s", exc)
+            await serving.close()
+            return EXIT_USAGE
+        except OSError as exc:
+            log.error("cannot listen on %s port %d: %s", *options.listen, exc.strerror or exc)
+            await serving.close()
+            return EXIT_BIND
+        log.info("answering on %s port %d; Ctrl-C to stop", *options.listen)
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            await serving.close()
+        return EXIT_OK
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main())
