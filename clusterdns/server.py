@@ -105,7 +105,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.observe = observe
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
-        self.autopath = responder.autopath is not None  # only then is the client's address passed on
+        self.autopath = getattr(responder, "autopath", None) is not None  # only then is the client's address passed on
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -254,7 +254,7 @@ class DnsServer:
                         continue
                 hits = self.responder.hits
                 try:
-                    if self.responder.autopath is not None:
+                    if getattr(self.responder, "autopath", None) is not None:
                         response, qtype, rcode = self.responder.respond(data, False, _peer(writer))
                     else:
                         response, qtype, rcode = self.responder.respond(data, False)
