@@ -19,8 +19,10 @@ $(BIN)/.installed: pyproject.toml
 	  $(BIN)/python -m pip install --quiet -e ".[test]"; \
 	  touch $@'
 
+# Forwarding is off unless you name resolvers: make serve UPSTREAM=192.0.2.53 (or UPSTREAM=/etc/resolv.conf).
+UPSTREAM ?=
 serve: $(BIN)/.installed
-	$(BIN)/clusterdns serve --manifests zones --listen 127.0.0.1:5353
+	$(BIN)/clusterdns serve --manifests zones --listen 127.0.0.1:5353 $(if $(UPSTREAM),--upstream $(UPSTREAM),--no-forward)
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check clusterdns tests bench

@@ -36,7 +36,10 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
     ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
     """
     reply = DNSRecord(
-        DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd),
+        DNSHeader(
+            id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd,
+            ra=zone.settings.recursion,
+        ),
         questions=list(query.questions),
     )
     opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]

@@ -73,6 +73,7 @@ def new_zone(settings: Settings, cluster: Cluster) -> tuple[Zone, Responder]:
     if settings.autopath:
         cluster.index_pod_ips()
         responder.autopath = Autopath(cluster, zone)
+    responder.forwarding = settings.recursion  # what is not served here goes upstream
     zone.replace(APEX_OWNER, apex_records(None, settings))
     apply_changes(zone, cluster, Changes(namespaces=set(cluster.implicit_namespaces)), settings)
     return zone, responder

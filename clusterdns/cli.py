@@ -1,7 +1,8 @@
 """The ``clusterdns`` command: serve, check, records, resolve, resolv-conf, env.
 
 Exit status: 0 success; 1 the input has errors (``check``, ``records``);
-2 bad command line (or an unusable kubeconfig); 3 a listen address could not be bound.
+2 bad command line (or an unusable kubeconfig); 3 a listen address could not be bound;
+4 a forwarding loop was detected at start.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import signal
 import sys
 from dataclasses import replace
@@ -21,6 +23,9 @@ from dnslib import QTYPE, RR
 from . import __version__, explain
 from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
+from .forward import ForwardSettings, parse_addresses, parse_stub
+from .forward.resolvconf import ResolvConfError, upstreams_from_file
+from .forward.settings import POLICIES
 from .objects import DNS_POLICIES, KINDS
 from .searchpath import RESOLVERS
 from .hosts import HostsSettings
@@ -38,17 +43,19 @@ from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
 
 log = logging.getLogger("clusterdns")
 
-EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_BIND = 0, 1, 2, 3
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_BIND, EXIT_LOOP = 0, 1, 2, 3, 4
 DEFAULT_MANIFESTS = "zones"
 DEFAULT_LISTEN = "127.0.0.1:5353"
 DEFAULT_HTTP = "127.0.0.1:8080"
+DEFAULT_RESOLV_CONF = "/etc/resolv.conf"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clusterdns",
         description="Authoritative DNS for Kubernetes cluster names, fed by manifests or a live cluster.",
-        epilog="Exit status: 0 ok, 1 input errors, 2 bad usage, 3 cannot bind a listen address.",
+        epilog="Exit status: 0 ok, 1 input errors, 2 bad usage, 3 cannot bind a listen address, "
+        "4 forwarding loop detected.",
     )
     parser.add_argument("--version", action="version", version=f"clusterdns {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -135,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS",
         help="close a TCP connection this long without a whole query (default %(default)s)",
     )
+    _add_forward_options(serve)
     kube.add_argument("--kube", action="store_true", help="watch the cluster of the current kubeconfig context")
     kube.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces (CoreDNS's namespaces option)")
     kube.add_argument("--labels", metavar="SELECTOR", help="serve only services and endpoints matching this label selector")
@@ -238,6 +246,97 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_options(env)
     dev_cli.add_parser(commands)
     return parser
+
+
+def _add_forward_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "forwarding", "Names outside the cluster zones (and reverse names the cluster does not own) go upstream, "
+        "through a TTL cache. Cluster names never do.",
+    )
+    group.add_argument(
+        "--upstream", metavar="ADDR[:PORT][,ADDR...]|FILE",
+        help=f"resolvers to forward to, or a resolv.conf to take them from (its first 3 nameservers, as glibc; "
+        f"a loopback stub such as 127.0.0.53 is replaced by /run/systemd/resolve/resolv.conf, as kubelet does) "
+        f"(default {DEFAULT_RESOLV_CONF})",
+    )
+    group.add_argument(
+        "--stub", action="append", default=[], metavar="ZONE=ADDR[,ADDR]",
+        help="send names at or under ZONE to these resolvers instead (kube-dns stubDomains); repeatable, "
+        "the most specific zone wins",
+    )
+    group.add_argument("--no-forward", action="store_true", help="answer REFUSED to names outside the cluster zones")
+    group.add_argument(
+        "--upstream-policy", choices=POLICIES, default="random",
+        help="order in which upstreams are tried (default %(default)s)",
+    )
+    group.add_argument(
+        "--max-concurrent", type=int, default=1000, metavar="N",
+        help="forwarded queries in flight before new ones get REFUSED at once (default %(default)s)",
+    )
+    group.add_argument(
+        "--cache-size", type=int, default=10_000, metavar="N",
+        help="forwarded answers cached, N successes and N denials (default %(default)s)",
+    )
+    group.add_argument(
+        "--cache-max-ttl", type=int, default=3600, metavar="SECONDS",
+        help="cache a forwarded answer at most this long (default %(default)s)",
+    )
+    group.add_argument(
+        "--cache-max-denial-ttl", type=int, default=1800, metavar="SECONDS",
+        help="cache NXDOMAIN/NODATA at most this long; otherwise per the SOA minimum (default %(default)s)",
+    )
+    group.add_argument(
+        "--serve-stale", nargs="?", const="1h", metavar="DURATION",
+        help="when every upstream fails, answer from an expired cache entry (TTL 0) up to DURATION after it "
+        "expired, e.g. 30m or 1h (default: off; 1h when given without a value)",
+    )
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """``90``, ``90s``, ``30m``, ``1h`` → seconds."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smh]?)", text.strip())
+    if not match:
+        raise ValueError(f"{flag} {text!r}: expected a duration such as 90s, 30m or 1h")
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+
+
+def forward_settings_from(args: argparse.Namespace) -> ForwardSettings | None:
+    """The forwarding options of ``serve`` as one value (None: --no-forward); ValueError on bad ones."""
+    if args.no_forward:
+        if args.upstream or args.stub:
+            raise ValueError("--no-forward excludes --upstream and --stub")
+        return None
+    for flag, value, low in (
+        ("--max-concurrent", args.max_concurrent, 1), ("--cache-size", args.cache_size, 1),
+        ("--cache-max-ttl", args.cache_max_ttl, 0), ("--cache-max-denial-ttl", args.cache_max_denial_ttl, 0),
+    ):
+        if value < low:
+            raise ValueError(f"{flag} {value}: expected {low} or more")
+    stubs = tuple(parse_stub(text) for text in args.stub)
+    zone = absolute(args.zone)
+    for stub in stubs:
+        if stub.zone == zone or stub.zone.endswith("." + zone) or zone.endswith("." + stub.zone):
+            raise ValueError(f"--stub {stub.zone}: overlaps the cluster zone {zone}, whose names never go upstream")
+    text = args.upstream or DEFAULT_RESOLV_CONF
+    if args.upstream is None and not Path(text).is_file():
+        upstreams: tuple = ()
+        log.warning("no %s: names outside the cluster are REFUSED unless a --stub covers them; pass --upstream", text)
+    elif "/" in text or Path(text).is_file():
+        upstreams = upstreams_from_file(text)
+    else:
+        upstreams = parse_addresses(text)
+    if not upstreams and not stubs:
+        return None
+    return ForwardSettings(
+        upstreams=upstreams,
+        stubs=stubs,
+        policy=args.upstream_policy,
+        max_concurrent=args.max_concurrent,
+        cache_size=args.cache_size,
+        cache_max_ttl=args.cache_max_ttl,
+        denial_max_ttl=args.cache_max_denial_ttl,
+        serve_stale=parse_duration(args.serve_stale, "--serve-stale") if args.serve_stale else 0.0,
+    )
 
 
 def _add_input_options(parser: argparse.ArgumentParser, kube: bool = True):
@@ -522,6 +621,10 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
     for path in args.hosts or ():
         if not Path(path).is_file():
             parser.error(f"--hosts {path}: no such file")
+    try:
+        forward = forward_settings_from(args)
+    except (ValueError, ResolvConfError) as exc:
+        parser.error(str(exc))
     return ServeOptions(
         settings=settings,
         listen=listen,
@@ -545,6 +648,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         log_queries=log_queries,
         transfer_to=transfer_to,
         http_debug_from=debug_from,
+        forward=forward,
     )
 
 
@@ -571,12 +675,24 @@ async def serve(options: ServeOptions, corefile=None) -> int:
         reloader = CorefileReloader(serving, *corefile)
         loop.add_signal_handler(signal.SIGUSR1, reloader.force)
         reloading = asyncio.create_task(reloader.run(stop), name="clusterdns-corefile-reload")
-    log.info("serving zone %s; Ctrl-C to stop", options.settings.zone)
+    forwarding = (
+        "forwarding the rest to " + ", ".join(u.label for u in serving.forwarder.upstreams)
+        if serving.forwarder else "other names REFUSED (no forwarding)"
+    )
+    log.info("serving zone %s; %s; Ctrl-C to stop", options.settings.zone, forwarding)
     try:
-        await stop.wait()
+        failed = asyncio.ensure_future(serving.failed.wait())  # a forwarding loop found at start
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait((failed, stopped), return_when=asyncio.FIRST_COMPLETED)
+        failed.cancel()
+        stopped.cancel()
+        if serving.failed.is_set():
+            stop.set()  # ends the reloader too
         if reloading is not None:
             await reloading  # a reload under way finishes first
             serving = reloader.serving
+        if serving.failed.is_set():
+            return EXIT_LOOP
         lameduck = serving.options.lameduck
         if lameduck > 0:
             stop.clear()

@@ -36,6 +36,7 @@ SUPPORTED = (
 DEFAULT_PORT = 53
 HEALTH_ADDRESS, READY_ADDRESS, PROMETHEUS_ADDRESS = ":8080", ":8181", "localhost:9153"  # the plugins' defaults
 ALL_IPV4 = "0.0.0.0"
+ALL_HOSTS = ("0.0.0.0", "::")  # a key with no bind: every interface, both families, as CoreDNS's Go listener
 
 
 class ConfigErrors(Exception):
@@ -189,7 +190,10 @@ def describe(config: Config) -> list[str]:
 
 def serve_options(config: Config) -> ServeOptions:
     """The ServeOptions that run this Corefile."""
-    return replace(config.options, loadbalance=config.loadbalance, rewrites=config.rewrites)
+    return replace(
+        config.options, loadbalance=config.loadbalance, rewrites=config.rewrites,
+        log_queries=config.query_log.classes if config.query_log else None,
+    )
 
 
 def format_address(address: tuple[str, int]) -> str:
@@ -206,7 +210,7 @@ def relocate(options: ServeOptions, moves: Mapping[str, str]) -> ServeOptions:
     """
 
     def move(host: str, port: int) -> tuple[str, int]:
-        for key in (f"{'' if host == ALL_IPV4 else host}:{port}", f"{host}:{port}"):
+        for key in (f"{'' if host in ALL_HOSTS + ('',) else host}:{port}", f"{host}:{port}", f"[{host}]:{port}"):
             if key in moves:
                 new_host, new_port = _address(moves[key])
                 return new_host, port if new_port is None else new_port
@@ -217,7 +221,7 @@ def relocate(options: ServeOptions, moves: Mapping[str, str]) -> ServeOptions:
 
     return replace(
         options,
-        listen=[move(*address) for address in options.listen],
+        listen=list(dict.fromkeys(move(*address) for address in options.listen)),  # both families may land on one
         http=move(*options.http) if options.http else None,
         http_listeners=tuple((*move(host, port), paths) for host, port, paths in options.http_listeners),
     )
@@ -310,7 +314,7 @@ class _Reader:
                     except ValueError:
                         self.error(arg, f"bind {arg.text}: clusterdns binds IP addresses, not interface names")
         ports = sorted({k.port for k in keys})
-        return [(host, port) for port in ports for host in (hosts or [ALL_IPV4])]
+        return [(host, port) for port in ports for host in (hosts or ALL_HOSTS)]
 
     # -- the cluster block
 
@@ -407,6 +411,10 @@ class _Reader:
                 if arg.text not in ("all", "success", "denial", "error"):
                     self.error(arg, f"log class {arg.text}: expected all, success, denial or error")
                 classes.add(arg.text)
+        if any(name != "." for name in names):
+            self.error(d, f"log {' '.join(names)}: clusterdns logs the queries of every zone (log or log . only)")
+        if fmt not in (None, "{common}"):
+            self.error(d, f"log format {fmt}: clusterdns writes CoreDNS's common format only")
         config.query_log = QueryLog(frozenset(classes or {"all"}), tuple(names) or (".",), fmt)
 
     def plugin_rewrite(self, d: Directive, config: Config, keys) -> None:
@@ -643,7 +651,7 @@ class _Reader:
             self.error(d, f"{d.name} {text}: expected [HOST]:PORT, e.g. :8080")
             return ALL_IPV4, 0
         host = host.strip("[]")
-        return ("127.0.0.1" if host == "localhost" else host or ALL_IPV4), int(port)
+        return ("127.0.0.1" if host == "localhost" else host), int(port)  # "": every interface
 
     def zone_of(self, token: Token) -> str:
         try:

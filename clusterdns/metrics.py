@@ -32,6 +32,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
+    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -304,6 +305,39 @@ class Metrics:
         for cache_type in (CACHE_SUCCESS, CACHE_DENIAL):
             self._cache_entries.labels(server, cache_type, ".", view).set(0)
 
+        # --- CoreDNS: forward (plugin/forward/metrics.go) --------------------
+        # Per forwarded query, not per cluster answer: prometheus_client's locks are affordable here.
+        self._forward_requests = Counter(
+            "coredns_forward_requests_total",
+            "Queries sent to each upstream (tries included: a failover counts once per upstream tried).",
+            ["to"],
+            registry=reg,
+        )
+        self._forward_responses = Counter(
+            "coredns_forward_responses_total",
+            "Responses received from each upstream, per rcode.",
+            ["to", "rcode"],
+            registry=reg,
+        )
+        self._forward_duration = Histogram(
+            "coredns_forward_request_duration_seconds",
+            "Time from sending a query to an upstream to its response, per upstream and rcode.",
+            ["to", "rcode"],
+            buckets=TIME_BUCKETS,
+            registry=reg,
+        )
+        self._forward_healthcheck_failures = Counter(
+            "coredns_forward_healthcheck_failures_total",
+            "Health checks (`. IN NS`) of a down upstream that got no response.",
+            ["to"],
+            registry=reg,
+        )
+        self._forward_rejects = Counter(
+            "coredns_forward_max_concurrent_rejects_total",
+            "Queries answered REFUSED because --max-concurrent forwarded queries were already in flight.",
+            registry=reg,
+        )
+
         # --- clusterdns ----------------------------------------------------
         self._objects = Gauge(
             "clusterdns_objects",
@@ -460,6 +494,22 @@ class Metrics:
         if cache_type not in (CACHE_SUCCESS, CACHE_DENIAL):
             raise ValueError(f"cache type must be 'success' or 'denial', not {cache_type!r}")
         self._cache_entries.labels(self.server, cache_type, ".", self.view).set(count)
+
+    # --- forwarding ------------------------------------------------------------
+
+    def count_forward_request(self, to: str) -> None:
+        self._forward_requests.labels(to).inc()
+
+    def observe_forward_response(self, to: str, rcode: int | str, duration_s: float) -> None:
+        rcode_ = rcode_label(rcode)
+        self._forward_responses.labels(to, rcode_).inc()
+        self._forward_duration.labels(to, rcode_).observe(duration_s)
+
+    def count_forward_healthcheck_failure(self, to: str) -> None:
+        self._forward_healthcheck_failures.labels(to).inc()
+
+    def count_forward_reject(self) -> None:
+        self._forward_rejects.inc()
 
     # --- cluster, zone and sources -------------------------------------------
 

@@ -14,12 +14,14 @@ from . import transfer
 from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
 from .querylog import QueryLog
-from .wire import Responder, servfail
+from .wire import CHASE, FORWARD, Responder, servfail
 
 log = logging.getLogger(__name__)
 
 LOW_PORTS = 1024  # below: privileged services (echo 7, chargen 19...), never DNS clients but 53
 DNS_PORT = 53
+MAX_TCP_PENDING = 64  # forwarded queries of one TCP connection waiting for upstreams at once
+FORWARD_ZONE = "."  # the zone label of forwarded queries (CoreDNS: the `.` server block)
 
 
 def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
@@ -70,7 +72,7 @@ class _Observer:
         )
 
     def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
-                 response: bytes | None, hit: bool, addr) -> None:
+                 response: bytes | None, hit, addr, zone: str | None = None, plugin: str = "kubernetes") -> None:
         if self.metrics is None:
             return
         self.metrics.observe_query(
@@ -81,8 +83,9 @@ class _Observer:
             duration_s=time.perf_counter() - started,
             request_size=len(query),
             response_size=len(response) if response is not None else 0,
-            zone=self.zone_label,
+            zone=zone or self.zone_label,
             cache_hit=hit,
+            plugin=plugin,
         )
 
 
@@ -93,19 +96,53 @@ class _LoggingObserver(_Observer):
         super().__init__(metrics, zone_label, errors)
         self.query_log = query_log
 
-    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr) -> None:
-        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr)
+    def __call__(self, proto, family, qtype, rcode, started, query, response, hit, addr, zone=None, plugin="kubernetes"):
+        super().__call__(proto, family, qtype, rcode, started, query, response, hit, addr, zone, plugin)
         if response is not None:
             self.query_log(proto, addr, query, response, started)
 
 
+class _Forwarding:
+    """The async side branch: queries the zone handed over (FORWARD, CHASE) answered by the forwarder."""
+
+    def __init__(self, forwarder, observe: _Observer):
+        self.forwarder = forwarder
+        self.observe = observe
+        self.tasks: set[asyncio.Task] = set()
+
+    def answer_now(self, data: bytes, rcode: int, udp: bool):
+        """A forwarded answer from the forward cache without waiting, or None."""
+        return self.forwarder.answer_cached(data, udp) if rcode == FORWARD else None
+
+    async def answer(self, data: bytes, response: bytes, rcode: int, udp: bool):
+        """(outcome, zone label): the forwarder's answer to a query the zone handed over."""
+        if rcode == CHASE:
+            return await self.forwarder.chase(response, data, udp), None
+        return await self.forwarder.forward(data, udp), FORWARD_ZONE
+
+    def spawn(self, coro) -> asyncio.Task:
+        task = asyncio.ensure_future(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
+
+    def record(self, proto, family, qtype, outcome, zone, started, query: bytes, addr) -> None:
+        plugin = "forward" if zone else "kubernetes"
+        self.observe(proto, family, qtype, outcome.rcode, started, query, outcome.response, outcome.cache_hit, addr,
+                     zone, plugin)
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder, observe: _Observer, family: str, lowest_port: int):
+    def __init__(
+        self, responder: Responder, observe: _Observer, family: str, lowest_port: int,
+        forwarding: _Forwarding | None = None,
+    ):
         self.responder = responder
         self.observe = observe
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
         self.autopath = getattr(responder, "autopath", None) is not None  # only then is the client's address passed on
+        self.forwarding = forwarding
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -124,9 +161,31 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         except Exception as exc:  # never let one packet take the listener down
             self.observe.panic("udp", addr, exc)
             response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
+        if rcode < 0:  # FORWARD or CHASE: off the zone's path
+            self._forward(data, response, qtype, rcode, addr, started)
+            return
         if response is not None:
             self.transport.sendto(response, addr)
         self.observe("udp", self.family, qtype, rcode, started, data, response, self.responder.hits > hits, addr)
+
+    def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
+        forwarding = self.forwarding
+        outcome = forwarding.answer_now(data, rcode, True)
+        if outcome is not None:
+            self.transport.sendto(outcome.response, addr)
+            forwarding.record("udp", self.family, qtype, outcome, FORWARD_ZONE, started, data, addr)
+            return
+        forwarding.spawn(self._forward_later(data, response, qtype, rcode, addr, started))
+
+    async def _forward_later(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float):
+        try:
+            outcome, zone = await self.forwarding.answer(data, response, rcode, True)
+        except Exception as exc:
+            self.observe.panic("udp", addr, exc)
+            return
+        if outcome.response is not None and not self.transport.is_closing():
+            self.transport.sendto(outcome.response, addr)
+        self.forwarding.record("udp", self.family, qtype, outcome, zone, started, data, addr)
 
     def error_received(self, exc):
         log.debug("UDP socket error: %s", exc)
@@ -157,6 +216,7 @@ class DnsServer:
     metrics: object = None
     zone_label: str = "."
     query_log: QueryLog | None = None  # --log-queries
+    forwarder: object = None  # a clusterdns.forward.Forwarder when the server forwards
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     drop_low_source_ports: bool = False
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
@@ -169,6 +229,7 @@ class DnsServer:
     _connections: dict[asyncio.Task, _Connection] = field(default_factory=dict)  # counted against the limit
     _handlers: set[asyncio.Task] = field(default_factory=set)  # every TCP task still running, evicted ones too
     _flusher: asyncio.Task | None = None
+    _forwarding: _Forwarding | None = None
 
     async def listen(self, host: str, port: int) -> tuple[str, int]:
         """Bind UDP and TCP on (host, port); port 0 picks one free for both."""
@@ -178,13 +239,17 @@ class DnsServer:
             observe = _Observer(self.metrics, self.zone_label, self.errors)
         else:
             observe = _LoggingObserver(self.metrics, self.zone_label, self.errors, self.query_log)
+        if self._forwarding is None:  # one per server: a reload may swap its forwarder (see use)
+            self._forwarding = _Forwarding(self.forwarder, observe)
+        forwarding = self._forwarding
         fam = "2" if family == socket.AF_INET6 else "1"  # CoreDNS's family label: 1 IPv4, 2 IPv6
         lowest_port = LOW_PORTS if self.drop_low_source_ports else 1
         if self._flusher is None:
             self._flusher = asyncio.create_task(self._flush_errors(), name="clusterdns-burstlog")
         for attempt in range(20):
             transport, protocol = await loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(self.responder, observe, fam, lowest_port), sock=_udp_socket(host, port, family)
+                lambda: _UdpProtocol(self.responder, observe, fam, lowest_port, forwarding),
+                sock=_udp_socket(host, port, family),
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
@@ -204,9 +269,12 @@ class DnsServer:
             return host, bound_port
         raise OSError("no free port")
 
-    def use(self, responder: Responder) -> None:
-        """Answer from ``responder`` from the next query on, on every listener (a reload's swap)."""
+    def use(self, responder: Responder, forwarder=None) -> None:
+        """Answer from ``responder`` (and forward with ``forwarder``) from the next query on (a reload's swap)."""
         self.responder = responder
+        self.forwarder = forwarder
+        if self._forwarding is not None:
+            self._forwarding.forwarder = forwarder
         for protocol in self._protocols:
             protocol.responder = responder
 
@@ -234,6 +302,7 @@ class DnsServer:
         self._handlers.add(task)
         writer.transport.set_write_buffer_limits(high=limits.max_queued_bytes)
         peer = writer.get_extra_info("peername")
+        pending: set[asyncio.Task] = set()  # forwarded queries of this connection; replies may overtake them
         try:
             while True:
                 try:
@@ -241,6 +310,8 @@ class DnsServer:
                         prefix = await reader.readexactly(2)
                         data = await reader.readexactly(int.from_bytes(prefix, "big"))
                 except (asyncio.IncompleteReadError, TimeoutError):
+                    if pending:  # the client may be waiting for them: answer before closing (bounded upstream)
+                        await asyncio.wait(pending)
                     return
                 conn.last_active = time.monotonic()
                 started = time.perf_counter()
@@ -261,6 +332,15 @@ class DnsServer:
                 except Exception as exc:
                     observe.panic("tcp", peer, exc)
                     response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
+                if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
+                    if len(pending) >= MAX_TCP_PENDING:
+                        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    forwarded = self._forwarding.spawn(
+                        self._forward_tcp(writer, conn, data, response, qtype, rcode, observe, family, started, peer)
+                    )
+                    pending.add(forwarded)
+                    forwarded.add_done_callback(pending.discard)
+                    continue
                 if response is None or not await self._send(writer, response, conn):
                     return
                 observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
@@ -275,6 +355,17 @@ class DnsServer:
             self._connections.pop(task, None)
             self._handlers.discard(task)
             writer.transport.abort()  # never wait on a client that may not read
+
+    async def _forward_tcp(self, writer, conn, data: bytes, response: bytes, qtype: int, rcode: int, observe, family,
+                           started: float, peer) -> None:
+        forwarding = self._forwarding
+        try:
+            outcome, zone = await forwarding.answer(data, response, rcode, False)
+        except Exception as exc:
+            observe.panic("tcp", peer, exc)
+            return
+        if outcome.response is not None and await self._send(writer, outcome.response, conn):
+            forwarding.record("tcp", family, qtype, outcome, zone, started, data, peer)
 
     async def _send(self, writer: asyncio.StreamWriter, message: bytes, conn: _Connection) -> bool:
         """Queue one framed message; False if the client is gone or would not take its replies."""
@@ -303,7 +394,7 @@ class DnsServer:
             transport.close()
         for server in self.tcp:
             server.close()
-        tasks = list(self._handlers)
+        tasks = list(self._handlers) + (list(self._forwarding.tasks) if self._forwarding else [])
         if self._flusher is not None:
             tasks.append(self._flusher)
             self._flusher = None

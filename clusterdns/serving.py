@@ -8,6 +8,7 @@ releases them all.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import errno
 import logging
@@ -18,6 +19,8 @@ from dataclasses import dataclass, field
 from . import rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
+from .forward import Forwarder, ForwardSettings
+from .forward.loop import find_loop
 from .hosts import Hosts, HostsSettings
 from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
@@ -65,6 +68,7 @@ class ServeOptions:
     kube_endpoint: str | None = None  # the API server's URL (a Corefile's kubernetes { endpoint URL })
     kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
     corefile: str | None = None  # the Corefile these options came from (reload re-reads it)
     rewrites: tuple[Rewrite, ...] = ()  # rewrite name rules, applied around the responder
     transfer_to: tuple | None = None  # networks allowed AXFR over TCP; None: loopback only
@@ -81,7 +85,12 @@ class ServeOptions:
 
 class Serving:
     def __init__(self, options: ServeOptions, metrics: Metrics | None = None):
+        if options.forward is not None and not options.settings.recursion:
+            options = dataclasses.replace(options, settings=dataclasses.replace(options.settings, recursion=True))
         self.options = options
+        self.forwarder: Forwarder | None = None
+        self.failed = asyncio.Event()  # a fatal problem found after start (a forwarding loop)
+        self.failure = ""
         self.metrics = metrics or Metrics(server=_server_label(options.listen))
         # What was asked for → what is open, so a reload keeps the listeners that did not change.
         self._dns_listeners: dict[tuple[str, int], tuple[str, int]] = {}
@@ -123,6 +132,8 @@ class Serving:
             self.hosts = Hosts(options.hosts)
             self.dns.responder.use_hosts(self.hosts)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
+        if options.forward is not None:
+            self.forwarder = Forwarder(options.forward, self.metrics)
         if options.rewrites:  # only then: the responder's own respond stays the hot path
             self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
         if take_over is not None:
@@ -140,6 +151,7 @@ class Serving:
             zone_label=options.settings.zone,
             tcp_limits=options.tcp_limits,
             drop_low_source_ports=options.drop_low_source_ports,
+            forwarder=self.forwarder,
             query_log=QueryLog(options.log_queries) if options.log_queries else None,
         )
         if options.transfer_to is not None:
@@ -155,7 +167,16 @@ class Serving:
             await self.close()
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
+        if self.forwarder is not None and options.forward.loop_check:
+            self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
         self._started = True
+
+    async def _check_loop(self) -> None:
+        problem = await find_loop(self.forwarder)
+        if problem:
+            log.error("%s", problem)
+            self.failure = problem
+            self.failed.set()
 
     def _wanted_http(self) -> list[tuple[str, int, frozenset[str]]]:
         options = self.options
@@ -164,7 +185,7 @@ class Serving:
     async def _take_over(self, old: Serving) -> None:
         """A reload: answer on ``old``'s listeners from this zone; close what is gone, open what is new."""
         self.dns_server, old.dns_server = old.dns_server, None
-        self.dns_server.use(self.dns.responder)
+        self.dns_server.use(self.dns.responder, self.forwarder)
         if self.options.transfer_to is not None:
             self.dns_server.transfer_to = self.options.transfer_to
         wanted = set(self.options.listen)
@@ -393,7 +414,11 @@ class Serving:
             self.metrics.set_objects(kind, self.dns.cluster.count(kind))
         self.metrics.set_zone_records(self.dns.zone.record_count)
         self.metrics.set_zone_serial(self.dns.zone.serial)
-        self.metrics.set_cache_entries(len(self.dns.responder.cache))
+        forwarded = self.forwarder.cache.counts() if self.forwarder is not None else {}
+        self.metrics.set_cache_entries(len(self.dns.responder.cache) + forwarded.get("success", 0))
+        self.metrics.set_cache_entries(forwarded.get("denial", 0), "denial")
+        if self.forwarder is not None:
+            self.forwarder.flush_logs()
         if self.kube is not None:
             self._api_down()
 
@@ -415,6 +440,8 @@ class Serving:
         self.http = None
         if self.dns_server is not None:
             await self.dns_server.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
 
 def _reason(exc: OSError) -> str:

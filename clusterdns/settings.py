@@ -27,6 +27,9 @@ class Settings:
     # EDNS payload size we advertise, and the most a UDP response may carry whatever the client
     # asks: the DNS Flag Day 2020 size, as CoreDNS; a cap on amplification.
     max_udp_size: int = 1232
+    # The server forwards what it does not serve: RA on every answer, and names
+    # outside the zones (and reverse names the cluster does not own) go upstream.
+    recursion: bool = False
 
     @property
     def zones(self) -> tuple[str, ...]:

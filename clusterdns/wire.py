@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
@@ -32,6 +32,7 @@ from dnslib.label import DNSBuffer
 
 from .answer import answer
 from .loadbalance import Plan, rotate, rotation_plan
+from .routing import goes_upstream
 from .packet import PacketError, question_end
 from .zone import Zone
 
@@ -42,6 +43,10 @@ MAX_NAME = 255  # bytes of a name on the wire (RFC 1035 2.3.4)
 MAX_LABEL = 63
 # Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
 CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
+# What respond() returns instead of an rcode when the forwarder must finish the job (server.py):
+FORWARD = -1  # the name is not served here: the "response" is the query, to be forwarded
+CHASE = -2  # a cluster answer ending in a CNAME to an outside name, whose records come from upstream
+CLASS_IN = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +127,8 @@ class Responder:
         self.loadbalance = False
         self._turn = 0
         self.autopath = None  # an autopath.Autopath with --autopath: the server then passes client addresses
+        # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
+        self.forwarding = False
         zone.listeners.append(self.forget)
 
     def use_hosts(self, hosts) -> None:
@@ -131,8 +138,10 @@ class Responder:
         self.clear()
 
     def serves(self, name: str) -> bool:
-        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those."""
-        return (self.hosts is not None and self.hosts.serves(name)) or self.zone.origin_for(name) is not None
+        """Is ``name`` (lower case, absolute) answered here, by the hosts entries or the zone?  Never forward those.
+
+        Reverse names the cluster does not own are not served (see routing.py)."""
+        return (self.hosts is not None and self.hosts.serves(name)) or not goes_upstream(self.zone, name)
 
     def clear(self) -> None:
         self.replies.clear()
@@ -191,6 +200,8 @@ class Responder:
                     result = response, question.qtype, stored[3] & 0x0F
         hit = result is not None
         if not hit:
+            if self.forwarding and question is not None and self._goes_upstream(data, question):
+                return data, question.qtype, FORWARD
             self.misses += 1
             result, names = self._respond_slowly(data, question, udp)
             # (computed on the bytes sent: glue may have been dropped to fit)
@@ -237,6 +248,12 @@ class Responder:
         if udp and len(response) > question.udp_limit:
             response = fit(DNSRecord.parse(response), question.udp_limit)
         return response, question.qtype, response[3] & 0x0F
+    def _goes_upstream(self, data: bytes, question: Question) -> bool:
+        end = question.qname_end
+        qclass = (data[end + 2] << 8) | data[end + 3]
+        if qclass != CLASS_IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+            return False  # answered here (REFUSED), as without forwarding
+        return not self.serves(question_name(data, end))
 
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
@@ -248,6 +265,9 @@ class Responder:
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
+        qtype = query.questions[0].qtype if query.questions else 0
+        if self.forwarding and question is None and _forwardable(query, self.serves):
+            return (data, qtype, FORWARD), None
         self.zone.reads = reads = set()
         if self.hosts is not None and query.questions:
             reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
@@ -256,15 +276,44 @@ class Responder:
         finally:
             names, self.zone.reads = frozenset(reads), None
         full = bytes(reply.pack())
+        if self.forwarding and _leaves_zone(reply, qtype, self.serves):
+            return (full, qtype, CHASE), None
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
             self.cache[question.key] = (full, names, rotation_plan(full) if self.loadbalance else None)
             self._remember(question.key, names)
         limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
-        qtype = query.questions[0].qtype if query.questions else 0
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)
         return (full, qtype, reply.header.rcode), names if cacheable else None
+
+
+def question_name(data: bytes, qname_end: int) -> str:
+    """The uncompressed QNAME at offset 12 as lower-case text with the final dot."""
+    labels, offset = [], 12
+    while offset < qname_end - 1:
+        length = data[offset]
+        labels.append(data[offset + 1 : offset + 1 + length].decode("latin-1").lower())
+        offset += 1 + length
+    return ".".join(labels) + "."
+
+
+def _forwardable(query: DNSRecord, serves: Callable[[str], bool]) -> bool:
+    """A query the fast parser declined, for a name that goes upstream."""
+    if query.header.opcode != 0 or len(query.questions) != 1:
+        return False
+    q = query.questions[0]
+    if q.qclass != CLASS_IN or q.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+        return False
+    return not serves(str(q.qname).lower())
+
+
+def _leaves_zone(reply: DNSRecord, qtype: int, serves: Callable[[str], bool]) -> bool:
+    """An answer ending in a CNAME (an ExternalName) to a name whose records are upstream."""
+    if reply.header.rcode != RCODE.NOERROR or not reply.rr or qtype in (QTYPE.CNAME, QTYPE.ANY):
+        return False
+    last = reply.rr[-1]
+    return last.rtype == QTYPE.CNAME and not serves(str(last.rdata.label).lower())
 
 
 def parse_query(data: bytes) -> DNSRecord:

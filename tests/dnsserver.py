@@ -7,6 +7,7 @@ leaving the ``with`` block) closes every socket and joins the thread, bounded.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 from concurrent.futures import Future
 from pathlib import Path
@@ -17,6 +18,7 @@ import dns.query
 import dns.rdatatype
 
 from clusterdns.app import ClusterDNS
+from clusterdns.forward import Forwarder, ForwardSettings
 from clusterdns.server import DnsServer
 from clusterdns.settings import Settings
 from clusterdns.sources.manifests import ManifestSource
@@ -30,12 +32,22 @@ class RunningServer:
         manifests: list[str | Path] | None = None,
         settings: Settings | None = None,
         watch: bool = False,
+        forward: ForwardSettings | None = None,
+        clock=None,
         loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop,
         **server_options: Any,
     ):
-        """``server_options`` go to :class:`DnsServer` (``tcp_limits``, ``metrics``, ``drop_low_source_ports``)."""
+        """``server_options`` go to :class:`DnsServer` (``tcp_limits``, ``metrics``, ``drop_low_source_ports``).
+
+        ``forward`` makes it a forwarding server (its Forwarder reports to ``metrics``; ``clock`` for its cache).
+        """
         self.settings = settings or Settings()
         self.server_options = server_options
+        self.clock = clock
+        if forward is not None:
+            self.settings = dataclasses.replace(self.settings, recursion=True)
+        self.forward = forward
+        self.forwarder: Forwarder | None = None
         self.manifests = [str(p) for p in (manifests or [])]
         self.watch = watch
         self.host = "127.0.0.1"
@@ -59,7 +71,10 @@ class RunningServer:
         self.dns = ClusterDNS.for_manifests(self.settings)
         self.source = ManifestSource(self.manifests, self.dns.sink)
         self.source.load()
-        self._server = DnsServer(self.dns.responder, **self.server_options)
+        if self.forward is not None:
+            extra = {"clock": self.clock} if self.clock else {}
+            self.forwarder = Forwarder(self.forward, self.server_options.get("metrics"), **extra)
+        self._server = DnsServer(self.dns.responder, forwarder=self.forwarder, **self.server_options)
         _, self.port = await self._server.listen(self.host, 0)
         self._stop = asyncio.Event()
         if self.watch:
@@ -80,6 +95,8 @@ class RunningServer:
         if self._watcher is not None:
             await asyncio.wait_for(self._watcher, START_TIMEOUT)
         await self._server.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
     def __enter__(self) -> "RunningServer":
         return self.start()

@@ -45,7 +45,7 @@ def test_the_kubernetes_zones_default_to_the_blocks():
 def test_health_ready_prometheus_listen_where_the_plugins_default():
     config = load(".:53 {\n health\n ready\n prometheus\n kubernetes cluster.local\n}\n")
     assert sorted(config.options.http_listeners) == [
-        ("0.0.0.0", 8080, frozenset({"/health"})), ("0.0.0.0", 8181, frozenset({"/ready"})),
+        ("", 8080, frozenset({"/health"})), ("", 8181, frozenset({"/ready"})),
         ("127.0.0.1", 9153, frozenset({"/metrics"})),
     ]
     shared = load(".:53 {\n health 127.0.0.1:9000\n prometheus 127.0.0.1:9000\n kubernetes cluster.local\n}\n")
@@ -122,8 +122,8 @@ def test_errors_name_file_line_and_plugin_all_at_once():
         ("tls://.:853 {\n kubernetes cluster.local\n}\n",
          "Corefile:1: tls:// servers are not supported by clusterdns (only dns://, plain UDP and TCP)"),
         (".:53 {\n kubernetes cluster.local\n}\nstub.local:1053 {\n forward . 127.0.0.1\n}\n",
-         "Corefile:4: server block stub.local:1053 (Corefile:4) listens on 0.0.0.0:1053, the kubernetes block on "
-         "0.0.0.0:53: clusterdns answers every zone on the same listeners"),
+         "Corefile:4: server block stub.local:1053 (Corefile:4) listens on 0.0.0.0:1053, [::]:1053, the kubernetes "
+         "block on 0.0.0.0:53, [::]:53: clusterdns answers every zone on the same listeners"),
         (".:53 {\n kubernetes cluster.local\n}\nstub.local:53 {\n errors\n}\n",
          "Corefile:4: server block stub.local:53 (Corefile:4) has no forward: clusterdns serves other zones only by forwarding them"),
         (".:53 {\n kubernetes cluster.local\n cache 30 {\n  disable success example.org\n }\n}\n",
@@ -145,8 +145,8 @@ def test_durations():
 def test_relocate_moves_named_listeners_or_every_host():
     options = load(".:53 {\n health\n prometheus :9153\n kubernetes cluster.local\n}\n").options
     moved = relocate(options, {":53": "127.0.0.1:23053", ":8080": "127.0.0.1:23080"})
-    assert moved.listen == [("127.0.0.1", 23053)]
-    assert sorted(h[:2] for h in moved.http_listeners) == [("0.0.0.0", 9153), ("127.0.0.1", 23080)]
+    assert moved.listen == [("127.0.0.1", 23053)]  # both families of :53 moved onto one address
+    assert sorted(h[:2] for h in moved.http_listeners) == [("", 9153), ("127.0.0.1", 23080)]
     every = relocate(options, {"*": "127.0.0.1"})
     assert every.listen == [("127.0.0.1", 53)] and sorted(h[:2] for h in every.http_listeners) == [("127.0.0.1", 8080), ("127.0.0.1", 9153)]
 
@@ -156,7 +156,7 @@ def test_check_corefile_prints_the_settings_or_every_error(tmp_path, capsys):
     good.write_text(".:53 {\n errors\n ready 127.0.0.1:8181\n kubernetes cluster.local in-addr.arpa ip6.arpa\n cache 30\n}\n")
     assert main(["check", "--corefile", str(good)]) == 0
     out = capsys.readouterr().out
-    assert "  dns  0.0.0.0:53 (UDP and TCP)" in out and "  http 127.0.0.1:8181 /ready" in out
+    assert "  dns  0.0.0.0:53 (UDP and TCP)" in out and "  dns  [::]:53 (UDP and TCP)" in out and "  http 127.0.0.1:8181 /ready" in out
     assert "zones: cluster.local. in-addr.arpa. ip6.arpa. (ttl 5, pods insecure)" in out
     bad = tmp_path / "Bad"
     bad.write_text(".:53 {\n kubernetes cluster.local\n dnssec\n}\n")

@@ -56,7 +56,7 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 NAMESPACE = "kube-system"
 NONROOT_UID = 65532
 KUBE_DNS_IP = "10.96.0.10"
-HTTP_PORT = 9153  # --http in the Deployment: probes and Prometheus share it
+HTTP_PORT = 9153  # the stock Corefiles' prometheus :9153
 
 NAMESPACED = {"ServiceAccount", "Deployment", "Service", "PodDisruptionBudget", "ConfigMap", "Role", "RoleBinding"}
 
@@ -270,18 +270,22 @@ def test_pod_scheduling_matches_coredns():
     )
 
 
-def test_args_serve_in_cluster_on_53_with_http_on_9153():
+def test_args_serve_the_clusters_own_corefile_from_the_coredns_configmap():
     c = container()
     assert "command" not in c, "the image's ENTRYPOINT (clusterdns) is kept"
     positionals, flags = parse_flags(c["args"])
     assert positionals == ["serve"]
-    # in-cluster config: no kubeconfig, no manifests
-    assert "--kubeconfig" not in flags and "--manifests" not in flags
-    assert "0.0.0.0:53" in flags["--listen"]
-    assert {port_of(hp) for hp in flags["--listen"]} == {53}
-    assert flags["--http"] == [f"0.0.0.0:{HTTP_PORT}"]
-    assert flags.get("--zone", ["cluster.local"]) == ["cluster.local"]
-    assert flags["--pods"] == ["insecure"], "pods verified would need the pods RBAC; insecure is kubeadm's setting"
+    assert flags["--corefile"] == ["/etc/coredns/Corefile"]
+    # everything else comes from the Corefile, as for CoreDNS; in-cluster credentials
+    assert not {"--listen", "--http", "--kubeconfig", "--manifests", "--ttl", "--zone"} & set(flags)
+    mounts = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod_spec()["volumes"]}
+    # as CoreDNS's own Deployment: the coredns ConfigMap at /etc/coredns (every key: k3s's NodeHosts too)
+    assert (mounts["config-volume"]["mountPath"], mounts["config-volume"]["readOnly"]) == ("/etc/coredns", True)
+    assert volumes["config-volume"]["configMap"] == {"name": "coredns"}
+    # k3s's coredns-custom (its Corefile imports custom/*.override and *.server), optional elsewhere
+    assert mounts["custom-config-volume"]["mountPath"] == "/etc/coredns/custom"
+    assert volumes["custom-config-volume"]["configMap"] == {"name": "coredns-custom", "optional": True}
 
 
 def test_container_ports():
@@ -289,15 +293,24 @@ def test_container_ports():
     assert ports == {("dns", 53, "UDP"), ("dns-tcp", 53, "TCP"), ("metrics", HTTP_PORT, "TCP")}
 
 
-def test_probes_use_the_http_listener():
+def test_probes_and_ports_are_where_the_stock_corefiles_listen(tmp_path):
+    """health :8080, ready :8181, prometheus :9153 and .:53 in every stock Corefile: the pod spec must match."""
+    from clusterdns import config as corefile_config
+    from tests.test_stock_corefiles import STOCK
+
     c = container()
-    _, flags = parse_flags(c["args"])
-    http_port = port_of(flags["--http"][0])
     ready = c["readinessProbe"]["httpGet"]
     alive = c["livenessProbe"]["httpGet"]
-    assert (ready["path"], ready["port"]) == ("/ready", http_port)
-    assert (alive["path"], alive["port"]) == ("/health", http_port)
     assert ready.get("scheme", "HTTP") == alive.get("scheme", "HTTP") == "HTTP"
+    declared = {p["containerPort"] for p in c["ports"]}
+    for name, text in STOCK.items():
+        path = tmp_path / name
+        path.write_text(text)
+        options = corefile_config.load(path).options
+        served = {paths_: port for _, port, paths in options.http_listeners for paths_ in paths}
+        assert (ready["path"], ready["port"]) == ("/ready", served["/ready"]), name
+        assert (alive["path"], alive["port"]) == ("/health", served["/health"]), name
+        assert served["/metrics"] == HTTP_PORT and {port for _, port in options.listen} == {53} <= declared, name
 
 
 def test_resources_like_coredns():
@@ -621,7 +634,7 @@ def test_image_default_listen_pair_binds_together(tmp_path):
         pytest.skip("IPv6 sockets are not available here")
     port = _free_port_on_both_families()
     argv = [sys.executable, "-m", "clusterdns.cli", "serve", "--manifests", str(ROOT / "zones"),
-            f"--listen=0.0.0.0:{port}", f"--listen=[::]:{port}", "--http="]
+            f"--listen=0.0.0.0:{port}", f"--listen=[::]:{port}", "--http=", "--no-forward"]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         assert _answers(proc, socket.AF_INET, "127.0.0.1", port), "no answer on 127.0.0.1"

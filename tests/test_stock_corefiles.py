@@ -165,9 +165,9 @@ def test_each_stock_corefile_gives_the_settings_coredns_would(distribution, tmp_
     path.write_text(localise(STOCK[distribution], tmp_path, kubeconfig))
     config = corefile_config.load(path)
     options = config.options
-    assert options.listen == [("0.0.0.0", 53)]
+    assert options.listen == [("0.0.0.0", 53), ("::", 53)]  # .:53 is every interface, both families
     assert sorted((h, p, tuple(sorted(paths))) for h, p, paths in options.http_listeners) == [
-        ("0.0.0.0", 8080, ("/health",)), ("0.0.0.0", 8181, ("/ready",)), ("0.0.0.0", 9153, ("/metrics",)),
+        ("", 8080, ("/health",)), ("", 8181, ("/ready",)), ("", 9153, ("/metrics",)),
     ]
     assert options.lameduck == LAMEDUCK[distribution]
     assert (options.settings.zone, options.settings.reverse, options.settings.ttl) == ("cluster.local.", True, TTL[distribution])
@@ -177,10 +177,12 @@ def test_each_stock_corefile_gives_the_settings_coredns_would(distribution, tmp_
     assert [(f.zone, f.resolv_conf) for f in config.forwards] == [(".", str(tmp_path / "resolv.conf"))]
     assert config.cache.max_ttl == 30 and config.loop and config.loadbalance and config.reload == (30.0, 15.0)
     assert (config.query_log is not None) == (distribution == "minikube")
+    assert corefile_config.serve_options(config).log_queries == ({"all"} if distribution == "minikube" else None)
+    assert corefile_config.serve_options(config).loadbalance
 
 
 @pytest.mark.parametrize("distribution", sorted(STOCK))
-async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(distribution, cluster, tmp_path, kubeconfig):
+async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(distribution, cluster, tmp_path, kubeconfig, capsys):
     text = localise(STOCK[distribution], tmp_path, kubeconfig)
     if distribution == "k3s":  # k3s: NodeHosts from its ConfigMap, customisations through custom/*.override
         (tmp_path / "coredns" / "custom").mkdir(parents=True)
@@ -213,6 +215,9 @@ async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(distr
         assert await http_get(ports["/ready"], "/ready") == (200, "OK")
         status, body = await http_get(ports["/metrics"], "/metrics")
         assert status == 200 and "coredns_dns_requests_total" in body
+        # minikube's Corefile has log: one line per query on stdout, in CoreDNS's format
+        logged = capsys.readouterr().out
+        assert ('"A IN web.default.svc.cluster.local. udp ' in logged) == (distribution == "minikube")
         # each port serves its own path only, as CoreDNS's three plugins do
         assert (await http_get(ports["/health"], "/metrics"))[0] == 404
         assert (await http_get(ports["/metrics"], "/ready"))[0] == 404
