@@ -61,8 +61,13 @@ class Autopath:
             self._suffixes[namespace] = wire
         return wire
 
-    def resolve(self, query: DNSRecord, namespace: str) -> DNSRecord | None:
-        """The autopath answer to ``query``, or None for "answer it ordinarily"."""
+    def resolve(self, query: DNSRecord, namespace: str) -> tuple[DNSRecord | None, frozenset[str]]:
+        """The autopath answer to ``query`` (None: answer it ordinarily), and the names it read."""
+        read: set[str] = set()
+        reply = self._resolve(query, namespace, read)
+        return reply, frozenset(read)
+
+    def _resolve(self, query: DNSRecord, namespace: str, read: set[str]) -> DNSRecord | None:
         if len(query.questions) != 1 or query.header.opcode != 0:
             return None
         question = query.questions[0]
@@ -81,7 +86,8 @@ class Autopath:
                 questions=[DNSQuestion(candidate, question.qtype, question.qclass)],
                 ar=opts,
             )
-            reply = answer(self.zone, sub)
+            reply, names = answer(self.zone, sub)
+            read |= names
             if reply.header.rcode == RCODE.NXDOMAIN:
                 continue
             if reply.header.rcode != RCODE.NOERROR or candidate == name:

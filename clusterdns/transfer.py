@@ -18,8 +18,8 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSRecord, EDNSOption
 
 from . import reasons
 from .acl import Network, allowed
-from .answer import NOTAUTH, soa_record
-from .zone import Zone
+from .answer import NOTAUTH, Reader, soa_record
+from .zone import Zone, to_rdata
 
 RECORDS_PER_MESSAGE = 200  # well under 64 KiB with compression, and many messages for a big zone
 
@@ -58,7 +58,7 @@ def transfer(zone: Zone, data: bytes, client: str, networks: Sequence[Network]) 
         if zone.origin_for(origin) is None:
             reason = reasons.Reason(reasons.NOT_AUTHORITATIVE, "outside the cluster zones and forwarding is off")
             return [_error(query, RCODE.REFUSED, edns, reason, zone)]
-        return [_error(query, NOTAUTH, edns, reasons.explain(zone, origin, question.qtype, NOTAUTH), zone)]
+        return [_error(query, NOTAUTH, edns, reasons.explain(Reader(zone), origin, question.qtype, NOTAUTH), zone)]
     records = [soa_record(zone, origin), *zone_records(zone, origin), soa_record(zone, origin)]
     messages = []
     for start in range(0, len(records), RECORDS_PER_MESSAGE):
@@ -78,7 +78,7 @@ def zone_records(zone: Zone, origin: str) -> Iterable[RR]:
             continue
         for qtype, rds in (zone.records(name) or {}).items():
             for rd in rds:
-                yield RR(name, qtype, ttl=ttl, rdata=rd)
+                yield RR(name, qtype, ttl=ttl, rdata=to_rdata(qtype, rd))
 
 
 def _reply(query: DNSRecord, edns: bool, zone: Zone) -> DNSRecord:
