@@ -119,6 +119,8 @@ def zone_files(records: dict[str, dict[int, tuple]], origins: tuple[str, ...], s
     """Zone-file text per origin from clusterdns's own record sets, so both servers hold the same data."""
     from dnslib import QTYPE, RR, SOA
 
+    from clusterdns.zone import to_rdata
+
     texts: dict[str, list[str]] = {o: [] for o in origins}
     for origin in origins:
         soa = RR(origin, QTYPE.SOA, ttl=ttl, rdata=SOA(f"ns.dns.{ZONE}.", f"hostmaster.{origin}",
@@ -130,7 +132,7 @@ def zone_files(records: dict[str, dict[int, tuple]], origins: tuple[str, ...], s
             continue
         for qtype, rdatas in sets.items():
             for rdata in rdatas:
-                texts[origin].append(RR(name, qtype, ttl=ttl, rdata=rdata).toZone())
+                texts[origin].append(RR(name, qtype, ttl=ttl, rdata=to_rdata(qtype, rdata)).toZone())
     return {o: "\n".join(lines) + "\n" for o, lines in texts.items()}
 
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, A, AAAA, DNSHeader, DNSRecord
+from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, DNSHeader, DNSRecord
 
 from . import reasons
 from .records import dashed, pod_ip
 from .settings import DNS_VERSION_TTL
-from .zone import Zone
+from .zone import Zone, to_rdata
 
 if TYPE_CHECKING:
     from .hosts import Hosts
@@ -30,11 +30,56 @@ NOTAUTH = 9  # not authoritative for the zone asked to transfer
 ANY_PREFERENCE = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.SRV, QTYPE.PTR, QTYPE.SOA, QTYPE.NS)
 
 
-def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecord:
-    """The response to ``query`` (already parsed; the header may ask for anything).
+class Reader:
+    """The zone as one answer reads it: the same lookups, remembering every name and fact read.
 
-    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order).
+    The answer cache keeps an answer with these names and drops it when the
+    zone reports one of them changed.
     """
+
+    __slots__ = ("zone", "settings", "catalog", "complete", "names")
+
+    def __init__(self, zone: Zone):
+        self.zone = zone
+        self.settings = zone.settings
+        self.catalog = zone.catalog
+        self.complete = zone.complete
+        self.names: set[str] = set()
+
+    def records(self, name: str):
+        self.names.add(name)
+        return self.zone.records(name)
+
+    def exists(self, name: str) -> bool:
+        self.names.add(name)
+        return self.zone.exists(name)
+
+    def read(self, key: str) -> None:
+        self.names.add(key)
+
+    def origin_for(self, name: str) -> str | None:
+        return self.zone.origin_for(name)
+
+    def __getattr__(self, attribute: str):
+        # Everything else (serial, notes...) is read from the zone as it is: facts
+        # that change with names the answer already read, or with every commit.
+        return getattr(self.zone, attribute)
+
+
+def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> tuple[DNSRecord, frozenset[str]]:
+    """The response to ``query`` (already parsed; the header may ask for anything), and the names it read.
+
+    ``hosts`` entries, when given, are consulted before the zone (CoreDNS's plugin order);
+    the question's name then counts as read, since a hosts reload may change the answer.
+    """
+    reader = Reader(zone)
+    reply = _answer(reader, query, hosts)
+    if hosts is not None and query.questions:
+        reader.names.add(str(query.questions[0].qname).lower())
+    return reply, frozenset(reader.names)
+
+
+def _answer(zone: Reader, query: DNSRecord, hosts: Hosts | None) -> DNSRecord:
     reply = DNSRecord(
         DNSHeader(
             id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd, cd=query.header.cd,
@@ -69,7 +114,7 @@ def answer(zone: Zone, query: DNSRecord, hosts: Hosts | None = None) -> DNSRecor
     return reply
 
 
-def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple[str, tuple[int, ...]]:
+def _answer_question(zone: Reader, reply: DNSRecord, question, name: str) -> tuple[str, tuple[int, ...]]:
     """Fill ``reply``; the last name looked up (a CNAME chain's end) and the types it has."""
     origin = zone.origin_for(name)
     if origin is None or question.qclass not in (CLASS_IN, CLASS_ANY):
@@ -98,7 +143,7 @@ def _answer_question(zone: Zone, reply: DNSRecord, question, name: str) -> tuple
     return final, types
 
 
-def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tuple[str, tuple[int, ...]]:
+def _resolve(zone: Reader, reply: DNSRecord, qname, name: str, qtype: int) -> tuple[str, tuple[int, ...]]:
     ttl = zone.settings.ttl
     owner = qname  # the first owner keeps the question's letter case
     sets = None
@@ -116,8 +161,8 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
             return name, ()
         cname = sets.get(QTYPE.CNAME)
         if cname and qtype not in (QTYPE.CNAME, QTYPE.ANY):
-            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=cname[0]))
-            name = str(cname[0].label).lower()
+            reply.add_answer(RR(owner, QTYPE.CNAME, ttl=ttl, rdata=to_rdata(QTYPE.CNAME, cname[0])))
+            name = cname[0].lower()
             owner = name
             continue
         wanted = _any_choice(sets) if qtype == QTYPE.ANY else [qtype]
@@ -125,8 +170,8 @@ def _resolve(zone: Zone, reply: DNSRecord, qname, name: str, qtype: int) -> tupl
         # dns-version carries the spec's TTL; every other name the zone's.
         name_ttl = DNS_VERSION_TTL if name == "dns-version." + zone.settings.zone else ttl
         for t in wanted:
-            for rdata in sets.get(t, ()):
-                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=rdata))
+            for value in sets.get(t, ()):
+                reply.add_answer(RR(owner, t, ttl=name_ttl, rdata=to_rdata(t, value)))
                 found = True
         if not found:
             reply.add_auth(soa_record(zone, origin))  # NODATA
@@ -144,13 +189,13 @@ def _any_choice(sets) -> list[int]:
     return [t for t in sets if sets[t]][:1]
 
 
-def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
+def _add_glue(zone: Reader, reply: DNSRecord, sets, types: list[int]) -> None:
     """Addresses of SRV targets and name servers, so clients need no second query."""
     targets: list[str] = []
     if QTYPE.SRV in types:
-        targets += [str(rd.target).lower() for rd in sets.get(QTYPE.SRV, ())]
+        targets += [srv[3].lower() for srv in sets.get(QTYPE.SRV, ())]
     if QTYPE.NS in types:
-        targets += [str(rd.label).lower() for rd in sets.get(QTYPE.NS, ())]
+        targets += [ns.lower() for ns in sets.get(QTYPE.NS, ())]
     ttl = zone.settings.ttl
     answered = {(str(rr.rname).lower(), rr.rtype) for rr in reply.rr}
     for target in dict.fromkeys(targets):
@@ -158,11 +203,11 @@ def _add_glue(zone: Zone, reply: DNSRecord, sets, types: list[int]) -> None:
         for t in (QTYPE.A, QTYPE.AAAA):
             if (target, t) in answered:
                 continue  # already in the answer section (an ANY query)
-            for rdata in found.get(t, ()):
-                reply.add_ar(RR(target, t, ttl=ttl, rdata=rdata))
+            for value in found.get(t, ()):
+                reply.add_ar(RR(target, t, ttl=ttl, rdata=to_rdata(t, value)))
 
 
-def lookup(zone: Zone, name: str):
+def lookup(zone: Reader | Zone, name: str):
     """Record sets at ``name``, including pod names made up on the fly (``--pods insecure``)."""
     settings = zone.settings
     pod_suffix = "pod." + settings.zone
@@ -174,7 +219,7 @@ def lookup(zone: Zone, name: str):
     return zone.records(name)
 
 
-def _pod_lookup(zone: Zone, prefix: str):
+def _pod_lookup(zone: Reader | Zone, prefix: str):
     labels = prefix.split(".")
     settings = zone.settings
     # As CoreDNS: pod names exist only in namespaces that exist (<ns>.svc.<zone> does),
@@ -189,11 +234,10 @@ def _pod_lookup(zone: Zone, prefix: str):
         return zone.records(f"{prefix}.pod.{settings.zone}") if settings.pod_names else None
     if settings.pods == "verified":
         return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
-    rdata = AAAA(ip) if ":" in ip else A(ip)
-    return {QTYPE.AAAA if ":" in ip else QTYPE.A: (rdata,)}
+    return {QTYPE.AAAA if ":" in ip else QTYPE.A: (ip,)}
 
 
-def soa_record(zone: Zone, origin: str) -> RR:
+def soa_record(zone: Reader | Zone, origin: str) -> RR:
     return _soa(origin, zone.serial, zone.settings.ttl)
 
 

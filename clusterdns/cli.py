@@ -39,7 +39,9 @@ from .serving import ListenError, ServeOptions, Serving
 from .sources import KubeConfigError
 from .settings import POD_MODES, Settings, absolute
 from .sources.manifests import DEFAULT_MAX_BYTES, manifest_files
+from .sources.watch_options import WatchOptions
 from .wire import MAX_MESSAGE, MIN_UDP_PAYLOAD
+from .zone import to_rdata
 
 log = logging.getLogger("clusterdns")
 
@@ -98,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
     serve.add_argument(
-        "--lameduck", type=float, default=0.0, metavar="SECONDS",
+        "--lameduck", type=float, default=ServeOptions.lameduck, metavar="SECONDS",
         help="on SIGTERM, report /ready 503 but keep answering this long before exiting, so clients are moved "
         "away first (CoreDNS's health lameduck; deploy/ uses 5); a second signal exits at once (default %(default)s)",
     )
@@ -143,16 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     kube.add_argument("--labels", metavar="SELECTOR", help="serve only services and endpoints matching this label selector")
     kube.add_argument("--namespace-labels", metavar="SELECTOR", help="serve only namespaces matching this label selector")
     kube.add_argument(
-        "--startup-timeout", type=float, default=5.0, metavar="SECONDS",
+        "--startup-timeout", type=float, default=ServeOptions.startup_timeout, metavar="SECONDS",
         help="wait this long for the first sync before serving what is known (default %(default)s)",
     )
     kube.add_argument(
-        "--watch-inactivity-timeout", type=float, default=75.0, metavar="SECONDS",
-        help="restart a watch that has sent nothing (not even a bookmark) for this long (default %(default)s)",
+        "--watch-inactivity-timeout", type=float, default=WatchOptions.inactivity_timeout, metavar="SECONDS",
+        help="when a watch has sent nothing for this long, ask the API server a cheap question (a limit=1 list): "
+        "an answer means the watch is just quiet, none means the API is hung and counts as lost contact "
+        "(default %(default)s)",
     )
     kube.add_argument(
-        "--ready-grace", type=float, default=300.0, metavar="SECONDS",
-        help="keep /ready true this long after the API went away, serving the last known state (default %(default)s)",
+        "--ready-grace", type=float, default=ServeOptions.ready_grace, metavar="SECONDS",
+        help="keep /ready true this long after the API went away or stopped answering, serving the last known "
+        "state (default %(default)s)",
     )
 
     check = commands.add_parser(
@@ -511,7 +516,7 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
     lines = []
     for name in dns.zone.names():
         for qtype, rds in dns.zone.records(name).items():
-            lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=rd).toZone() for rd in rds]
+            lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=to_rdata(qtype, rd)).toZone() for rd in rds]
     return lines
 
 
@@ -625,7 +630,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         labels=args.labels,
         namespace_labels=args.namespace_labels,
         startup_timeout=args.startup_timeout,
-        watch_inactivity_timeout=args.watch_inactivity_timeout,
+        watch=WatchOptions(inactivity_timeout=args.watch_inactivity_timeout),
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
         max_manifest_bytes=args.max_manifest_bytes,

@@ -103,7 +103,7 @@ def in_process(state: ClusterDNS, payload: int) -> Ask:
         if state.zone.origin_for(name.lower()) is None:
             return Reply(dns.rcode.REFUSED, outside=True)
         query = dns.message.make_query(name, qtype, use_edns=0, payload=payload)
-        data, _, _ = state.responder.respond(query.to_wire(), udp=not tcp)
+        data, _, _, _ = state.responder.respond(query.to_wire(), udp=not tcp)
         return _reply(dns.message.from_wire(data))
 
     return ask

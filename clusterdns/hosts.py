@@ -181,9 +181,9 @@ class Hosts:
         changed = self.table.changed_since(old)
         count = sum(len(rds) for sets in self.table.addresses.values() for rds in sets.values())
         if self.reloads == 0:
-            log.info("hosts: %d names, %d addresses from %s", len(self.table.addresses), count, self._sources())
+            log.info("hosts entries: %d names, %d addresses from %s", len(self.table.addresses), count, self._sources())
         elif touched:
-            log.info("hosts: reloaded %s: %d names, %d addresses; %d names changed",
+            log.info("reloaded hosts file %s: %d names, %d addresses; %d names changed",
                      ", ".join(f.shown for f in touched), len(self.table.addresses), count, len(changed))
         self.reloads += 1
         if changed:
@@ -241,8 +241,14 @@ class Hosts:
         directories = sorted({f.path.parent for f in self._files if f.path.parent.is_dir()})
         if not directories:
             return
+        ours = {str(f.path) for f in self._files}
+
+        def relevant(change, path: str) -> bool:
+            # Our files, and the symlink a ConfigMap volume swaps; not the rest of a busy /etc or /tmp.
+            return path in ours or path.endswith("/..data")
+
         async for _ in awatch(
-            *directories, watch_filter=None, recursive=False, stop_event=stop, debounce=debounce_ms, step=50,
+            *directories, watch_filter=relevant, recursive=False, stop_event=stop, debounce=debounce_ms, step=50,
             rust_timeout=int(self.settings.reload * 1000), yield_on_timeout=True,
         ):
             self.load()

@@ -432,6 +432,26 @@ class Metrics:
                 self._recorders[key] = record
         record(duration_s, request_size, response_size, dnssec_ok)
 
+    def query_observer(self, proto: str, family: str, zone: str) -> Callable[[int, int, bool, float, int, int], None]:
+        """:meth:`observe_query` for one listener: ``(qtype, rcode, cache_hit, duration_s, request_size, response_size)``.
+
+        The transport, family and zone labels are fixed, so a query costs one
+        dict lookup and the recorder's additions (about half of observe_query).
+        """
+        recorders: dict[tuple[int, int, bool], _Recorder] = {}
+        make = self._recorder
+
+        def observe(qtype: int, rcode: int, cache_hit: bool, duration_s: float, request_size: int,
+                    response_size: int) -> None:
+            record = recorders.get((qtype, rcode, cache_hit))
+            if record is None:
+                record = make(zone, proto, family, qtype, rcode, cache_hit, PLUGIN_KUBERNETES)
+                if len(recorders) < _MAX_REMEMBERED:
+                    recorders[(qtype, rcode, cache_hit)] = record
+            record(duration_s, request_size, response_size, False)
+
+        return observe
+
     def _recorder(
         self,
         zone: str,

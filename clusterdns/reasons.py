@@ -116,28 +116,26 @@ class Catalog:
         self._suggestions.clear()
         self.zone.touch((NAMESPACES_KEY,))
 
-    # ------------------------------------------------------------------ reading (records what was read)
+    # ------------------------------------------------------------------ reading
+    # ``reader`` is the zone as the answer sees it (answer.Reader): it remembers
+    # the facts read, so a cached answer is dropped when one changes.
 
-    def _read(self, key: str) -> None:
-        if self.zone.reads is not None:
-            self.zone.reads.add(key)
-
-    def facts(self, namespace: str, service: str) -> ServiceFacts | None:
-        self._read(_service_key(namespace, service))
+    def facts(self, reader, namespace: str, service: str) -> ServiceFacts | None:
+        reader.read(_service_key(namespace, service))
         return self.services.get((namespace, service))
 
-    def holders(self, service: str) -> list[str]:
-        self._read(_by_name_key(service))
+    def holders(self, reader, service: str) -> list[str]:
+        reader.read(_by_name_key(service))
         return sorted(self.namespaces_of.get(service, ()))
 
-    def namespace_known(self, namespace: str) -> bool:
+    def namespace_known(self, reader, namespace: str) -> bool:
         """A served namespace: a Namespace object, or (live clusters without one) names under it."""
-        self._read(NAMESPACES_KEY)
-        return namespace in self.namespaces or self.zone.exists(f"{namespace}.svc.{self.zone.settings.zone}")
+        reader.read(NAMESPACES_KEY)
+        return namespace in self.namespaces or reader.exists(f"{namespace}.svc.{self.zone.settings.zone}")
 
-    def suggest_namespace(self, label: str) -> str | None:
+    def suggest_namespace(self, reader, label: str) -> str | None:
         """The namespace ``label`` was probably meant to be (a typo), if one is close."""
-        self._read(NAMESPACES_KEY)
+        reader.read(NAMESPACES_KEY)
         if label not in self._suggestions:
             close = difflib.get_close_matches(label, self.namespaces, n=1, cutoff=0.75)
             self._suggestions[label] = close[0] if close else None
@@ -226,27 +224,27 @@ def _cluster_reason(zone: "Zone", name: str, nodata: bool) -> str | None:
     if kind != "svc":
         if nodata:
             return None
-        if len(labels) == 2 and catalog.facts(labels[1], labels[0]):
+        if len(labels) == 2 and catalog.facts(zone, labels[1], labels[0]):
             return f'no {_show(name)}: services are SERVICE.NAMESPACE.svc.{_show(apex)} (try {labels[0]}.{labels[1]}.svc.{_show(apex)})'
         return f'no "{kind}" under {_show(apex)}: cluster names end in .svc.{_show(apex)} or .pod.{_show(apex)}'
     rest = labels[:-1]  # ..., service, namespace
     if not rest:
         return None
     namespace = rest[-1]
-    if not catalog.namespace_known(namespace):
-        text = _missing_namespace(catalog, namespace)
+    if not catalog.namespace_known(zone, namespace):
+        text = _missing_namespace(zone, catalog, namespace)
         if len(rest) == 1:
-            holders = catalog.holders(namespace)
+            holders = catalog.holders(zone, namespace)
             if holders:  # kubia.svc.cluster.local: the namespace was left out
                 text += f'; a service "{namespace}" exists in {_quoted_list(holders)}'
         return text
     if len(rest) == 1:
         return None if not nodata else f'namespace "{namespace}" exists; services are SERVICE.{namespace}.svc.{_show(apex)}'
     service = rest[-2]
-    facts = catalog.facts(namespace, service)
+    facts = catalog.facts(zone, namespace, service)
     if facts is None:
         text = f'no service "{service}" in namespace "{namespace}"'
-        elsewhere = [ns for ns in catalog.holders(service) if ns != namespace]
+        elsewhere = [ns for ns in catalog.holders(zone, service) if ns != namespace]
         if elsewhere:
             text += f"; it exists in {_quoted_list(elsewhere)}"
         return text
@@ -268,9 +266,9 @@ def _cluster_reason(zone: "Zone", name: str, nodata: bool) -> str | None:
     )
 
 
-def _missing_namespace(catalog: Catalog, namespace: str) -> str:
+def _missing_namespace(zone: "Zone", catalog: Catalog, namespace: str) -> str:
     text = f'no namespace "{namespace}"'
-    suggestion = catalog.suggest_namespace(namespace)
+    suggestion = catalog.suggest_namespace(zone, namespace)
     if suggestion:
         text += f' (did you mean "{suggestion}"?)'
     return text
@@ -312,8 +310,8 @@ def _pod_reason(zone: "Zone", catalog: Catalog, labels: list[str], nodata: bool)
     if not labels or nodata:
         return None
     namespace = labels[-1]
-    if not catalog.namespace_known(namespace):
-        return _missing_namespace(catalog, namespace)
+    if not catalog.namespace_known(zone, namespace):
+        return _missing_namespace(zone, catalog, namespace)
     if len(labels) > 2:
         return f"too many labels: pod names are A-B-C-D.{namespace}.pod.{_show(settings.zone)}"
     ip = pod_ip(labels[0])

@@ -11,7 +11,7 @@ import ipaddress
 from collections import defaultdict
 from typing import Callable
 
-from dnslib import AAAA, CNAME, NS, PTR, QTYPE, SRV, TXT, A
+from dnslib import QTYPE
 
 from .cluster import Changes, Cluster, ServiceRef
 from .objects import Endpoint, EndpointSlice, Pod, Service
@@ -60,20 +60,8 @@ def reverse_name(ip: str) -> str:
     return ipaddress.ip_address(ip).reverse_pointer + "."
 
 
-# How a plain value becomes record data: values are hashable, so repeats drop in O(1).
-RDATA = {
-    QTYPE.A: A,
-    QTYPE.AAAA: AAAA,
-    QTYPE.PTR: PTR,
-    QTYPE.CNAME: CNAME,
-    QTYPE.NS: NS,
-    QTYPE.TXT: TXT,
-    QTYPE.SRV: lambda v: SRV(priority=v[0], weight=v[1], port=v[2], target=v[3]),
-}
-
-
 class _Sets:
-    """Builder for RecordSets from plain values; keeps insertion order and drops repeats."""
+    """Builder for RecordSets of plain values (see zone.to_rdata); keeps insertion order and drops repeats."""
 
     def __init__(self) -> None:
         self.sets: dict[str, dict[int, dict]] = defaultdict(lambda: defaultdict(dict))
@@ -83,7 +71,7 @@ class _Sets:
 
     def done(self) -> RecordSets:
         return {
-            name: {t: tuple(map(RDATA[t], values)) for t, values in by_type.items()}
+            name: {t: tuple(values) for t, values in by_type.items()}
             for name, by_type in self.sets.items()
         }
 

@@ -146,10 +146,10 @@ def wrap(respond: Respond, rules: tuple[Rewrite, ...]) -> Respond:
         if not matched:
             return respond(data, udp)
         query.q.qname = DNSLabel(name)
-        response, qtype, rcode = respond(bytes(query.pack()), udp)
+        response, qtype, rcode, hit = respond(bytes(query.pack()), udp)
         if response is None or rcode < 0:
-            return response, qtype, rcode  # dropped, or handed on (forwarded) as it is
-        return _revert(response, asked, matched), qtype, rcode
+            return response, qtype, rcode, hit  # dropped, or handed on (forwarded) as it is
+        return _revert(response, asked, matched), qtype, rcode, hit
 
     return respond_rewritten
 

@@ -7,6 +7,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 from dnslib import RCODE
 
@@ -17,6 +18,7 @@ from .querylog import QueryLog
 from .wire import CHASE, FORWARD, Responder, servfail
 
 log = logging.getLogger(__name__)
+perf_counter = time.perf_counter
 
 LOW_PORTS = 1024  # below: privileged services (echo 7, chargen 19...), never DNS clients but 53
 DNS_PORT = 53
@@ -54,6 +56,20 @@ class _Observer:
         self.metrics = metrics
         self.zone_label = zone_label
         self.errors = errors
+        self._recorders: dict[tuple[str, str], Callable] = {}
+
+    def recorder(self, proto: str, family: str) -> Callable | None:
+        """The metrics' recorder for one listener's zone answers: ``(qtype, rcode, hit, duration_s, size_in, size_out)``.
+
+        The labels a listener knows are fixed in it, so the UDP path makes one
+        call per query (about 0.5 µs instead of 2).  None without metrics.
+        """
+        if self.metrics is None:
+            return None
+        key = (proto, family)
+        if key not in self._recorders:
+            self._recorders[key] = self.metrics.query_observer(proto, family, self.zone_label)
+        return self._recorders[key]
 
     def panic(self, proto: str, addr, exc: Exception) -> None:
         """An exception answering one query: counted, and logged once per burst (call it in the except block)."""
@@ -74,6 +90,10 @@ class _Observer:
     def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
                  response: bytes | None, hit, addr, zone: str | None = None, plugin: str = "kubernetes") -> None:
         if self.metrics is None:
+            return
+        if zone is None and plugin == "kubernetes":
+            record = self.recorder(proto, family)
+            record(qtype, rcode, hit, perf_counter() - started, len(query), len(response) if response is not None else 0)
             return
         self.metrics.observe_query(
             proto=proto,
@@ -142,6 +162,8 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
         self.forwarding = forwarding
+        # Metrics only (no query log): record straight into them, one call per query.
+        self.record = observe.recorder("udp", family) if type(observe) is _Observer else None
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -150,19 +172,21 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr):
         if addr[1] < self.lowest_port and addr[1] != DNS_PORT:
             return  # port 0 is spoofed; a low port is a service that would answer our answer (a loop)
-        started = time.perf_counter()
-        hits = self.responder.hits
+        started = perf_counter()
         try:
-            response, qtype, rcode = self.responder.respond(data, udp=True)
+            response, qtype, rcode, hit = self.responder.respond(data, True)
         except Exception as exc:  # never let one packet take the listener down
             self.observe.panic("udp", addr, exc)
-            response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
+            response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
         if rcode < 0:  # FORWARD or CHASE: off the zone's path
             self._forward(data, response, qtype, rcode, addr, started)
             return
         if response is not None:
             self.transport.sendto(response, addr)
-        self.observe("udp", self.family, qtype, rcode, started, data, response, self.responder.hits > hits, addr)
+        if self.record is not None:
+            self.record(qtype, rcode, hit, perf_counter() - started, len(data), len(response) if response else 0)
+        elif type(self.observe) is not _Observer:  # the query log (a bare _Observer without metrics has nothing to do)
+            self.observe("udp", self.family, qtype, rcode, started, data, response, hit, addr)
 
     def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
         forwarding = self.forwarding
@@ -319,12 +343,11 @@ class DnsServer:
                                 return
                         observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
-                hits = self.responder.hits
                 try:
-                    response, qtype, rcode = self.responder.respond(data, udp=False)
+                    response, qtype, rcode, hit = self.responder.respond(data, udp=False)
                 except Exception as exc:
                     observe.panic("tcp", peer, exc)
-                    response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
+                    response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
                 if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
                     if len(pending) >= MAX_TCP_PENDING:
                         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -336,7 +359,7 @@ class DnsServer:
                     continue
                 if response is None or not await self._send(writer, response, conn):
                     return
-                observe("tcp", family, qtype, rcode, started, data, response, self.responder.hits > hits, peer)
+                observe("tcp", family, qtype, rcode, started, data, response, hit, peer)
         except ConnectionError:
             pass  # reset by the client
         except asyncio.CancelledError:

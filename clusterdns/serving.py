@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from . import rewrite
+from . import heap, rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .forward import Forwarder, ForwardSettings
@@ -30,6 +30,7 @@ from .rewrite import Rewrite
 from .server import DnsServer, TcpLimits
 from .zoneview import zone_json
 from .settings import Settings
+from .sources.watch_options import CONTACT_LOST, WatchOptions
 from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
 
 log = logging.getLogger("clusterdns")
@@ -62,11 +63,10 @@ class ServeOptions:
     labels: str | None = None
     namespace_labels: str | None = None
     startup_timeout: float = 5.0
-    watch_inactivity_timeout: float = 75.0
+    watch: WatchOptions = field(default_factory=WatchOptions)  # how the watch source talks to the API
     ready_grace: float = 300.0  # seconds /ready stays true after the API went away
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_endpoint: str | None = None  # the API server's URL (a Corefile's kubernetes { endpoint URL })
-    kube_page_size: int = 500  # objects per list page
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
     corefile: str | None = None  # the Corefile these options came from (reload re-reads it)
@@ -266,6 +266,7 @@ class Serving:
             on_missing=self.metrics.set_manifest_paths_missing,
         )
         self.manifests.load()
+        heap.release()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
             "loaded %s in %.2fs: %s; %d names, %d records%s",
@@ -294,9 +295,9 @@ class Serving:
             namespaces=options.namespaces,
             label_selector=options.labels,
             namespace_label_selector=options.namespace_labels,
-            inactivity_timeout=options.watch_inactivity_timeout,
-            page_size=options.kube_page_size,
+            options=options.watch,
             on_restart=self._watch_restarted,
+            on_contact=self._api_answered,
         )
         self.kube.start()
         self.metrics.set_api_reachable(True)
@@ -308,6 +309,7 @@ class Serving:
                 waiting = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
                 log.info("syncing with the API: %s so far; waiting for %s", self._object_summary() or "nothing", waiting)
         if self.dns.synced:
+            heap.release()
             log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
         else:
             missing = sorted(set(kinds) - self.dns.cluster.synced)
@@ -357,9 +359,16 @@ class Serving:
         self.metrics.count_watch_restart(kind, reason)
         if reason == "expired":
             self.metrics.count_watch_relist(kind)
-        if reason in ("disconnected", "error"):  # 401/403/429 come from an API that is there
+        if reason in CONTACT_LOST:
             try:
                 self._event_loop.call_soon_threadsafe(self._api_lost)
+            except RuntimeError:
+                pass  # the loop is closing: we are shutting down
+
+    def _api_answered(self) -> None:  # on the probe thread
+        if self._api_down_since is not None:
+            try:
+                self._event_loop.call_soon_threadsafe(self._api_down)
             except RuntimeError:
                 pass  # the loop is closing: we are shutting down
 
@@ -406,9 +415,8 @@ class Serving:
     def _api_down(self) -> bool:
         if self._api_down_since is None:
             return False
-        latest = max((t for t in self.kube.last_sync_time.values() if t), default=None)
-        if latest is not None and latest > self._api_down_since:
-            self._api_back()  # a list or bookmark since it went away
+        if self.kube.last_contact > self._api_down_since:
+            self._api_back()  # an answer since it went away: a list, an event, a bookmark or a probe
             return False
         return True
 

@@ -19,7 +19,7 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSRecord, EDNSOption
 from . import reasons
 from .acl import Network, allowed
 from .answer import NOTAUTH, soa_record
-from .zone import Zone
+from .zone import Zone, to_rdata
 
 RECORDS_PER_MESSAGE = 200  # well under 64 KiB with compression, and many messages for a big zone
 
@@ -78,7 +78,7 @@ def zone_records(zone: Zone, origin: str) -> Iterable[RR]:
             continue
         for qtype, rds in (zone.records(name) or {}).items():
             for rd in rds:
-                yield RR(name, qtype, ttl=ttl, rdata=rd)
+                yield RR(name, qtype, ttl=ttl, rdata=to_rdata(qtype, rd))
 
 
 def _reply(query: DNSRecord, edns: bool, zone: Zone) -> DNSRecord:

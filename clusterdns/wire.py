@@ -1,37 +1,38 @@
 """Bytes in, bytes out: the query hot path.
 
 Most queries are repeats (every pod asks the same few names, and the same
-search-path misses), so responses are kept pre-encoded at two levels:
+search-path misses), so responses are kept pre-encoded in
+:class:`~clusterdns.answer_cache.AnswerCache`: by the exact query bytes, and
+by the normalised question (whose hit splices in the query's ID and letter
+case).  A miss whose name the zone says, with a lookup, does not exist or
+lacks the type is encoded straight from the query's bytes
+(:mod:`~clusterdns.negative`): unique names, a random-subdomain flood among
+them, never touch dnslib.  Everything else goes through dnslib and
+:func:`~clusterdns.answer.answer`, which returns the names it read.
 
-1. by the exact query bytes after the ID (and the transport): a repeat of a
-   query is answered by replaying the bytes sent last time with the new ID;
-2. by the normalised question (lower-cased name, type, class) and the few
-   header/EDNS bits that change the answer: a hit splices the new query's ID
-   and question (which carries the client's letter case, echoed back) into
-   the stored bytes.
-
-Everything else goes through dnslib and :func:`~clusterdns.answer.answer`,
-with the zone recording which names the answer read.  When the zone commits a
-change it names what changed, and only the answers that read those names are
-dropped: in a busy cluster most cached answers outlive most updates.  (The
-SOA in a cached negative answer may carry an older serial; resolvers use only
-its TTL.)
+When the zone commits a change it names what changed, and only the answers
+that read those names are dropped: in a busy cluster most cached answers
+outlive most updates.  (The SOA in a cached negative answer may carry an older
+serial; resolvers use only its TTL.)
 """
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from cachetools import LRUCache
 from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError
 from dnslib.label import DNSBuffer
 
-from .answer import answer
-from .loadbalance import Plan, rotate, rotation_plan
+from . import reasons
+from .answer import Reader, answer
+from .answer_cache import AnswerCache, Names
+from .loadbalance import rotate, rotation_plan
+from .negative import NOERROR, NXDOMAIN, ede_option, encode_negative, soa_tail
 from .routing import goes_upstream
 from .packet import PacketError, question_end
 from .zone import Zone
@@ -41,12 +42,13 @@ MIN_UDP_PAYLOAD = 512
 MAX_MESSAGE = 65535
 MAX_NAME = 255  # bytes of a name on the wire (RFC 1035 2.3.4)
 MAX_LABEL = 63
-# Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
-CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
-# What respond() returns instead of an rcode when the forwarder must finish the job (server.py):
+CLASS_IN = 1
+_CNAME = QTYPE.CNAME
+_NOT_PLAIN_TYPES = frozenset((QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR))  # never a plain negative
 FORWARD = -1  # the name is not served here: the "response" is the query, to be forwarded
 CHASE = -2  # a cluster answer ending in a CNAME to an outside name, whose records come from upstream
-CLASS_IN = 1
+# Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
+CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,8 @@ class Question:
     qname_end: int  # offset just past QNAME in the query (question ends 4 later)
     udp_limit: int  # largest UDP response the client accepts
     qtype: int
+    qclass: int
+    edns: int  # -1: no OPT record; else the DO bit (0 or 1)
 
 
 def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
@@ -81,11 +85,13 @@ def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
             return None  # compression pointer in a question: leave it to the full parser
         offset += 1 + length
     qname_end = offset + 1
-    if qname_end + 4 > len(data):
-        return None
+    if qname_end + 4 > len(data) or qname_end - 12 > MAX_NAME:
+        return None  # short, or a name too long to be one (the slow path says FORMERR)
     qtype = (data[qname_end] << 8) | data[qname_end + 1]
+    qclass = (data[qname_end + 2] << 8) | data[qname_end + 3]
     udp_limit = MIN_UDP_PAYLOAD
-    edns = b"-"
+    edns = -1
+    bits = b"-"
     rest = qname_end + 4
     if arcount:
         # Only a bare OPT record (root owner, type 41) is understood here.
@@ -93,34 +99,59 @@ def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
             return None
         payload = (data[rest + 3] << 8) | data[rest + 4]
         version = data[rest + 6]
-        do_bit = data[rest + 7] & 0x80
+        edns = 1 if data[rest + 7] & 0x80 else 0
         rdlen = (data[rest + 9] << 8) | data[rest + 10]
         if version != 0 or rest + 11 + rdlen != len(data):
             return None
         udp_limit = min(max(MIN_UDP_PAYLOAD, payload), max_udp)
-        edns = b"D" if do_bit else b"E"
+        bits = b"D" if edns else b"E"
     elif rest != len(data):
         return None
     # RD and CD are echoed, so they are part of the key; so is EDNS presence/DO.
-    bits = bytes((flags >> 8 & 0x01, flags & 0x10)) + edns
-    return Question(data[12:qname_end].lower() + data[qname_end : qname_end + 4] + bits, qname_end, udp_limit, qtype)
+    bits = bytes((flags >> 8 & 0x01, flags & 0x10)) + bits
+    key = data[12:qname_end].lower() + data[qname_end : qname_end + 4] + bits
+    return Question(key, qname_end, udp_limit, qtype, qclass, edns)
+
+
+_PLAIN_NAME = re.compile(rb"(?:[a-z0-9_-]+\.)+")
+
+
+def plain_name(wire: bytes) -> str | None:
+    """Lower-cased wire labels → ``a.b.c.``; None unless every label is letters, digits, ``-`` or ``_``.
+
+    Other bytes (dots inside a label, spaces, non-ASCII) need dnslib's escaping,
+    and no such name is in the zone: the slow path answers those.
+    """
+    labels = []
+    offset = 0
+    while True:
+        length = wire[offset]
+        if length == 0:
+            break
+        labels.append(wire[offset + 1 : offset + 1 + length])
+        offset += 1 + length
+    if not labels:
+        return None
+    text = b".".join(labels) + b"."
+    if _PLAIN_NAME.fullmatch(text) is None:
+        return None
+    return text.decode("ascii")
 
 
 class Responder:
-    """Answers wire-format queries from the zone, through the pre-encoded caches."""
+    """Answers wire-format queries from the zone, through the pre-encoded caches.
+
+    A query is answered, in order of cost: by replaying the bytes sent for the
+    same query bytes; by splicing the stored answer to the same question; by
+    :mod:`~clusterdns.negative` when the zone says with a lookup that the name
+    does not exist or lacks the type; or through dnslib and :func:`answer`.
+    """
 
     def __init__(self, zone: Zone, cache_size: int = 100_000):
         self.zone = zone
         self.hosts = None  # hosts entries answered before the zone (see use_hosts)
-        self.cache_size = cache_size
+        self.cache = AnswerCache(cache_size)
         self.max_udp = zone.settings.max_udp_size
-        # exact repeats: (response, qtype, where its address records may be rotated)
-        self.replies: dict[tuple[bool, bytes], tuple[bytes, int, Plan | None]] = {}
-        # by question: (response, names it read, rotation plan)
-        self.cache: LRUCache[bytes, tuple[bytes, frozenset[str], Plan | None]] = LRUCache(maxsize=cache_size)
-        # name → the cache keys whose answers read it, to drop them when it changes
-        self._readers: dict[str, set[tuple[bool, bytes] | bytes]] = {}
-        self._reader_count = 0
         self.hits = 0
         self.misses = 0
         # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
@@ -128,6 +159,10 @@ class Responder:
         self._turn = 0
         # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
         self.forwarding = False
+        pods = zone.settings.pods != "disabled"
+        # Pod names are made up on the fly (answer.lookup): never a plain miss.
+        self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
+        self._pod_suffix = f".pod.{zone.settings.zone}" if pods else None
         zone.listeners.append(self.forget)
 
     def use_hosts(self, hosts) -> None:
@@ -143,71 +178,62 @@ class Responder:
         return (self.hosts is not None and self.hosts.serves(name)) or not goes_upstream(self.zone, name)
 
     def clear(self) -> None:
-        self.replies.clear()
         self.cache.clear()
-        self._readers.clear()
-        self._reader_count = 0
 
     def forget(self, names: Iterable[str] | None) -> None:
         """Drop the answers that read any of ``names`` (None: all of them)."""
-        if names is None:
-            self.clear()
-            return
-        for name in names:
-            for key in self._readers.pop(name, ()):
-                if isinstance(key, tuple):
-                    self.replies.pop(key, None)
-                else:
-                    self.cache.pop(key, None)
+        self.cache.forget(names)
 
-    def _remember(self, key: tuple[bool, bytes] | bytes, names: frozenset[str]) -> None:
-        self._reader_count += len(names)
-        if self._reader_count > 8 * self.cache_size:
-            self.clear()  # the index outgrew the caches (evicted keys linger in it): start afresh
-        for name in names:
-            self._readers.setdefault(name, set()).add(key)
+    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int, bool]:
+        """(response or None to drop, qtype, rcode, answered from the cache?) for one query.
 
-    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int]:
-        """(response or None to drop, qtype, rcode) for one query."""
+        With forwarding on, rcode FORWARD means the "response" is the query, to
+        send upstream; CHASE, a cluster answer whose CNAME target is upstream.
+        """
         data = bytes(data)
         key = (udp, data[2:])
-        replay = self.replies.get(key)
+        exact = self.cache.exact
+        replay = exact.get(key)
         if replay is not None:
+            exact.move_to_end(key)
             self.hits += 1
-            response, qtype, plan = replay
+            response, qtype, plan, _ = replay
             response = data[:2] + response[2:]
             if plan is not None:
                 self._turn += 1
                 response = rotate(response, plan, self._turn)
-            return response, qtype, response[3] & 0x0F
+            return response, qtype, response[3] & 0x0F, True
         question = parse_question(data, self.max_udp)
-        result = names = plan = None
         if question is not None:
-            cached = self.cache.get(question.key)
+            by_question = self.cache.by_question
+            cached = by_question.get(question.key)
             if cached is not None:
-                stored, names, plan = cached
+                stored, plan, names = cached
                 # ID from the query, question (with its letter case) from the query.
                 response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
                 if not udp or len(response) <= question.udp_limit:
+                    by_question.move_to_end(question.key)
                     self.hits += 1
-                    result = response, question.qtype, stored[3] & 0x0F
-        hit = result is not None
-        if not hit:
-            if self.forwarding and question is not None and self._goes_upstream(data, question):
-                return data, question.qtype, FORWARD
-            self.misses += 1
-            result, names = self._respond_slowly(data, question, udp)
-            # (computed on the bytes sent: glue may have been dropped to fit)
-            plan = rotation_plan(result[0]) if self.loadbalance and names is not None else None
+                    self.cache.keep_exact(key, response, question.qtype, plan, names)
+                    if plan is not None:
+                        self._turn += 1
+                        response = rotate(response, plan, self._turn)
+                    return response, question.qtype, stored[3] & 0x0F, True
+            if self.forwarding and self._goes_upstream(data, question):
+                return data, question.qtype, FORWARD, False
+            negative = self._negative(data, question, udp)
+            if negative is not None:
+                self.misses += 1
+                response, rcode, names = negative
+                self.cache.keep_exact(key, response, question.qtype, None, names)  # no addresses to rotate
+                return response, question.qtype, rcode, False
+        self.misses += 1
+        result, names = self._respond_slowly(data, question, udp)
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
-            if len(self.replies) >= self.cache_size:
-                self.replies.clear()  # cheap bound; the normalised cache refills it quickly
-            self.replies[key] = (result[0], result[1], plan)
-            self._remember(key, names)
-        if hit and plan is not None:
-            self._turn += 1
-            result = rotate(result[0], plan, self._turn), result[1], result[2]
-        return result
+            # (the plan is computed on the bytes sent: glue may have been dropped to fit)
+            plan = rotation_plan(result[0]) if self.loadbalance else None
+            self.cache.keep_exact(key, result[0], result[1], plan, names)
+        return (*result, False)
 
     def _goes_upstream(self, data: bytes, question: Question) -> bool:
         end = question.qname_end
@@ -216,9 +242,49 @@ class Responder:
             return False  # answered here (REFUSED), as without forwarding
         return not self.serves(question_name(data, end))
 
+    def _negative(self, data: bytes, question: Question, udp: bool) -> tuple[bytes, int, Names] | None:
+        """NXDOMAIN or NODATA without dnslib, when the zone says so with a lookup; None: not that simple."""
+        qtype = question.qtype
+        if question.qclass != CLASS_IN or qtype in _NOT_PLAIN_TYPES:
+            return None
+        zone = self.zone
+        if not zone.complete:
+            return None  # a miss answers SERVFAIL until the first sync (answer.py)
+        name = plain_name(question.key)
+        if name is None:
+            return None
+        origin = zone.origin_for(name)
+        if origin is None or name == origin:
+            return None  # not ours (REFUSED or forwarded), or the apex (its SOA is an answer)
+        if self._pod_suffix is not None and (name.endswith(self._pod_suffix) or name == self._pod_parent):
+            return None
+        if self.hosts is not None and self.hosts.serves(name):
+            return None
+        sets = zone.records(name)
+        if sets is None:
+            rcode, types = (NOERROR if zone.exists(name) else NXDOMAIN), ()
+        elif sets.get(qtype) or _CNAME in sets:
+            return None  # records to answer, or an alias to follow
+        else:
+            rcode, types = NOERROR, tuple(t for t, rds in sets.items() if rds)
+        names: Names = (name,)
+        option = b""
+        if question.edns >= 0 and zone.settings.explain:
+            # Why, in words (RFC 8914), as answer() would say it; the facts it read join the names.
+            reader = Reader(zone)
+            reason = reasons.explain(reader, name, qtype, rcode, types)
+            if reason is not None:
+                option = ede_option(reason.code, reason.text)
+            names = (name, *(reader.names - {name}))
+        tail = soa_tail(origin, zone.serial, zone.settings.ttl)
+        response = encode_negative(data, question.qname_end, origin, tail, rcode, question.edns, self.max_udp, option)
+        if udp and len(response) > question.udp_limit:
+            return None  # a long name and reason: let the slow path trim it
+        return response, rcode, names
+
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
-    ) -> tuple[tuple[bytes | None, int, int], frozenset[str] | None]:
+    ) -> tuple[tuple[bytes | None, int, int], Names | None]:
         """The answer through dnslib, and the names it read (None: not to be cached)."""
         try:
             query = parse_query(data)
@@ -229,20 +295,14 @@ class Responder:
         qtype = query.questions[0].qtype if query.questions else 0
         if self.forwarding and question is None and _forwardable(query, self.serves):
             return (data, qtype, FORWARD), None
-        self.zone.reads = reads = set()
-        if self.hosts is not None and query.questions:
-            reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
-        try:
-            reply = answer(self.zone, query, self.hosts)
-        finally:
-            names, self.zone.reads = frozenset(reads), None
+        reply, read = answer(self.zone, query, self.hosts)
+        names = tuple(read)
         full = bytes(reply.pack())
         if self.forwarding and _leaves_zone(reply, qtype, self.serves):
             return (full, qtype, CHASE), None
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
         if cacheable:
-            self.cache[question.key] = (full, names, rotation_plan(full) if self.loadbalance else None)
-            self._remember(question.key, names)
+            self.cache.keep_question(question.key, full, rotation_plan(full) if self.loadbalance else None, names)
         limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:
             full = fit(reply, limit if udp else MAX_MESSAGE)

@@ -15,8 +15,9 @@ serial once per batch and tells listeners (the wire cache) which names
 changed, so they drop only the answers that read those names.  A query
 therefore never sees half an update.
 
-While :attr:`reads` is a set, every name a lookup touches is added to it: the
-wire cache uses that to know which answers depend on which names.
+Reading is plain lookups; an answer that needs to know which names it read
+(to be cached and dropped when one changes) reads through
+:class:`~clusterdns.answer.Reader`, which remembers them.
 """
 
 from __future__ import annotations
@@ -25,12 +26,30 @@ import time
 from collections import Counter
 from typing import Callable, Hashable, Iterable
 
-from dnslib import RD
+from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RD, SRV, TXT, A
 
 from .settings import Settings
 
-RecordSets = dict[str, dict[int, tuple[RD, ...]]]  # owner name → qtype → rdata
+# A record's data is a plain value, not a dnslib object (a tenth of the memory):
+# an address or a name as a str, an SRV as (priority, weight, port, target).
+Value = Hashable
+RecordSets = dict[str, dict[int, tuple[Value, ...]]]  # owner name → qtype → values
 Owner = Hashable
+
+_RDATA = {
+    QTYPE.A: A,
+    QTYPE.AAAA: AAAA,
+    QTYPE.PTR: PTR,
+    QTYPE.CNAME: CNAME,
+    QTYPE.NS: NS,
+    QTYPE.TXT: TXT,
+    QTYPE.SRV: lambda v: SRV(priority=v[0], weight=v[1], port=v[2], target=v[3]),
+}
+
+
+def to_rdata(qtype: int, value: Value) -> RD:
+    """The dnslib record data for a stored value (built when an answer is encoded, then cached as bytes)."""
+    return value if isinstance(value, RD) else _RDATA[qtype](value)
 
 
 class Zone:
@@ -38,13 +57,13 @@ class Zone:
         self.settings = settings
         self.serial = int(time.time())
         self._by_owner: dict[Owner, RecordSets] = {}
-        self._contributions: dict[str, dict[Owner, dict[int, tuple[RD, ...]]]] = {}
-        self._records: dict[str, dict[int, tuple[RD, ...]]] = {}  # merged view, read by queries
+        # name → its owner, or {owner: its sets there} when several owners share the name
+        self._contributions: dict[str, Owner | dict[Owner, dict[int, tuple[Value, ...]]]] = {}
+        self._records: dict[str, dict[int, tuple[Value, ...]]] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
         self._dirty = False
         self._touched: set[str] = set()  # names whose answers may differ since the last commit
-        self.reads: set[str] | None = None  # when a set, names read by lookups are recorded here
         # Called with the names that changed, or None for "everything".
         self.listeners: list[Callable[[Iterable[str] | None], None]] = []
         # False until the sources have delivered a full first state: until then a
@@ -57,16 +76,15 @@ class Zone:
 
     # ------------------------------------------------------------------ reading
 
-    def records(self, name: str) -> dict[int, tuple[RD, ...]] | None:
+    def records(self, name: str) -> dict[int, tuple[Value, ...]] | None:
         """Record sets at ``name`` (lower case, absolute), or None if it owns none."""
-        if self.reads is not None:
-            self.reads.add(name)
         return self._records.get(name)
 
     def exists(self, name: str) -> bool:
-        if self.reads is not None:
-            self.reads.add(name)
-        return name in self._records or self._below.get(name, 0) > 0
+        return name in self._records or name in self._below
+
+    def read(self, key: str) -> None:
+        """A fact other than a name was read (see :class:`~clusterdns.answer.Reader`); the zone itself keeps no list."""
 
     def origin_for(self, name: str) -> str | None:
         """The zone we are authoritative for that holds ``name``, if any."""
@@ -122,25 +140,35 @@ class Zone:
             listener(changed)
         return True
 
-    def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[RD, ...]]) -> None:
-        by_owner = self._contributions.get(name)
-        if by_owner is None:
-            by_owner = self._contributions[name] = {}
-            self._count_ancestors(name, +1)
-        by_owner[owner] = sets
-        self._merge(name)
+    def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[Value, ...]]) -> None:
+        current = self._contributions.get(name)
+        if current is None or (not isinstance(current, dict) and current == owner):
+            if current is None:
+                self._count_ancestors(name, +1)
+            self._contributions[name] = owner  # one owner (almost every name): no dict of owners
+            self._set_records(name, sets)
+            return
+        if not isinstance(current, dict):
+            current = self._contributions[name] = {current: self._by_owner[current][name]}
+        current[owner] = sets
+        self._merge(name, current)
 
     def _withdraw(self, owner: Owner, name: str) -> None:
-        by_owner = self._contributions[name]
-        del by_owner[owner]
-        if by_owner:
-            self._merge(name)
-        else:
+        current = self._contributions[name]
+        if not isinstance(current, dict):
             del self._contributions[name]
             self._set_records(name, None)
             self._count_ancestors(name, -1)
+            return
+        del current[owner]
+        if len(current) == 1:
+            (last,) = current
+            self._contributions[name] = last
+            self._set_records(name, current[last])
+        else:
+            self._merge(name, current)
 
-    def _set_records(self, name: str, sets: dict[int, tuple[RD, ...]] | None) -> None:
+    def _set_records(self, name: str, sets: dict[int, tuple[Value, ...]] | None) -> None:
         self._touched.add(name)
         old = self._records.pop(name, None)
         if old:
@@ -149,12 +177,8 @@ class Zone:
             self._records[name] = sets
             self.record_count += sum(map(len, sets.values()))
 
-    def _merge(self, name: str) -> None:
-        by_owner = self._contributions[name]
-        if len(by_owner) == 1:
-            self._set_records(name, next(iter(by_owner.values())))
-            return
-        merged: dict[int, list[RD]] = {}
+    def _merge(self, name: str, by_owner: dict[Owner, dict[int, tuple[Value, ...]]]) -> None:
+        merged: dict[int, list[Value]] = {}
         for owner in sorted(by_owner, key=repr):  # stable order across updates
             for qtype, rds in by_owner[owner].items():
                 bucket = merged.setdefault(qtype, [])

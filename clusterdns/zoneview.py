@@ -13,6 +13,7 @@ from dnslib import QTYPE
 from .app import ClusterDNS
 from .objects import SERVICE
 from .records import endpoint_label, service_name
+from .zone import to_rdata
 
 
 def zone_json(dns: ClusterDNS) -> dict:
@@ -20,7 +21,7 @@ def zone_json(dns: ClusterDNS) -> dict:
     names = {}
     for name in zone.names():
         sets = zone.records(name) or {}
-        names[name] = {QTYPE.get(t): sorted(str(rd) for rd in rds) for t, rds in sets.items() if rds}
+        names[name] = {QTYPE.get(t): sorted(str(to_rdata(t, rd)) for rd in rds) for t, rds in sets.items() if rds}
     services = []
     for key in sorted(k for k in dns.cluster.objects if k[0] == SERVICE):
         service = dns.cluster.objects[key]

@@ -34,7 +34,13 @@ friends.
 
 and lets a test misbehave on purpose: drop every connection, stall open
 watches, be unavailable for a while, answer 403 for a resource, 429 with
-``Retry-After``, or answer slowly.  Every request is recorded in
+``Retry-After``, or answer slowly.  Two modes stand for a real apiserver on a
+bad day: :meth:`FakeApiServer.freeze` (TCP connections are accepted, nothing is
+answered, open watches fall silent: a hung or SIGSTOPped apiserver, or a network
+partition after the handshake) and :meth:`FakeApiServer.quiet` (watches get no
+bookmarks: a real apiserver sends a new watch's first BOOKMARK only once that
+resource's version moves, so a watch of an unchanging resource can go minutes
+without a byte while every other request is answered).  Every request is recorded in
 :attr:`FakeApiServer.requests` so a test can assert on what the client asked.
 
 There is one global resourceVersion counter, as in etcd: every change bumps it
@@ -214,6 +220,11 @@ class Request:
     def resource_version(self) -> str | None:
         return self.params.get("resourceVersion")
 
+    @property
+    def probe(self) -> bool:
+        """A one-item list: a liveness question, not a (re)list."""
+        return not self.watch and self.params.get("limit") == "1"
+
 
 @dataclass
 class _Change:
@@ -276,6 +287,7 @@ class FakeApiServer:
         self._watches: set[_OpenWatch] = set()
         self._faults: list[_Fault] = []
         self._unavailable_until = 0.0
+        self._frozen = False
         self._stopping = False
         self._connections: set[socket.socket] = set()
         self._uids = itertools.count(1)
@@ -431,6 +443,28 @@ class FakeApiServer:
             for w in self._matching_watches(resource, namespace):
                 w.stalled = True
 
+    def freeze(self) -> None:
+        """Accept connections but answer nothing, and send nothing more on open watches, until :meth:`thaw`."""
+        with self._cond:
+            self._frozen = True
+
+    def thaw(self) -> None:
+        """Answer again: requests that arrived while frozen are answered now, watches carry on."""
+        with self._cond:
+            self._frozen = False
+            self._cond.notify_all()
+
+    def quiet(self) -> None:
+        """No bookmarks: a watch sends only real changes (every request is still answered)."""
+        with self._cond:
+            self.bookmark_interval = None
+
+    def _wait_thawed(self) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: not self._frozen or self._stopping)
+            if self._stopping:
+                raise _Stopping
+
     def _matching_watches(self, resource: str | None, namespace: str | None) -> list[_OpenWatch]:
         return [w for w in self._watches if resource in (None, w.resource) and namespace in (None, w.namespace)]
 
@@ -502,6 +536,14 @@ class FakeApiServer:
     # ------------------------------------------------------------------ request log
 
     def lists(self, resource: str | None = None) -> list[Request]:
+        """List requests (pages included), not counting ``limit=1`` probes."""
+        return [r for r in self._lists(resource) if not r.probe]
+
+    def probes(self, resource: str | None = None) -> list[Request]:
+        """``limit=1`` lists: the client asking whether the server answers at all."""
+        return [r for r in self._lists(resource) if r.probe]
+
+    def _lists(self, resource: str | None) -> list[Request]:
         with self._cond:
             return [r for r in self.requests
                     if r.method == "GET" and r.resource and not r.watch and (resource in (None, r.resource))]
@@ -634,8 +676,9 @@ class FakeApiServer:
                         yield {"type": "ERROR", "object": _status(410, "Expired", "too old resource version")}
                         return
                     now = time.monotonic()
-                    wake = None if watch.stalled else until  # a stalled watch ignores timeoutSeconds too
-                    if not watch.stalled:
+                    silent = watch.stalled or self._frozen  # either ignores timeoutSeconds too
+                    wake = None if silent else until
+                    if not silent:
                         if now >= until:
                             return
                         out = self._pending(watch, sent_rv, matches)
@@ -810,6 +853,11 @@ class _Handler(BaseHTTPRequestHandler):
         watch = params.get("watch") in ("true", "1")
         api._record(Request("GET", parts.path, resource if known else "", namespace, watch, params,
                             time.monotonic(), {k.lower(): v for k, v in self.headers.items()}))
+        try:
+            api._wait_thawed()
+        except _Stopping:
+            self.close_connection = True
+            return
 
         if api.delay:
             api._pause(api.delay)

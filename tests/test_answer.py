@@ -22,7 +22,7 @@ def ask(dns, name, qtype="A", edns=None):
     q = DNSRecord.question(name, qtype)
     if edns is not None:
         q.add_ar(edns)
-    return answer(dns.zone, q)
+    return answer(dns.zone, q)[0]
 
 
 def rdata(reply, section="rr"):
@@ -186,7 +186,7 @@ def test_nodata_vs_nxdomain_and_empty_non_terminals():
         q = DNSRecord.question(name, qtype) if not qtype.startswith("TYPE") else DNSRecord.question(name, "A")
         if qtype.startswith("TYPE"):
             q.q.qtype = int(qtype[4:])
-        reply = answer(dns.zone, q)
+        reply, _ = answer(dns.zone, q)
         assert (reply.header.rcode, len(reply.rr)) == (rcode, 0), (name, qtype)
         assert reply.header.aa == 1
         (soa,) = reply.auth

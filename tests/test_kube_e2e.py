@@ -16,6 +16,7 @@ import pytest
 
 from clusterdns.serving import ServeOptions, Serving
 from clusterdns.settings import Settings
+from clusterdns.sources.watch_options import WatchOptions
 from tests.fake_apiserver import (
     FakeApiServer,
     endpoint_slice,
@@ -178,7 +179,7 @@ async def test_api_vanishing_for_10s_keeps_answers_flowing_and_recovers(fake_api
 async def test_thousand_services_over_several_pages(fake_apiserver: FakeApiServer, start):
     for i in range(1000):
         fake_apiserver.add(service(f"s{i}", ip=f"10.97.{i // 250}.{i % 250 + 1}"))
-    serving = await start(kube_page_size=300)
+    serving = await start(watch=WatchOptions(page_size=300))
     pages = [r for r in fake_apiserver.lists("services")]
     assert len(pages) >= 4 and any("continue" in r.params for r in pages)
     assert serving.dns.cluster.count("Service") == 1000
@@ -274,3 +275,61 @@ async def test_reasons_never_name_hidden_namespaces_or_their_services(fake_apise
         assert reply.rcode() == dns.rcode.NXDOMAIN
         texts += [o.text for o in reply.options if o.otype == dns.edns.EDE]
     assert texts == ['no service "vault" in namespace "prod"', 'no namespace "secrets"', 'no namespace "secret"']
+
+
+def reachable(metrics_body: str) -> str | None:
+    return next((line.split()[-1] for line in metrics_body.splitlines()
+                 if line.startswith("clusterdns_api_reachable ")), None)
+
+
+async def test_frozen_api_makes_ready_fail_after_the_grace_and_recovers(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    serving = await start(ready_grace=1.0, watch=WatchOptions(inactivity_timeout=0.3, probe_timeout=0.5))
+    await fake_apiserver.await_for(lambda api: api.open_watches() >= 3)
+    fake_apiserver.freeze()  # TCP open, nothing answers: a hung apiserver
+
+    async def not_ready():
+        return (await http_get(serving, "/ready"))[0] == 503
+
+    await eventually(not_ready, timeout=10)
+    status, body = await http_get(serving, "/ready")
+    assert "Kubernetes API unreachable" in body
+    assert reachable((await http_get(serving, "/metrics"))[1]) == "0.0"
+    assert await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.5"]  # the last known state
+
+    fake_apiserver.thaw()
+    fake_apiserver.modify(service("web", ip="10.96.0.6"))
+
+    async def recovered():
+        return (await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.6"]
+                and (await http_get(serving, "/ready"))[0] == 200)
+
+    await eventually(recovered, timeout=10)
+    assert reachable((await http_get(serving, "/metrics"))[1]) == "1.0"
+
+
+async def test_quiet_api_keeps_watches_and_readiness(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.quiet()
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    serving = await start(ready_grace=0.5, watch=WatchOptions(inactivity_timeout=0.3))
+    await fake_apiserver.await_for(lambda api: api.open_watches() >= 3)
+    watches = len(fake_apiserver.watches())
+    await fake_apiserver.await_for(lambda api: len(api.probes()) >= 6)  # silent for several timeouts
+    assert len(fake_apiserver.watches()) == watches  # no watch restarted
+    assert dict(serving.kube.restarts) == {}
+    assert (await http_get(serving, "/ready"))[0] == 200
+    assert reachable((await http_get(serving, "/metrics"))[1]) == "1.0"
+
+
+async def test_a_change_after_the_api_returns_is_served_within_2s(fake_apiserver: FakeApiServer, start):
+    fake_apiserver.add(service("web", ip="10.96.0.5"))
+    serving = await start()  # the default backoff: it grows to seconds while the API is away
+    await fake_apiserver.await_for(lambda api: api.open_watches() >= 3)
+    fake_apiserver.unavailable_for(4.0)
+    await fake_apiserver.await_for(lambda api: api.available, timeout=10)
+    fake_apiserver.modify(service("web", ip="10.96.0.6"))
+
+    async def changed():
+        return await addresses(serving, "web.default.svc.cluster.local") == ["10.96.0.6"]
+
+    await eventually(changed, timeout=2.0)  # backoff reset by the first answer, not slept out

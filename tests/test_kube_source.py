@@ -19,6 +19,7 @@ import pytest
 from clusterdns.events import Delete, Event, Replace, Synced, Upsert
 from clusterdns.objects import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Key, KubeObject, read_object
 from clusterdns.sources.kube import DEFAULT_KINDS, THREAD_PREFIX, KubeSource
+from clusterdns.sources.watch_options import WatchOptions
 from tests.fake_apiserver import (
     FakeApiServer,
     endpoint_slice,
@@ -146,7 +147,7 @@ async def test_initial_list_in_pages(fake_apiserver: FakeApiServer, make_source:
         fake_apiserver.add(service(f"web-{i}", ip=f"10.0.0.{i + 1}"))
     list_rv = fake_apiserver.resource_version
 
-    _, rec = make_source(page_size=3)
+    _, rec = make_source(options=WatchOptions(page_size=3))
     await rec.wait_synced(SERVICE)
 
     # One batch: the whole kind, then "synced".
@@ -336,16 +337,17 @@ async def test_relist_of_one_namespace_keeps_the_others(fake_apiserver: FakeApiS
     assert {(o.namespace, o.name) for o in replace.objects} == {("b", "web")}
 
 
-async def test_stalled_watch_is_restarted(fake_apiserver: FakeApiServer, make_source: Callable) -> None:
-    fake_apiserver.bookmark_interval = 0.2  # a healthy watch is never quiet for long
+async def test_watch_outliving_its_timeout_is_restarted(fake_apiserver: FakeApiServer, make_source: Callable) -> None:
+    """The server ends every watch after timeoutSeconds; one still open well past that lost its end on the way."""
     fake_apiserver.add(service("web"))
     restarts = Restarts()
-    source, rec = make_source(inactivity_timeout=1.0, on_restart=restarts)
+    options = WatchOptions(watch_timeout=(1, 1), stall_margin=0.5)
+    source, rec = make_source(options=options, on_restart=restarts)
     await rec.wait_synced(SERVICE)
     await fake_apiserver.await_for(lambda s: s.open_watches("services") == 1)
     watches_before = len(fake_apiserver.watches("services"))
 
-    fake_apiserver.stall_watches()
+    fake_apiserver.stall_watches()  # open, but sends nothing and ignores timeoutSeconds
     await restarts.wait(SERVICE, "stalled", timeout=5)
     added = fake_apiserver.add(service("api", ip="10.0.0.2"))
     assert await rec.next_events() == [Upsert(svc(added))]
@@ -358,7 +360,7 @@ async def test_stalled_watch_is_restarted(fake_apiserver: FakeApiServer, make_so
 async def test_api_unavailable_then_back(fake_apiserver: FakeApiServer, make_source: Callable) -> None:
     fake_apiserver.add(service("web"))
     restarts = Restarts()
-    _, rec = make_source(max_backoff=0.5, on_restart=restarts)
+    _, rec = make_source(options=WatchOptions(max_backoff=0.5), on_restart=restarts)
     await rec.wait_synced(SERVICE)
 
     fake_apiserver.unavailable_for(2.0)
@@ -379,7 +381,7 @@ async def test_forbidden_names_the_missing_permission(
     fake_apiserver.add(service("web"))
     fake_apiserver.add(endpoint_slice("web-abc", "web"))
     fake_apiserver.forbid("endpointslices")
-    _, rec = make_source(kinds=(SERVICE, ENDPOINT_SLICE), max_backoff=0.3)
+    _, rec = make_source(kinds=(SERVICE, ENDPOINT_SLICE), options=WatchOptions(max_backoff=0.3))
 
     await rec.wait_synced(SERVICE)  # the other kinds are not held up
     await fake_apiserver.await_for(lambda s: len(s.lists("endpointslices")) >= 3)  # and it keeps trying
@@ -397,7 +399,7 @@ async def test_forbidden_names_the_missing_permission(
 async def test_too_many_requests_honours_retry_after(fake_apiserver: FakeApiServer, make_source: Callable) -> None:
     fake_apiserver.add(service("web"))
     fake_apiserver.throttle(1, retry_after=1, resource="services")
-    _, rec = make_source(max_backoff=0.1)
+    _, rec = make_source(options=WatchOptions(max_backoff=0.1))
     await rec.wait_synced(SERVICE)
 
     first, second = fake_apiserver.lists("services")[:2]
@@ -410,7 +412,7 @@ async def test_server_errors_are_retried(
     fake_apiserver.add(service("web"))
     fake_apiserver.fail(500, count=2, resource="services")
     restarts = Restarts()
-    _, rec = make_source(max_backoff=0.2, on_restart=restarts)
+    _, rec = make_source(options=WatchOptions(max_backoff=0.2), on_restart=restarts)
     await rec.wait_synced(SERVICE)
     assert restarts.calls.count((SERVICE, "error")) == 2
     assert "API server error 500 for services at cluster scope" in caplog.text
@@ -480,3 +482,42 @@ async def test_stop_is_prompt_even_mid_request(fake_apiserver: FakeApiServer, ma
     assert time.monotonic() - started < 1.0
     assert source_threads() == []
     fake_apiserver.delay = 0
+
+
+# --------------------------------------------------------------------------- quiet or hung
+
+
+async def test_quiet_watch_is_vouched_for_not_restarted(fake_apiserver: FakeApiServer, make_source: Callable) -> None:
+    fake_apiserver.quiet()  # no bookmarks, as a real apiserver on a resource that does not change
+    fake_apiserver.add(service("web"))
+    restarts = Restarts()
+    source, rec = make_source(options=WatchOptions(inactivity_timeout=0.3), on_restart=restarts)
+    await rec.wait_synced(SERVICE)
+    await fake_apiserver.await_for(lambda s: s.open_watches("services") == 1)
+    # Silent far longer than the inactivity timeout: each time, a probe is answered and the watch kept.
+    await fake_apiserver.await_for(lambda s: len(s.probes("services")) >= 4, timeout=WAIT)
+    assert restarts.calls == [] and dict(source.restarts) == {}
+    assert len(fake_apiserver.watches("services")) == 1
+    added = fake_apiserver.add(service("api", ip="10.0.0.2"))  # and it still carries changes
+    assert await rec.next_events() == [Upsert(svc(added))]
+    assert len(fake_apiserver.watches("services")) == 1
+
+
+async def test_frozen_api_counts_as_lost_contact_and_thawing_catches_up(
+    fake_apiserver: FakeApiServer, make_source: Callable
+) -> None:
+    fake_apiserver.add(service("web"))
+    restarts = Restarts()
+    options = WatchOptions(inactivity_timeout=0.3, probe_timeout=0.5)
+    source, rec = make_source(options=options, on_restart=restarts)
+    await rec.wait_synced(SERVICE)
+    await fake_apiserver.await_for(lambda s: s.open_watches("services") == 1)
+
+    fake_apiserver.freeze()  # TCP still accepted; nothing answered
+    await restarts.wait(SERVICE, "unresponsive")
+    contact = source.last_contact
+    fake_apiserver.thaw()
+    added = fake_apiserver.add(service("api", ip="10.0.0.2"))
+    assert Upsert(svc(added)) in await rec.next_events()
+    assert source.last_contact > contact
+    assert len(fake_apiserver.lists("services")) == 1  # resumed from its resourceVersion: no relist

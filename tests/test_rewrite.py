@@ -64,7 +64,7 @@ def make_respond(*rules):
 
 
 def ask(respond, name, qtype="A"):
-    response, _, _ = respond(bytes(DNSRecord.question(name, qtype).pack()), True)
+    response, _, _, _ = respond(bytes(DNSRecord.question(name, qtype).pack()), True)
     return DNSRecord.parse(response)
 
 

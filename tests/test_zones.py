@@ -11,6 +11,7 @@ import dns.rdatatype
 import pytest
 
 from clusterdns.objects import SERVICE
+from clusterdns.zone import to_rdata
 
 from .conftest import ZONES
 
@@ -78,7 +79,7 @@ def test_every_stored_record_is_documented(zones_server):
 
     def stored():
         return {
-            (name.rstrip("."), dns.rdatatype.to_text(t), str(rd))
+            (name.rstrip("."), dns.rdatatype.to_text(t), str(to_rdata(t, rd)))
             for name in zone.names()
             for t, rds in zone.records(name).items()
             for rd in rds

@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from dnslib import AAAA, CNAME, QTYPE, SRV, A
+from dnslib import QTYPE
 
 from ..objects import EndpointSlice, Node, Service
 from ..records import service_name, service_records
@@ -148,10 +148,10 @@ class ReachPolicy:
         name = service_name(service, settings)
         own = {t: rds for t, rds in sets.get(name, {}).items() if t not in (QTYPE.A, QTYPE.AAAA)}
         if reach.cname:
-            own = {QTYPE.CNAME: (CNAME(reach.cname),)}  # a CNAME stands alone at its name
+            own = {QTYPE.CNAME: (reach.cname,)}  # a CNAME stands alone at its name
         elif reach.addresses:
-            v4 = tuple(A(ip) for ip in reach.addresses if ":" not in ip)
-            v6 = tuple(AAAA(ip) for ip in reach.addresses if ":" in ip)
+            v4 = tuple(ip for ip in reach.addresses if ":" not in ip)  # plain values, as zone.py keeps them
+            v6 = tuple(ip for ip in reach.addresses if ":" in ip)
             own.update({t: rds for t, rds in ((QTYPE.A, v4), (QTYPE.AAAA, v6)) if rds})
         if reach.node_ports:
             _use_node_ports(sets, name, dict(reach.node_ports))
@@ -166,8 +166,7 @@ def _use_node_ports(sets: RecordSets, name: str, node_ports: dict[int, int]) -> 
         if owner != name and not owner.endswith("." + name):
             continue
         srv = by_type.get(QTYPE.SRV)
-        if srv and str(srv[0].target).lower() == name:
+        if srv and srv[0][3].lower() == name:  # (priority, weight, port, target)
             by_type[QTYPE.SRV] = tuple(
-                SRV(priority=rd.priority, weight=rd.weight, port=node_ports.get(rd.port, rd.port), target=rd.target)
-                for rd in srv
+                (priority, weight, node_ports.get(port, port), target) for priority, weight, port, target in srv
             )

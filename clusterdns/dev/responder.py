@@ -48,7 +48,8 @@ class DevResponder:
                 return view
         return None
 
-    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int]:
+    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int, bool]:
+        """As :meth:`Responder.respond`: (response or None, qtype, rcode, answered from a cache?)."""
         data = bytes(data)
         question = parse_question(data)
         if question is not None:
@@ -57,7 +58,7 @@ class DevResponder:
             try:
                 query = DNSRecord.parse(data)
             except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
-                return formerr(data), 0, RCODE.FORMERR
+                return formerr(data), 0, RCODE.FORMERR, False
             if query.header.qr or len(query.questions) != 1:
                 return self.routes[-1][1].responder.respond(data, udp)  # the zone's own rules (drop, FORMERR)
             name, _qtype = str(query.questions[0].qname).lower(), query.questions[0].qtype
@@ -88,14 +89,14 @@ class DevResponder:
             return None
         return target
 
-    def _answer_as(self, data: bytes, target: str, udp: bool) -> tuple[bytes | None, int, int]:
+    def _answer_as(self, data: bytes, target: str, udp: bool) -> tuple[bytes | None, int, int, bool]:
         """Answer for ``target`` under the name that was asked (its letter case kept)."""
         query = DNSRecord.parse(data)
         asked = query.questions[0].qname
         query.questions[0].qname = DNSLabel(target)
-        response, qtype, rcode = self.short_forms.responder.respond(bytes(query.pack()), udp)
+        response, qtype, rcode, hit = self.short_forms.responder.respond(bytes(query.pack()), udp)
         if response is None or rcode < 0:
-            return response, qtype, rcode
+            return response, qtype, rcode, hit
         reply = DNSRecord.parse(response)
         reply.questions[0].qname = asked
         wanted = DNSLabel(target)
@@ -103,7 +104,7 @@ class DevResponder:
             if rr.rname == wanted:
                 rr.rname = asked
         self.short_answers += 1
-        return bytes(reply.pack()), qtype, rcode
+        return bytes(reply.pack()), qtype, rcode, hit
 
 
 

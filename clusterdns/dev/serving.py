@@ -25,6 +25,7 @@ from ..objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE
 from ..server import DnsServer
 from ..settings import Settings, absolute
 from ..sources import KubeConfigError
+from ..sources.watch_options import CONTACT_LOST, WatchOptions
 from .context_dns import ContextDNS, View
 from .contexts import Context, context_zone, kubeconfig_path, read_contexts
 from .portforward import Backend, KubePortForward, PortForwards, pick_backend
@@ -59,7 +60,7 @@ class DevOptions:
     startup_timeout: float = 5.0
     state_file: Path = STATE_FILE
     resolv_conf: Path = RESOLV_CONF
-    watch_inactivity_timeout: float = 75.0
+    watch_inactivity_timeout: float = WatchOptions.inactivity_timeout
 
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +167,7 @@ class DevServing:
             self.contexts.append(dns)
             source = KubeSource(
                 dns.sink, kubeconfig=options.kubeconfig, context=context.name, kinds=kinds,
-                inactivity_timeout=options.watch_inactivity_timeout,
+                options=WatchOptions(inactivity_timeout=options.watch_inactivity_timeout),
                 on_restart=lambda kind, reason, d=dns: self._watch_restarted(d, reason),
             )
             try:
@@ -241,22 +242,21 @@ class DevServing:
     # ------------------------------------------------------------------ events
 
     def _watch_restarted(self, dns: ContextDNS, reason: str) -> None:  # on a watch thread
-        if reason in ("disconnected", "error"):
+        if reason in CONTACT_LOST:
             try:
                 self._loop.call_soon_threadsafe(dns.api_lost)
             except RuntimeError:
                 pass  # the loop is closing
 
     async def _watch_api(self) -> None:
-        """A lost API is back once a list, event or bookmark arrived after it went (no change need come)."""
+        """A lost API is back once it answered after it went: a list, event, bookmark or probe (no change need come)."""
         while True:
             await asyncio.sleep(API_CHECK_INTERVAL)
             for dns in self.contexts:
                 source = self.sources.get(dns.context.name)
                 if dns.api_down_since is None or source is None:
                     continue
-                latest = max((t for t in source.last_sync_time.values() if t), default=None)
-                if latest is not None and latest > dns.api_down_since:
+                if source.last_contact > dns.api_down_since:
                     dns.api_back()
 
     def _services_changed(self, dns: ContextDNS, refs: set[tuple[str, str]]) -> None:

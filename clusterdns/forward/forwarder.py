@@ -193,8 +193,8 @@ class Forwarder:
             return entry
         self.burst.report(
             ("all", group.zone),
-            f"no upstream answered {name} {QTYPE.get(qtype)} (tried {', '.join(tried) or 'none'} "
-            f"within {settings.timeout:g}s): answering SERVFAIL",
+            f"no upstream answered {name} {QTYPE.get(qtype)} (tried {', '.join(tried) or 'none'}; "
+            f"the bound is {settings.timeout:g}s): answering SERVFAIL",
         )
         return None
 
@@ -205,7 +205,7 @@ class Forwarder:
         self.burst.report(
             ("upstream", upstream.label),
             f"upstream {upstream.label} failed for {name} {QTYPE.get(qtype)}: {reason}; "
-            "trying the next one and health-checking it",
+            "skipped until its health check (. IN NS) answers",
         )
         if upstream.healthy:
             upstream.healthy = False
@@ -280,6 +280,7 @@ class Forwarder:
         self.burst.flush()
 
     async def close(self) -> None:
+        self.burst.flush()
         tasks = [t for t in self._in_flight.values()] + [u.checking for u in self.upstreams if u.checking]
         for upstream in self.upstreams:
             upstream.close()

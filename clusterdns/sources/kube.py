@@ -29,13 +29,23 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Collection, Iterable, Sequence
+import weakref
+from typing import Any, Callable, Collection, Iterable, Sequence
 
 from kubernetes import client, config
 
 from ..events import Delete, Event, Replace, Sink, Synced, Upsert
 from ..objects import ENDPOINT_SLICE, ENDPOINTS, NAMESPACE, NODE, POD, SERVICE, Key, KubeObject
-from .kube_watch import POD_FIELD_SELECTOR, RESOURCES, THREAD_PREFIX, ListWatch, StreamSpec, WatchOptions
+from .kube_watch import (
+    POD_FIELD_SELECTOR,
+    RESOURCES,
+    THREAD_PREFIX,
+    ListWatch,
+    StreamSpec,
+    WatchOptions,
+    shut_connections,
+    track_connections,
+)
 
 log = logging.getLogger("clusterdns.sources.kube")
 
@@ -187,7 +197,8 @@ class KubeSource:
     :meth:`start` is called).  ``on_restart(kind, reason)`` is called from the
     watch threads each time a stream restarts, with ``reason`` one of
     ``closed`` (routine end by the server), ``expired`` (410: relist),
-    ``stalled`` (inactivity timeout), ``disconnected``, ``throttled`` (429),
+    ``stalled`` (a watch open past its timeout), ``unresponsive`` (the API server
+    took a request and answered nothing), ``disconnected``, ``throttled`` (429),
     ``forbidden`` (403), ``unauthorized`` (401) or ``error``.
     """
 
@@ -202,11 +213,9 @@ class KubeSource:
         namespaces: Collection[str] | None = None,
         label_selector: str | None = None,
         namespace_label_selector: str | None = None,
-        page_size: int = 500,
-        inactivity_timeout: float = 75.0,
-        connect_timeout: float = 10.0,
-        max_backoff: float = 10.0,
+        options: WatchOptions = WatchOptions(),
         on_restart: Callable[[str, str], None] | None = None,
+        on_contact: Callable[[], None] | None = None,
         loop: asyncio.AbstractEventLoop | None = None,
     ):
         unknown = set(kinds) - set(RESOURCES)
@@ -217,13 +226,10 @@ class KubeSource:
         self.namespaces = frozenset(namespaces) if namespaces else None
         self.label_selector = label_selector or None
         self.namespace_label_selector = namespace_label_selector or None
-        self.options = WatchOptions(
-            page_size=page_size,
-            inactivity_timeout=inactivity_timeout,
-            connect_timeout=connect_timeout,
-            max_backoff=max_backoff,
-        )
+        self.options = options
         self.on_restart = on_restart
+        self.on_contact = on_contact
+        self.probes = 0  # requests the prober made
         self.restarts: collections.Counter[tuple[str, str]] = collections.Counter()  # (kind, reason)
         self.relists: collections.Counter[str] = collections.Counter()  # relists after a 410, per kind
         self._counter_lock = threading.Lock()
@@ -234,6 +240,9 @@ class KubeSource:
         self._states: dict[str, KindState] = {}
         self._loops: list[ListWatch] = []
         self._threads: list[threading.Thread] = []
+        self._probe_client: client.ApiClient | None = None
+        self._probe_connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._probe_answer = 0.0  # time.time() the prober last got an answer
 
     # ------------------------------------------------------------------ what to watch
 
@@ -284,6 +293,9 @@ class KubeSource:
             thread = threading.Thread(target=watch.run, name=spec.thread_name, daemon=True)
             self._loops.append(watch)
             self._threads.append(thread)
+        self._probe_client = client.ApiClient(configuration)
+        track_connections(self._probe_client, self._probe_connections)
+        self._threads.append(threading.Thread(target=self._probe_loop, name=f"{THREAD_PREFIX}-probe", daemon=True))
         for thread in self._threads:
             thread.start()
         log.info("watching %s", ", ".join(f"{s.resource.rbac_name} {s.scope}" for s in specs))
@@ -302,8 +314,11 @@ class KubeSource:
         while any(t.is_alive() for t in self._threads) and time.monotonic() < deadline:
             for watch in self._loops:
                 watch.interrupt()
+            shut_connections(self._probe_connections)
             for thread in self._threads:
                 thread.join(min(0.05, max(0.0, deadline - time.monotonic())))
+        if self._probe_client is not None:
+            self._probe_client.close()
         left = [t.name for t in self._threads if t.is_alive()]
         if left:
             log.warning("watch threads still running after %gs: %s", timeout, ", ".join(left))
@@ -323,6 +338,64 @@ class KubeSource:
     def last_sync_time(self) -> dict[str, float | None]:
         """Per kind: wall-clock time of the last list, event or bookmark (when we last knew we were current)."""
         return {kind: state.last_sync_time for kind, state in self._states.items()}
+
+    @property
+    def last_contact(self) -> float:
+        """time.time() of the last HTTP answer from the API server (any stream, any status, or a probe)."""
+        return max([self._probe_answer, *(w.last_answer for w in self._loops)])
+
+    # ------------------------------------------------------------------ quiet or hung?
+
+    def _probe_loop(self) -> None:
+        """Tell a quiet API server from a hung one, and bring waiting streams back as soon as it answers.
+
+        Silence alone proves nothing: a real apiserver can go minutes without a byte on a
+        watch of an unchanging resource.  So a watch silent for ``inactivity_timeout`` gets
+        a cheap request of its own (a limit=1 list of the same resource).  An answer vouches
+        for every silent watch; none ends them, which the loops report as ``unresponsive``.
+        While streams wait to reconnect, the same request every ``probe_while_down``
+        seconds lets them go again (backoff reset) the moment the server answers.
+        """
+        options = self.options
+        tick = min(0.25, options.probe_while_down, options.inactivity_timeout / 4)
+        last_probe = 0.0
+        while not self._stopping.wait(tick):
+            now = time.monotonic()
+            silent = [w for w in self._loops if w.silent_for(now) >= options.inactivity_timeout]
+            waiting = [w for w in self._loops if w.waiting]
+            if not silent and not (waiting and now - last_probe >= options.probe_while_down):
+                continue
+            last_probe = now
+            answered = self._probe((silent or waiting)[0])
+            if self._stopping.is_set():
+                return
+            if answered:
+                for watch in silent:
+                    watch.vouch()
+                for watch in waiting:
+                    watch.api_answered()
+                if self.on_contact is not None:
+                    self.on_contact()
+            else:
+                for watch in silent:
+                    watch.hung()
+
+    def _probe(self, watch: ListWatch) -> bool:
+        """One limit=1 list for ``watch``'s resource: did the API server answer (any HTTP status)?"""
+        self.probes += 1
+        call = watch.spec.list_call(self._probe_client)
+        try:
+            resp = call(limit=1, resource_version="0", _preload_content=False,
+                        _request_timeout=(self.options.connect_timeout, self.options.probe_timeout),
+                        **watch.spec.selectors())
+            resp.release_conn()
+        except client.ApiException:
+            pass  # an error status is an answer
+        except Exception as exc:  # noqa: BLE001 (refused, reset, timed out: no answer)
+            log.debug("probe of the API server (%s) unanswered: %s", watch.spec.resource.rbac_name, exc)
+            return False
+        self._probe_answer = time.time()
+        return True
 
     def _restarted(self, kind: str, reason: str) -> None:  # on a watch thread
         with self._counter_lock:

@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 import urllib3
 from kubernetes import client
 
+from .watch_options import UNREACHABLE, WatchOptions
 from ..objects import (
     ENDPOINT_SLICE,
     ENDPOINTS,
@@ -160,20 +161,6 @@ class StreamSpec:
         return out
 
 
-@dataclass(frozen=True)
-class WatchOptions:
-    page_size: int = 500
-    # No byte for this long means the stream is dead (bookmarks come about every minute).
-    inactivity_timeout: float = 75.0
-    connect_timeout: float = 10.0
-    backoff_base: float = 0.25
-    max_backoff: float = 10.0
-    max_retry_after: float = 60.0
-    # The server ends each watch after a random 5-10 minutes (as client-go asks), which
-    # spreads reconnects of many replicas over time.
-    watch_timeout: tuple[int, int] = (300, 600)
-
-
 class KindStore(Protocol):
     """Where a stream puts what it reads (see ``KindState`` in kube.py)."""
 
@@ -218,27 +205,58 @@ class ListWatch:
         self._failures = 0  # in a row; drives the backoff
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._last_complaint: tuple[str, float] = ("", 0.0)
+        # What the prober (KubeSource) reads and does; see silent_for, vouch, hung and api_answered.
+        self.last_answer = 0.0  # time.time() of the last HTTP answer on this stream (any status)
+        self.waiting = False  # between tries, after a failure
+        self._last_byte = time.monotonic()  # on the watch stream: a chunk, or the request sent
+        self._watching = False
+        self._hung = False  # the prober found the API server silent while this watch was
+        self._last_failure = ""  # reason of the last restart
+        self._wake = threading.Event()
 
     # ------------------------------------------------------------------ thread body
 
     def run(self) -> None:
         api_client = client.ApiClient(self._configuration)
-        _track_connections(api_client, self._connections)
+        track_connections(api_client, self._connections)
         try:
             while not self._stopping.is_set():
                 delay = self._attempt(api_client)
                 if delay > 0:
-                    self._stopping.wait(delay)
+                    self.waiting = True
+                    self._wake.clear()
+                    if self._wake.wait(delay) and not self._stopping.is_set():
+                        # The API answered again: go now, spread a little so replicas do not all hit it at once.
+                        self._stopping.wait(random.uniform(0, 0.2))
+                    self.waiting = False
         finally:
             api_client.close()
 
     def interrupt(self) -> None:
-        """Wake the thread from any blocking read (called by stop(), from another thread)."""
-        for conn in list(self._connections):
-            sock = getattr(conn, "sock", None)
-            if sock is not None:
-                with contextlib.suppress(OSError):  # already closed: nothing to wake
-                    sock.shutdown(socket.SHUT_RDWR)
+        """Wake the thread from any blocking read or wait (called by stop(), from another thread)."""
+        self._wake.set()
+        shut_connections(self._connections)
+
+    # ------------------------------------------------------------------ for the prober (other threads)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds the open watch has sent nothing (0 when not watching)."""
+        return now - self._last_byte if self._watching else 0.0
+
+    def vouch(self) -> None:
+        """The API server answered a probe: this silent watch is quiet, not hung."""
+        self._last_byte = time.monotonic()
+
+    def hung(self) -> None:
+        """The API server did not answer a probe while this watch was silent: end the watch."""
+        self._hung = True
+        self.interrupt()
+
+    def api_answered(self) -> None:
+        """The API server answers again: retry now with the backoff reset, if we were kept away by it."""
+        if self.waiting and self._last_failure in UNREACHABLE:
+            self._failures = 0
+            self._wake.set()
 
     def _attempt(self, api_client: client.ApiClient) -> float:
         """List if we must, then watch until the stream ends; returns seconds to wait before the next try."""
@@ -266,9 +284,10 @@ class ListWatch:
                 limit=self.options.page_size,
                 _continue=token,
                 _preload_content=False,
-                _request_timeout=self._timeouts(),
+                _request_timeout=(self.options.connect_timeout, self.options.request_timeout),
                 **self.spec.selectors(),
             )
+            self.last_answer = time.time()
             try:
                 page = json.loads(resp.data)
             except ValueError as err:
@@ -297,26 +316,35 @@ class ListWatch:
     def _watch(self, call: Callable[..., Any]) -> bool:
         """Follow one watch request until it ends; False if it ended at once with nothing in it."""
         started = time.monotonic()
-        resp = call(
-            watch=True,
-            resource_version=self.resource_version,
-            allow_watch_bookmarks=True,
-            timeout_seconds=random.randint(*self.options.watch_timeout),
-            _preload_content=False,
-            # The read timeout is the inactivity timeout: it applies to every socket read.
-            _request_timeout=self._timeouts(),
-            **self.spec.selectors(),
-        )
-        clean = received = False
+        timeout = random.randint(*self.options.watch_timeout)
+        self._last_byte, self._watching, self._hung = started, True, False
         try:
-            for lines in _lines_by_chunk(resp):
-                self._failures, received = 0, True
-                self._handle_lines(lines)
-            clean = True
+            resp = call(
+                watch=True,
+                resource_version=self.resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout,
+                _preload_content=False,
+                # Silence is the prober's business (quiet or hung?); the read timeout only catches
+                # a watch the server must have ended already, its end lost on the way.
+                _request_timeout=(self.options.connect_timeout, timeout + self.options.stall_margin),
+                **self.spec.selectors(),
+            )
+            self.last_answer = time.time()
+            clean = received = False
+            try:
+                for lines in _lines_by_chunk(resp):
+                    self._last_byte = time.monotonic()
+                    self.last_answer = time.time()
+                    self._failures, received = 0, True
+                    self._handle_lines(lines)
+                clean = True
+            finally:
+                if not clean:
+                    resp.close()  # a half-read stream cannot go back to the pool
+                resp.release_conn()
         finally:
-            if not clean:
-                resp.close()  # a half-read stream cannot go back to the pool
-            resp.release_conn()
+            self._watching = False
         return received or time.monotonic() - started > 1.0
 
     def _handle_lines(self, lines: list[bytes]) -> None:
@@ -371,13 +399,27 @@ class ListWatch:
             self.resource_version = None
             return self._restarted("expired", logging.INFO, f"resourceVersion expired for {what}; relisting",
                                    immediate=True)
+        if self._hung:
+            self._hung = False
+            return self._restarted(
+                "unresponsive", logging.WARNING,
+                f"the API server answers nothing (a watch of {what} silent for over "
+                f"{self.options.inactivity_timeout:g}s and a probe unanswered for {self.options.probe_timeout:g}s); "
+                "reconnecting",
+            )
         if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            if self.resource_version is None:  # a list page: the server took the request and never answered
+                return self._restarted(
+                    "unresponsive", logging.WARNING,
+                    f"the API server did not answer a list of {what} within {self.options.request_timeout:g}s; retrying",
+                )
             return self._restarted(
                 "stalled", logging.INFO,
-                f"no data from the API server for {self.options.inactivity_timeout:g}s watching {what}; reconnecting",
+                f"the watch of {what} outlived its timeout by {self.options.stall_margin:g}s; reconnecting",
                 immediate=True,
             )
         if isinstance(exc, client.ApiException):
+            self.last_answer = time.time()
             return self._api_error(exc, what)
         if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
             return self._restarted("disconnected", logging.WARNING,
@@ -421,6 +463,7 @@ class ListWatch:
         after a stall or a routine end), but back off if it keeps happening with no
         data in between, so a misbehaving server never makes us spin.
         """
+        self._last_failure = reason
         self._on_restart(self.spec.kind, reason)
         if message:
             self._complain(level, message)
@@ -438,9 +481,6 @@ class ListWatch:
         else:
             self._last_complaint = (message, now)
         log.log(level, "%s", message)
-
-    def _timeouts(self) -> tuple[float, float]:
-        return (self.options.connect_timeout, self.options.inactivity_timeout)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -499,7 +539,16 @@ def _backoff(failures: int, base: float, cap: float) -> float:
     return step / 2 + random.uniform(0, step / 2)
 
 
-def _track_connections(api_client: client.ApiClient, connections: weakref.WeakSet[Any]) -> None:
+def shut_connections(connections: weakref.WeakSet[Any]) -> None:
+    """Shut down the sockets of ``connections``: a thread blocked reading one wakes at once."""
+    for conn in list(connections):
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: nothing to wake
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+def track_connections(api_client: client.ApiClient, connections: weakref.WeakSet[Any]) -> None:
     """Make ``api_client`` remember the connections it opens, so stop() can shut their sockets.
 
     A thread blocked reading a watch, or waiting for response headers, only wakes
