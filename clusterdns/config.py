@@ -131,8 +131,8 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
 def from_blocks(blocks: list[ServerBlock], main_file: str) -> Config:
     reader = _Reader()
     config = reader.read(blocks, main_file)
-    if reader.errors:
-        raise ConfigErrors(reader.errors)
+    if reader.errors:  # in the order of the text, whichever check found them
+        raise ConfigErrors(sorted(reader.errors, key=lambda e: (e.file != main_file, e.file, e.line)))
     return config
 
 
@@ -748,7 +748,7 @@ class _Reader:
 
 KUBERNETES_OPTIONS = ("kubeconfig", "endpoint", "namespaces", "labels", "namespace_labels", "pods",
                       "endpoint_pod_names", "ttl", "noendpoints", "fallthrough", "ignore empty_service")
-FORWARD_OPTIONS = ("except", "force_tcp", "prefer_udp", "expire", "max_fails", "policy", "health_check", "max_concurrent")
+FORWARD_OPTIONS = ("prefer_udp", "expire", "max_fails", "policy", "health_check", "max_concurrent")
 CACHE_OPTIONS = ("success", "denial", "prefetch", "serve_stale", "disable")
 HOSTS_OPTIONS = ("inline entries", "ttl", "reload", "no_reverse", "fallthrough")
 
