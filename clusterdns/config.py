@@ -651,11 +651,8 @@ class _Reader:
                                   "at its first failure and health-checks it back")
             elif name == "policy" and len(values) == 1 and values[0] in ("random", "round_robin", "sequential"):
                 forward = replace(forward, policy=values[0])
-            elif name == "health_check" and values:
-                forward = replace(forward, health_check=self.duration(line.args[0]))
-                for extra in values[1:]:
-                    if extra not in ("no_rec",) and not extra.startswith("domain"):
-                        self.error(line, f"forward health_check: option {extra} is not supported")
+            elif name == "health_check" and len(values) == 1:
+                forward = replace(forward, health_check=self.duration(line.args[0]))  # its probe is `. IN NS`
             elif name == "max_concurrent" and len(values) == 1 and values[0].isdigit():
                 forward = replace(forward, max_concurrent=int(values[0]))
             else:
@@ -690,8 +687,8 @@ class _Reader:
                 self.error(line, "cache prefetch is not supported by clusterdns")
             elif name == "serve_stale":
                 stale = self.duration(line.args[0]) if values else 3600.0
-                if len(values) > 1 and values[1] not in ("immediate", "verify"):
-                    self.error(line, f"cache serve_stale: expected immediate or verify, got {values[1]}")
+                if len(values) > 1 and values[1] != "immediate":  # immediate: what clusterdns does
+                    self.error(line, f"cache serve_stale {values[1]}: clusterdns serves stale answers immediate only")
                 cache = replace(cache, serve_stale=stale)
             elif name == "disable" and len(values) >= 2 and values[0] in ("success", "denial"):
                 # kubeadm: disable success/denial <cluster domain>. The cluster zone is never TTL-cached here
