@@ -508,3 +508,14 @@ async def test_an_upstream_that_forwards_back_to_us_is_refused(clusters, dev):
             await dev(forward=True, upstreams=[looping.address], listen=("127.0.0.1", port))
     finally:
         looping.stop()
+
+
+async def test_macos_setup_asks_the_running_server_for_its_forward_addresses(clusters, dev):
+    from clusterdns.dev.cli import _running_forward_addresses
+
+    clusters["staging"].add(service("web", namespace="shop", ip="10.96.5.1", port=free_port()))
+    serving = await dev(reach=["forward"])
+    [address] = await answers(serving, "web.shop.svc.cluster.local")
+    url = f"http://127.0.0.1:{serving.http.port}/status"
+    assert await asyncio.to_thread(_running_forward_addresses, url) == [address]  # the lo0 alias macOS needs
+    assert await asyncio.to_thread(_running_forward_addresses, "http://127.0.0.1:1/status") == []  # none running
