@@ -554,9 +554,6 @@ def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
     def prepare(config: corefile_config.Config) -> ServeOptions:
         for note in config.notes:
             log.info("%s", note)
-        if config.forwards:
-            log.warning("%s: forward is read but this build of clusterdns does not forward yet: names outside the "
-                        "cluster zones get REFUSED", config.forwards[0].where)
         options = corefile_config.serve_options(config)
         options = corefile_config.relocate(options, moves) if moves else options
         if args.manifests:
@@ -565,13 +562,14 @@ def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
     try:
         config = corefile_config.load(args.corefile)
+        options = prepare(config)
     except corefile_config.ConfigErrors as exc:
         for error in exc.errors:
             log.error("%s", error)
         log.error("%s: %d error(s); nothing started (clusterdns check --corefile %s lists them)",
                   args.corefile, len(exc.errors), args.corefile)
         return None
-    return prepare(config), config, prepare
+    return options, config, prepare
 
 
 

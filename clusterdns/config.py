@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Mapping
 
 from .corefile import CorefileError, Directive, ServerBlock, Token, parse_file
+from .forward.resolvconf import ResolvConfError, upstreams_from_file
+from .forward.settings import ForwardSettings, Stub
 from .hosts import HostsSettings
 from .rewrite import Rewrite, RewriteError, parse_rewrite
 from .serving import ServeOptions
@@ -189,10 +191,48 @@ def describe(config: Config) -> list[str]:
 
 
 def serve_options(config: Config) -> ServeOptions:
-    """The ServeOptions that run this Corefile."""
+    """The ServeOptions that run this Corefile; reads a forward's resolv.conf (ConfigErrors if it cannot)."""
     return replace(
         config.options, loadbalance=config.loadbalance, rewrites=config.rewrites,
         log_queries=config.query_log.classes if config.query_log else None,
+        forward=forward_settings(config),
+    )
+
+
+def forward_settings(config: Config) -> ForwardSettings | None:
+    """The forward blocks and the cache as the forwarder's one settings value (None: no forward at all)."""
+    if not config.forwards:
+        return None
+    default, stubs, errors = (), [], []
+    for forward in config.forwards:
+        upstreams = forward.upstreams
+        if forward.resolv_conf is not None:
+            try:
+                upstreams += upstreams_from_file(forward.resolv_conf)
+            except ResolvConfError as exc:
+                file, _, line = forward.where.rpartition(":")
+                errors.append(CorefileError(file, int(line), f"forward {forward.zone} {str(exc).removeprefix('--upstream ')}"))
+                continue
+        if forward.zone == ".":
+            default = upstreams
+        else:
+            stubs.append(Stub(forward.zone, upstreams))
+    if errors:
+        raise ConfigErrors(errors)
+    main = next((f for f in config.forwards if f.zone == "."), config.forwards[0])
+    cache = config.cache or Cache()
+    return ForwardSettings(
+        upstreams=default,
+        stubs=tuple(stubs),
+        policy=main.policy,
+        max_concurrent=main.max_concurrent,  # 0: no limit, CoreDNS's default
+        cache_size=max(cache.success_size, cache.denial_size),
+        cache_max_ttl=cache.max_ttl,
+        denial_max_ttl=cache.denial_max_ttl,
+        serve_stale=cache.serve_stale,
+        health_check=main.health_check,
+        tcp_idle=main.expire,
+        loop_check=config.loop,
     )
 
 
@@ -240,6 +280,7 @@ def _address(text: str) -> tuple[str, int | None]:
 class _Reader:
     def __init__(self) -> None:
         self.errors: list[CorefileError] = []
+        self.notes: list[str] = []
 
     def error(self, at: Directive | Token, message: str) -> None:
         token = at.token if isinstance(at, Directive) else at
@@ -275,7 +316,31 @@ class _Reader:
         for block, keys in keyed:
             if block is not main and block not in [b for b, _ in cluster[1:]]:
                 self.stub_block(block, keys, listen, config)
+        self.forwarding_notes(config, main)
+        config.notes[:0] = self.notes
         return config
+
+    def forwarding_notes(self, config: Config, main: ServerBlock) -> None:
+        defaults = [f for f in config.forwards if f.zone == "."]
+        for extra in defaults[1:]:
+            file, _, line = extra.where.rpartition(":")
+            self.errors.append(CorefileError(file, int(line), f"a second forward . (the first is at {defaults[0].where})"))
+        if not config.forwards:
+            return
+        cache = config.cache
+        if cache is None:
+            self.notes.append(f"{main.label}: forward without cache: clusterdns still keeps forwarded answers "
+                              "for their TTL (its forwarder always caches)")
+        else:
+            if cache.success_size != cache.denial_size:
+                self.notes.append(f"cache: success {cache.success_size} and denial {cache.denial_size} entries: "
+                                  f"clusterdns bounds each by {max(cache.success_size, cache.denial_size)}")
+            if (cache.min_ttl, cache.denial_min_ttl) != (5, 5):
+                self.notes.append("cache: a minimum TTL is not applied by clusterdns (records keep their own)")
+        fallthrough = config.kube_fallthrough or ()
+        if not set(REVERSE_ZONES) <= set(fallthrough) and "." not in fallthrough:
+            self.notes.append("kubernetes without fallthrough in-addr.arpa ip6.arpa: clusterdns still forwards "
+                              "reverse names the cluster does not own, as the stock Corefiles ask")
 
     def keys(self, block: ServerBlock) -> list[ServerKey]:
         keys = []
@@ -571,14 +636,19 @@ class _Reader:
             name, values = line.name, line.values
             if name == "except" and values:
                 forward = replace(forward, except_zones=tuple(self.zone_of(a) for a in line.args))
+                self.error(line, "forward except is not supported by clusterdns: give the excepted zone its own "
+                                 "forward (a stub) instead")
             elif name == "force_tcp" and not values:
                 forward = replace(forward, force_tcp=True)
+                self.error(line, "forward force_tcp is not supported by clusterdns (it asks over UDP, then TCP on TC)")
             elif name == "prefer_udp" and not values:
-                forward = replace(forward, prefer_udp=True)
+                forward = replace(forward, prefer_udp=True)  # what clusterdns always does
             elif name == "expire" and len(values) == 1:
                 forward = replace(forward, expire=self.duration(line.args[0]))
             elif name == "max_fails" and len(values) == 1 and values[0].isdigit():
                 forward = replace(forward, max_fails=int(values[0]))
+                self.notes.append(f"{line.where}: forward max_fails {values[0]}: clusterdns marks an upstream down "
+                                  "at its first failure and health-checks it back")
             elif name == "policy" and len(values) == 1 and values[0] in ("random", "round_robin", "sequential"):
                 forward = replace(forward, policy=values[0])
             elif name == "health_check" and values:

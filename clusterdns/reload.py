@@ -103,6 +103,7 @@ class CorefileReloader:
                 return False
             try:
                 config = corefile_config.load(self.path)
+                options = self.prepare(config)
             except corefile_config.ConfigErrors as exc:
                 self.failures += 1
                 for error in exc.errors:
@@ -111,7 +112,7 @@ class CorefileReloader:
                 self.applied = current  # report a bad version once, not on every tick
                 return False
             log.info("reload: %s changed; starting the new configuration beside the running one", self.path)
-            new = Serving(self.prepare(config), metrics=self.serving.metrics)
+            new = Serving(options, metrics=self.serving.metrics)
             try:
                 await new.start(take_over=self.serving)
             except (NotSynced, ListenError, KubeConfigError) as exc:

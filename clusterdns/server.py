@@ -59,7 +59,7 @@ class _Observer:
         self._recorders: dict[tuple[str, str], Callable] = {}
 
     def recorder(self, proto: str, family: str) -> Callable | None:
-        """The metrics' recorder for one listener, ``(qtype, rcode, hit, duration_s, size_in, size_out)``.
+        """The metrics' recorder for one listener's zone answers: ``(qtype, rcode, hit, duration_s, size_in, size_out)``.
 
         The labels a listener knows are fixed in it, so the UDP path makes one
         call per query (about 0.5 µs instead of 2).  None without metrics.
@@ -88,14 +88,12 @@ class _Observer:
         )
 
     def __call__(self, proto: str, family: str, qtype: int, rcode: int, started: float, query: bytes,
-<<<<<<< HEAD
-                 response: bytes | None, hit: bool, addr) -> None:
-        record = self.recorder(proto, family)
-        if record is not None:
-            record(qtype, rcode, hit, perf_counter() - started, len(query), len(response) if response is not None else 0)
-=======
                  response: bytes | None, hit, addr, zone: str | None = None, plugin: str = "kubernetes") -> None:
         if self.metrics is None:
+            return
+        if zone is None and plugin == "kubernetes":
+            record = self.recorder(proto, family)
+            record(qtype, rcode, hit, perf_counter() - started, len(query), len(response) if response is not None else 0)
             return
         self.metrics.observe_query(
             proto=proto,
@@ -109,7 +107,6 @@ class _Observer:
             cache_hit=hit,
             plugin=plugin,
         )
->>>>>>> main
 
 
 class _LoggingObserver(_Observer):
@@ -164,12 +161,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.observe = observe
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
-<<<<<<< HEAD
+        self.forwarding = forwarding
         # Metrics only (no query log): record straight into them, one call per query.
         self.record = observe.recorder("udp", family) if type(observe) is _Observer else None
-=======
-        self.forwarding = forwarding
->>>>>>> main
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport):
@@ -183,19 +177,15 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             response, qtype, rcode, hit = self.responder.respond(data, True)
         except Exception as exc:  # never let one packet take the listener down
             self.observe.panic("udp", addr, exc)
-<<<<<<< HEAD
             response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
-=======
-            response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
         if rcode < 0:  # FORWARD or CHASE: off the zone's path
             self._forward(data, response, qtype, rcode, addr, started)
             return
->>>>>>> main
         if response is not None:
             self.transport.sendto(response, addr)
         if self.record is not None:
             self.record(qtype, rcode, hit, perf_counter() - started, len(data), len(response) if response else 0)
-        elif type(self.observe) is not _Observer:  # the query log (an _Observer alone without metrics: nothing to do)
+        elif type(self.observe) is not _Observer:  # the query log (a bare _Observer without metrics has nothing to do)
             self.observe("udp", self.family, qtype, rcode, started, data, response, hit, addr)
 
     def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
@@ -357,10 +347,7 @@ class DnsServer:
                     response, qtype, rcode, hit = self.responder.respond(data, udp=False)
                 except Exception as exc:
                     observe.panic("tcp", peer, exc)
-<<<<<<< HEAD
                     response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
-=======
-                    response, qtype, rcode = servfail(data), 0, RCODE.SERVFAIL
                 if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
                     if len(pending) >= MAX_TCP_PENDING:
                         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
@@ -370,7 +357,6 @@ class DnsServer:
                     pending.add(forwarded)
                     forwarded.add_done_callback(pending.discard)
                     continue
->>>>>>> main
                 if response is None or not await self._send(writer, response, conn):
                     return
                 observe("tcp", family, qtype, rcode, started, data, response, hit, peer)

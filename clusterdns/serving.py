@@ -143,6 +143,8 @@ class Serving:
                                 f"(waiting for {missing})")
             await self._take_over(take_over)
             self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
+            if self.forwarder is not None and options.forward.loop_check:  # a reload may have made a loop
+                self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
             self._started = True
             return
         self.dns_server = DnsServer(
@@ -186,6 +188,8 @@ class Serving:
         """A reload: answer on ``old``'s listeners from this zone; close what is gone, open what is new."""
         self.dns_server, old.dns_server = old.dns_server, None
         self.dns_server.use(self.dns.responder, self.forwarder)
+        self.failed = old.failed  # whoever waits for a fatal problem keeps waiting on the same event
+        self._reload_query_log(self.dns_server.query_log)
         if self.options.transfer_to is not None:
             self.dns_server.transfer_to = self.options.transfer_to
         wanted = set(self.options.listen)
@@ -218,6 +222,14 @@ class Serving:
                     await self._start_http(host, port, paths)
                 except OSError as exc:
                     log.error("reload: cannot listen for HTTP on %s port %d: %s", host, port, _reason(exc))
+
+    def _reload_query_log(self, running) -> None:
+        wanted = self.options.log_queries
+        if running is not None and wanted:
+            running.classes, running.everything = frozenset(wanted), "all" in wanted  # the listeners share it
+        elif bool(running) != bool(wanted):
+            log.warning("reload: the query log is %s only after a restart (the open listeners are kept)",
+                        "turned on" if wanted else "turned off")
 
     async def _start_http(self, host: str, port: int, paths: frozenset[str]) -> None:
         try:

@@ -28,17 +28,12 @@ from dnslib.bimap import BimapError
 from dnslib.buffer import BufferError
 from dnslib.label import DNSBuffer
 
-<<<<<<< HEAD
 from . import reasons
 from .answer import Reader, answer
 from .answer_cache import AnswerCache, Names
 from .loadbalance import rotate, rotation_plan
 from .negative import NOERROR, NXDOMAIN, ede_option, encode_negative, soa_tail
-=======
-from .answer import answer
-from .loadbalance import Plan, rotate, rotation_plan
 from .routing import goes_upstream
->>>>>>> main
 from .packet import PacketError, question_end
 from .zone import Zone
 
@@ -50,12 +45,10 @@ MAX_LABEL = 63
 CLASS_IN = 1
 _CNAME = QTYPE.CNAME
 _NOT_PLAIN_TYPES = frozenset((QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR))  # never a plain negative
-# Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
-CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
-# What respond() returns instead of an rcode when the forwarder must finish the job (server.py):
 FORWARD = -1  # the name is not served here: the "response" is the query, to be forwarded
 CHASE = -2  # a cluster answer ending in a CNAME to an outside name, whose records come from upstream
-CLASS_IN = 1
+# Answers that depend only on the zone (SERVFAIL, say, is transient: never kept).
+CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,15 +157,12 @@ class Responder:
         # Rotate A/AAAA records between cache hits (--loadbalance); off, the plans are None.
         self.loadbalance = False
         self._turn = 0
-<<<<<<< HEAD
+        # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
+        self.forwarding = False
         pods = zone.settings.pods != "disabled"
         # Pod names are made up on the fly (answer.lookup): never a plain miss.
         self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
         self._pod_suffix = f".pod.{zone.settings.zone}" if pods else None
-=======
-        # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
-        self.forwarding = False
->>>>>>> main
         zone.listeners.append(self.forget)
 
     def use_hosts(self, hosts) -> None:
@@ -195,7 +185,11 @@ class Responder:
         self.cache.forget(names)
 
     def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int, bool]:
-        """(response or None to drop, qtype, rcode, answered from the cache?) for one query."""
+        """(response or None to drop, qtype, rcode, answered from the cache?) for one query.
+
+        With forwarding on, rcode FORWARD means the "response" is the query, to
+        send upstream; CHASE, a cluster answer whose CNAME target is upstream.
+        """
         data = bytes(data)
         key = (udp, data[2:])
         exact = self.cache.exact
@@ -220,12 +214,13 @@ class Responder:
                 if not udp or len(response) <= question.udp_limit:
                     by_question.move_to_end(question.key)
                     self.hits += 1
-<<<<<<< HEAD
                     self.cache.keep_exact(key, response, question.qtype, plan, names)
                     if plan is not None:
                         self._turn += 1
                         response = rotate(response, plan, self._turn)
                     return response, question.qtype, stored[3] & 0x0F, True
+            if self.forwarding and self._goes_upstream(data, question):
+                return data, question.qtype, FORWARD, False
             negative = self._negative(data, question, udp)
             if negative is not None:
                 self.misses += 1
@@ -234,22 +229,18 @@ class Responder:
                 return response, question.qtype, rcode, False
         self.misses += 1
         result, names = self._respond_slowly(data, question, udp)
-=======
-                    result = response, question.qtype, stored[3] & 0x0F
-        hit = result is not None
-        if not hit:
-            if self.forwarding and question is not None and self._goes_upstream(data, question):
-                return data, question.qtype, FORWARD
-            self.misses += 1
-            result, names = self._respond_slowly(data, question, udp)
-            # (computed on the bytes sent: glue may have been dropped to fit)
-            plan = rotation_plan(result[0]) if self.loadbalance and names is not None else None
->>>>>>> main
         if names is not None and result[0] is not None and result[0][3] & 0x0F in CACHED_RCODES:
             # (the plan is computed on the bytes sent: glue may have been dropped to fit)
             plan = rotation_plan(result[0]) if self.loadbalance else None
             self.cache.keep_exact(key, result[0], result[1], plan, names)
         return (*result, False)
+
+    def _goes_upstream(self, data: bytes, question: Question) -> bool:
+        end = question.qname_end
+        qclass = (data[end + 2] << 8) | data[end + 3]
+        if qclass != CLASS_IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+            return False  # answered here (REFUSED), as without forwarding
+        return not self.serves(question_name(data, end))
 
     def _negative(self, data: bytes, question: Question, udp: bool) -> tuple[bytes, int, Names] | None:
         """NXDOMAIN or NODATA without dnslib, when the zone says so with a lookup; None: not that simple."""
@@ -291,13 +282,6 @@ class Responder:
             return None  # a long name and reason: let the slow path trim it
         return response, rcode, names
 
-    def _goes_upstream(self, data: bytes, question: Question) -> bool:
-        end = question.qname_end
-        qclass = (data[end + 2] << 8) | data[end + 3]
-        if qclass != CLASS_IN or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
-            return False  # answered here (REFUSED), as without forwarding
-        return not self.serves(question_name(data, end))
-
     def _respond_slowly(
         self, data: bytes, question: Question | None, udp: bool
     ) -> tuple[tuple[bytes | None, int, int], Names | None]:
@@ -308,21 +292,11 @@ class Responder:
             return (formerr(data), 0, RCODE.FORMERR), None
         if query.header.qr:
             return (None, 0, 0), None  # never answer a response (reflection loops)
-<<<<<<< HEAD
-        reply, read = answer(self.zone, query, self.hosts)
-        names = tuple(read)
-=======
         qtype = query.questions[0].qtype if query.questions else 0
         if self.forwarding and question is None and _forwardable(query, self.serves):
             return (data, qtype, FORWARD), None
-        self.zone.reads = reads = set()
-        if self.hosts is not None and query.questions:
-            reads.add(str(query.questions[0].qname).lower())  # a hosts reload may change this answer
-        try:
-            reply = answer(self.zone, query, self.hosts)
-        finally:
-            names, self.zone.reads = frozenset(reads), None
->>>>>>> main
+        reply, read = answer(self.zone, query, self.hosts)
+        names = tuple(read)
         full = bytes(reply.pack())
         if self.forwarding and _leaves_zone(reply, qtype, self.serves):
             return (full, qtype, CHASE), None

@@ -55,8 +55,8 @@ def test_health_ready_prometheus_listen_where_the_plugins_default():
 def test_forward_cache_hosts_log_rewrite_reload():
     config = load(
         ".:53 {\n kubernetes cluster.local\n"
-        " forward . 127.0.0.1:5300 [::1] {\n  policy sequential\n  max_concurrent 10\n  except corp.example\n"
-        "  force_tcp\n  expire 5s\n  max_fails 3\n  health_check 1s\n }\n"
+        " forward . 127.0.0.1:5300 [::1] {\n  policy sequential\n  max_concurrent 10\n"
+        "  prefer_udp\n  expire 5s\n  max_fails 3\n  health_check 1s\n }\n"
         " cache 60 {\n  success 500 120 2\n  denial 50 30\n  serve_stale 1h\n }\n"
         " hosts /etc/extra.hosts example.org {\n  10.0.0.1 a.example.org\n  ttl 20\n  reload 2s\n  no_reverse\n  fallthrough\n }\n"
         " log . {\n  class denial error\n }\n"
@@ -66,7 +66,14 @@ def test_forward_cache_hosts_log_rewrite_reload():
     )
     main, stub = config.forwards
     assert (main.zone, main.upstreams, main.policy, main.max_concurrent) == (".", (("127.0.0.1", 5300), ("::1", 53)), "sequential", 10)
-    assert (main.except_zones, main.force_tcp, main.expire, main.max_fails, main.health_check) == (("corp.example.",), True, 5.0, 3, 1.0)
+    assert (main.prefer_udp, main.expire, main.max_fails, main.health_check) == (True, 5.0, 3, 1.0)
+    assert any("max_fails 3: clusterdns marks an upstream down at its first failure" in n for n in config.notes)
+    forward = corefile_config.serve_options(config).forward
+    assert (forward.upstreams, forward.policy, forward.max_concurrent, forward.tcp_idle, forward.health_check) == (
+        (("127.0.0.1", 5300), ("::1", 53)), "sequential", 10, 5.0, 1.0)
+    assert [(s.zone, s.upstreams) for s in forward.stubs] == [("stub.example.", (("127.0.0.2", 53),))]
+    assert (forward.cache_size, forward.cache_max_ttl, forward.denial_max_ttl, forward.serve_stale) == (500, 120, 30, 3600.0)
+    assert not forward.loop_check  # no loop plugin here
     assert (stub.zone, stub.upstreams) == ("stub.example.", (("127.0.0.2", 53),))
     cache = config.cache
     assert (cache.success_size, cache.max_ttl, cache.min_ttl, cache.denial_size, cache.denial_max_ttl, cache.serve_stale) == (
@@ -88,27 +95,28 @@ def test_errors_name_file_line_and_plugin_all_at_once():
         "  tls a b c\n"  # 4
         " }\n"  # 5
         " dnssec\n"  # 6
-        " forward . tls://1.1.1.1\n"  # 7
-        " cache 30 {\n  prefetch 10\n }\n"  # 8-10
-        " health nonsense\n"  # 11
-        " bind eth0\n"  # 12
-        " rewrite type A AAAA\n"  # 13
-        " reload 1s\n"  # 14
+        " forward . tls://1.1.1.1 {\n  force_tcp\n }\n"  # 7-9
+        " cache 30 {\n  prefetch 10\n }\n"  # 10-12
+        " health nonsense\n"  # 13
+        " bind eth0\n"  # 14
+        " rewrite type A AAAA\n"  # 15
+        " reload 1s\n"  # 16
         "}\n"
     )
     supported = ", ".join(corefile_config.SUPPORTED)
     assert found == [
         f'Corefile:6: plugin "dnssec" is not supported by clusterdns (supported: {supported})',
-        "Corefile:12: bind eth0: clusterdns binds IP addresses, not interface names",
+        "Corefile:14: bind eth0: clusterdns binds IP addresses, not interface names",
         'Corefile:3: kubernetes: option "pods maybe" is not supported by clusterdns or is malformed (supported: '
         + ", ".join(corefile_config.KUBERNETES_OPTIONS) + ")",
         'Corefile:4: kubernetes: option "tls a b c" is not supported by clusterdns or is malformed (supported: '
         + ", ".join(corefile_config.KUBERNETES_OPTIONS) + ")",
         "Corefile:7: forward to tls://1.1.1.1: tls:// upstreams are not supported by clusterdns (dns:// only)",
-        "Corefile:9: cache prefetch is not supported by clusterdns",
-        "Corefile:11: health nonsense: expected [HOST]:PORT, e.g. :8080",
-        "Corefile:13: rewrite: clusterdns rewrites the name only, not type (rewrite name [TYPE] FROM TO [answer auto])",
-        "Corefile:14: reload: the interval must be at least 2s, as CoreDNS requires",
+        "Corefile:8: forward force_tcp is not supported by clusterdns (it asks over UDP, then TCP on TC)",
+        "Corefile:11: cache prefetch is not supported by clusterdns",
+        "Corefile:13: health nonsense: expected [HOST]:PORT, e.g. :8080",
+        "Corefile:15: rewrite: clusterdns rewrites the name only, not type (rewrite name [TYPE] FROM TO [answer auto])",
+        "Corefile:16: reload: the interval must be at least 2s, as CoreDNS requires",
     ]
 
 
@@ -170,3 +178,18 @@ def test_serve_refuses_a_corefile_with_errors_with_status_2(tmp_path, caplog):
     bad.write_text(".:53 {\n kubernetes cluster.local\n dnssec\n}\n")
     assert main(["serve", "--corefile", str(bad)]) == 2
     assert f'{bad}:3: plugin "dnssec" is not supported by clusterdns' in caplog.text
+
+
+def test_forward_takes_the_nameservers_of_a_resolv_conf(tmp_path):
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text("search example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n")  # documentation addresses
+    config = load(f".:53 {{\n kubernetes cluster.local\n forward . {resolv}\n}}\n")
+    assert corefile_config.serve_options(config).forward.upstreams == (("192.0.2.53", 53), ("2001:db8::53", 53))
+    resolv.write_text("nameserver 127.0.0.1\n")  # a loopback stub would loop back here
+    with pytest.raises(ConfigErrors, match=r"Corefile:3: forward \. /.*resolv.conf: nameserver 127.0.0.1 is a loopback stub"):
+        corefile_config.serve_options(config)
+
+
+def test_two_default_forwards_are_an_error():
+    assert errors(".:53 {\n kubernetes cluster.local\n forward . 127.0.0.1\n forward . 127.0.0.2\n}\n") == [
+        "Corefile:4: a second forward . (the first is at Corefile:3)"]

@@ -24,6 +24,7 @@ import pytest
 from clusterdns import config as corefile_config
 from clusterdns.serving import Serving
 from tests.fake_apiserver import FakeApiServer, endpoint_slice, service
+from tests.upstreams import FakeUpstream
 
 KUBEADM = """\
 .:53 {
@@ -115,11 +116,13 @@ LAMEDUCK = {"kubeadm": 5.0, "kind": 5.0, "k3s": 10.0, "minikube": 5.0}
 REWRITE = "    rewrite name exact db.example.org. web.default.svc.cluster.local. answer auto\n"
 
 
-def localise(text: str, tmp_path: Path, kubeconfig: Path) -> str:
-    """Point kubeconfig and forward at local test servers, and k3s's paths into tmp_path; nothing else."""
-    resolv = tmp_path / "resolv.conf"
-    resolv.write_text("nameserver 127.0.0.1\n")
-    text = text.replace("/etc/resolv.conf", str(resolv))
+def localise(text: str, tmp_path: Path, kubeconfig: Path, upstream: str = "127.0.0.1:9") -> str:
+    """Point kubeconfig and forward at local test servers, and k3s's paths into tmp_path; nothing else.
+
+    A resolv.conf has no port, and naming 127.0.0.1 in one is refused (the loopback-stub rule), so the
+    forward's /etc/resolv.conf becomes the test upstream's address itself.
+    """
+    text = text.replace("forward . /etc/resolv.conf", f"forward . {upstream}")
     text = text.replace("/etc/coredns/", f"{tmp_path}/coredns/")
     return text.replace("kubernetes cluster.local in-addr.arpa ip6.arpa {",
                         f"kubernetes cluster.local in-addr.arpa ip6.arpa {{\n       kubeconfig {kubeconfig}", 1)
@@ -174,7 +177,10 @@ def test_each_stock_corefile_gives_the_settings_coredns_would(distribution, tmp_
     assert options.settings.pods == "insecure"
     assert options.kubeconfig == str(kubeconfig)
     assert config.kube_fallthrough == ("in-addr.arpa.", "ip6.arpa.")
-    assert [(f.zone, f.resolv_conf) for f in config.forwards] == [(".", str(tmp_path / "resolv.conf"))]
+    assert [(f.zone, f.upstreams, f.resolv_conf) for f in config.forwards] == [(".", (("127.0.0.1", 9),), None)]
+    forward = corefile_config.serve_options(config).forward
+    assert (forward.upstreams, forward.max_concurrent, forward.cache_max_ttl, forward.loop_check) == (
+        (("127.0.0.1", 9),), 1000 if distribution != "k3s" else 0, 30, True)
     assert config.cache.max_ttl == 30 and config.loop and config.loadbalance and config.reload == (30.0, 15.0)
     assert (config.query_log is not None) == (distribution == "minikube")
     assert corefile_config.serve_options(config).log_queries == ({"all"} if distribution == "minikube" else None)
@@ -182,8 +188,12 @@ def test_each_stock_corefile_gives_the_settings_coredns_would(distribution, tmp_
 
 
 @pytest.mark.parametrize("distribution", sorted(STOCK))
-async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(distribution, cluster, tmp_path, kubeconfig, capsys):
-    text = localise(STOCK[distribution], tmp_path, kubeconfig)
+async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(
+    distribution, cluster, tmp_path, kubeconfig, capsys, request,
+):
+    upstream = FakeUpstream().start()
+    request.addfinalizer(upstream.stop)
+    text = localise(STOCK[distribution], tmp_path, kubeconfig, f"127.0.0.1:{upstream.port}")
     if distribution == "k3s":  # k3s: NodeHosts from its ConfigMap, customisations through custom/*.override
         (tmp_path / "coredns" / "custom").mkdir(parents=True)
         (tmp_path / "coredns" / "NodeHosts").write_text("172.18.0.2 k3s-server\n")
@@ -201,6 +211,11 @@ async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(distr
         reply = await ask(serving, "5.0.96.10.in-addr.arpa", "PTR", tcp=True)
         assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["web.default.svc.cluster.local."]
         assert (await ask(serving, "nope.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN
+        # a name outside the cluster goes to the forward's upstream (the test one on 127.0.0.1), twice from the cache
+        for _ in range(2):
+            reply = await ask(serving, "example.com")
+            assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["192.0.2.10"]
+        assert upstream.count("example.com.", "A") == 1
         # the operator's rewrite: the outside name answers with the Service's address, under its own name
         reply = await ask(serving, "db.example.org")
         assert [rr.to_text() for rr in reply.answer] == [f"db.example.org. {TTL[distribution]} IN A 10.96.0.5"]
