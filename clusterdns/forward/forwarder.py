@@ -32,6 +32,7 @@ log = logging.getLogger("clusterdns.forward")
 SERVFAIL, REFUSED = RCODE.SERVFAIL, RCODE.REFUSED
 HIT, UPSTREAM, STALE, FAILED, REJECTED = "hit", "upstream", "stale", "failed", "rejected"  # how _lookup answered
 MAX_CNAME_CHAIN = 8
+MAX_IN_FLIGHT = 10_000  # the bound when max_concurrent is 0 ("no limit", as a Corefile may say)
 
 
 @dataclass
@@ -142,7 +143,7 @@ class Forwarder:
         if fresh:
             return entry, HIT
         stale = entry
-        if self.waiting >= self.settings.max_concurrent:
+        if self.waiting >= (self.settings.max_concurrent or MAX_IN_FLIGHT):
             self.stats.rejected += 1
             if self.metrics is not None:
                 self.metrics.count_forward_reject()
