@@ -22,6 +22,7 @@ perf_counter = time.perf_counter
 
 LOW_PORTS = 1024  # below: privileged services (echo 7, chargen 19...), never DNS clients but 53
 DNS_PORT = 53
+FAIR_SHARE = 8  # pipelined TCP queries answered in a row before other clients get a turn
 MAX_TCP_PENDING = 64  # forwarded queries of one TCP connection waiting for upstreams at once
 FORWARD_ZONE = "."  # the zone label of forwarded queries (CoreDNS: the `.` server block)
 
@@ -226,6 +227,7 @@ class _Connection:
     writer: asyncio.StreamWriter
     task: asyncio.Task
     last_active: float  # monotonic time of its last whole query read or reply taken
+    queries: int = 0
 
 
 @dataclass
@@ -334,6 +336,11 @@ class DnsServer:
                         await asyncio.wait(pending)
                     return
                 conn.last_active = time.monotonic()
+                conn.queries += 1
+                if conn.queries % FAIR_SHARE == 0:
+                    # Queries already buffered are read without waiting, so a client that
+                    # pipelines thousands would hold the loop: let the others have a turn.
+                    await asyncio.sleep(0)
                 started = time.perf_counter()
                 if transfer.is_transfer(data):
                     messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
