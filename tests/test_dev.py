@@ -375,8 +375,8 @@ async def test_forward_relays_through_the_port_forward_subresource_and_follows_e
         assert api.port_forwards == []  # nothing opened towards the cluster before first use
 
         async def listening():
-            return bool(serving.forwards.services.get(("staging", "shop", "web"), None)
-                        and serving.forwards.services[("staging", "shop", "web")].ports)
+            return bool(serving.forwards.services.get(("staging", "shop", "web", ""), None)
+                        and serving.forwards.services[("staging", "shop", "web", "")].ports)
 
         await eventually(listening)
         assert await talk(address, port, b"hello\n") == b"A:hello\n"
@@ -406,12 +406,12 @@ async def test_forward_relays_through_the_port_forward_subresource_and_follows_e
 
         await eventually(refused)
         forwarded = next(s for s in serving.status()["contexts"][0]["services"] if s["name"] == "web")["forward"]
-        assert "no ready endpoint" in forwarded["last_error"]
+        assert "no ready endpoint with a pod serves service shop/web" in forwarded["last_error"]
         # The Service goes away: so does its listener.
         api.delete("Service", "shop", "web")
 
         async def closed():
-            return ("staging", "shop", "web") not in serving.forwards.services
+            return ("staging", "shop", "web", "") not in serving.forwards.services
 
         await eventually(closed)
     finally:
@@ -508,3 +508,81 @@ async def test_an_upstream_that_forwards_back_to_us_is_refused(clusters, dev):
             await dev(forward=True, upstreams=[looping.address], listen=("127.0.0.1", port))
     finally:
         looping.stop()
+
+
+async def test_macos_setup_asks_the_running_server_for_its_forward_addresses(clusters, dev):
+    from clusterdns.dev.cli import _running_forward_addresses
+
+    clusters["staging"].add(service("web", namespace="shop", ip="10.96.5.1", port=free_port()))
+    serving = await dev(reach=["forward"])
+    [address] = await answers(serving, "web.shop.svc.cluster.local")
+    url = f"http://127.0.0.1:{serving.http.port}/status"
+    assert await asyncio.to_thread(_running_forward_addresses, url) == [address]  # the lo0 alias macOS needs
+    assert await asyncio.to_thread(_running_forward_addresses, "http://127.0.0.1:1/status") == []  # none running
+
+
+async def test_tcp_answers_and_malformed_packets_get_formerr_or_nothing(clusters, dev):
+    clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
+    serving = await dev(reach=["clusterip"])
+    host, port = serving.dns_server.addresses[0]
+    reply = await dns.asyncquery.tcp(dns.message.make_query("api.shop.svc.prod.k8s", "A"), host, port=port, timeout=2)
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    reply = await dns.asyncquery.tcp(dns.message.make_query("Api.Shop", "A"), host, port=port, timeout=2)
+    assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["10.96.1.1"]
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        garbage = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fabc"  # a label longer than the packet
+        await loop.sock_sendall(sock, garbage)
+        data = await asyncio.wait_for(loop.sock_recv(sock, 512), WAIT)
+    assert data[:2] == b"\x12\x34" and data[3] & 0x0F == dns.rcode.FORMERR
+    assert await answers(serving, "api.shop.svc.cluster.local") == ["10.96.1.1"]  # still serving
+
+
+async def test_forward_gives_each_statefulset_pod_its_own_address(clusters, dev):
+    api = clusters["staging"]
+    echo_0, echo_1 = await echo_server(b"0:"), await echo_server(b"1:")
+    try:
+        port = free_port()
+        api.add(service("db", namespace="shop", ip="None", port=port))  # headless
+        for n, ip in (("0", "10.1.0.10"), ("1", "10.1.0.11")):
+            api.add(pod(f"db-{n}", "shop", ip))
+        members = {"db-0": "10.1.0.10", "db-1": "10.1.0.11"}
+        db_slice = slice_for("db-1", "db", "shop", members)
+        for endpoint in db_slice["endpoints"]:
+            endpoint["hostname"] = endpoint["targetRef"]["name"]
+        api.add(db_slice)
+        api.port_forward_to("shop", "db-0", 8080, echo_0.sockets[0].getsockname())
+        api.port_forward_to("shop", "db-1", 8080, echo_1.sockets[0].getsockname())
+        serving = await dev(reach=["forward"])
+        [first] = await answers(serving, "db-0.db.shop.svc.cluster.local")
+        [second] = await answers(serving, "db-1.db.shop.svc.cluster.local")
+        [either] = await answers(serving, "db.shop.svc.cluster.local")
+        assert len({first, second, either}) == 3 and all(a.startswith("127.") for a in (first, second, either))
+
+        async def listening():
+            return all(serving.forwards.services.get(("staging", "shop", "db", label)) is not None
+                       and serving.forwards.services[("staging", "shop", "db", label)].ports
+                       for label in ("", "db-0", "db-1"))
+
+        await eventually(listening)
+        assert await talk(first, port, b"a\n") == b"0:a\n"  # always that pod
+        assert await talk(second, port, b"b\n") == b"1:b\n"
+        assert await talk(either, port, b"c\n") in (b"0:c\n", b"1:c\n")
+        pods = next(s for s in serving.status()["contexts"][0]["services"] if s["name"] == "db")["pods"]
+        assert {p["name"]: p["address"] for p in pods} == {"db-0": first, "db-1": second}
+        # db-1 leaves: its name and its listener go, and its address is released.
+        db_slice["endpoints"] = db_slice["endpoints"][:1]
+        api.modify(db_slice)
+
+        async def gone():
+            return (await answers(serving, "db-1.db.shop.svc.cluster.local") == dns.rcode.NXDOMAIN
+                    and ("staging", "shop", "db", "db-1") not in serving.forwards.services)
+
+        await eventually(gone)
+        assert await talk(first, port, b"d\n") == b"0:d\n"
+    finally:
+        for server in (echo_0, echo_1):
+            server.close()
+            await server.wait_closed()
