@@ -7,7 +7,6 @@ import logging
 import os
 from pathlib import Path
 
-import dns.asyncquery
 import dns.message
 import dns.rcode
 import dns.flags
@@ -17,7 +16,8 @@ import pytest
 
 from clusterdns.cli import main
 from clusterdns.hosts import Hosts, HostsSettings, parse_hosts
-from clusterdns.serving import ServeOptions, Serving
+from clusterdns.serving import Serving
+from tests.dnsserver import ask
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 WAIT = 5.0
@@ -66,27 +66,11 @@ def test_table_records_reverse_and_zones():
 
 
 @pytest.fixture
-async def serve(tmp_path):
-    """Start Serving on zones/ with the given hosts settings; closed after the test."""
-    started: list[Serving] = []
-
+def serve(serve_zones):
     async def make(hosts: HostsSettings) -> Serving:
-        serving = Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None, hosts=hosts))
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await serve_zones(hosts=hosts)
 
-    yield make
-    for serving in started:
-        await serving.close()
-
-
-async def ask(serving: Serving, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
-    host, port = serving.dns_server.addresses[0]
-    query = dns.message.make_query(name, qtype)
-    if tcp:
-        return await dns.asyncquery.tcp(query, host, port=port, timeout=2)
-    return await dns.asyncquery.udp(query, host, port=port, timeout=2)
+    return make
 
 
 def data(reply: dns.message.Message) -> list[str]:
