@@ -264,3 +264,31 @@ async def test_hosts_names_count_as_served_so_they_are_never_forwarded(serve):
     assert responder.serves("1.49.168.192.in-addr.arpa.")
     assert responder.serves("kubia.default.svc.cluster.local.")
     assert not responder.serves("example.com.")
+
+
+async def test_a_hosts_name_the_cluster_zone_lacks_is_not_a_negative_answer(tmp_path, serve):
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("10.0.0.7 legacy.default.svc.cluster.local\n")
+    serving = await serve(HostsSettings(files=(str(hosts_file),)))
+    assert data(await ask(serving, "legacy.default.svc.cluster.local")) == ["10.0.0.7"]
+    for _ in range(2):  # cached NXDOMAIN from the zone's fast negative path
+        assert (await ask(serving, "later.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN
+    event = await reloaded(serving)
+    write(hosts_file, "10.0.0.7 legacy.default.svc.cluster.local\n10.0.0.8 later.default.svc.cluster.local\n")
+    await asyncio.wait_for(event.wait(), WAIT)
+    assert data(await ask(serving, "later.default.svc.cluster.local")) == ["10.0.0.8"]
+
+
+async def test_corednss_hosts_metrics(tmp_path, serve):
+    import re
+    import time
+
+    hosts_file = tmp_path / "NodeHosts"
+    hosts_file.write_text(NODE_HOSTS)
+    before = time.time()
+    serving = await serve(HostsSettings(files=(str(hosts_file),)))
+    text = serving.metrics.exposition().decode()
+    # 6 addresses by name, 6 names by address (172.18.0.3 has two)
+    assert re.search(r"^coredns_hosts_entries 12\.0$", text, re.M), text
+    stamp = float(re.search(r"^coredns_hosts_reload_timestamp_seconds (\S+)$", text, re.M).group(1))
+    assert before <= stamp <= time.time()
