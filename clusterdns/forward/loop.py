@@ -54,7 +54,7 @@ def arm(forwarder: Forwarder) -> list[tuple[str, Upstream, str]]:
     """
     token = launch_token()
     groups = ([forwarder.default] if forwarder.default else []) + forwarder.stubs
-    probes = []
+    probes: list[tuple[str, Upstream, str]] = []
     for group in groups:
         for upstream in group.upstreams:
             name = f"{token}.{len(probes) + 1}." + ("" if group.zone == "." else group.zone)
