@@ -272,3 +272,25 @@ def test_forwarded_udp_answers_are_capped_at_max_udp_size_too():
             assert len(full.answer[0]) == 7  # all of it over TCP
         finally:
             assert serve.stop() == 0
+
+
+def test_a_name_too_long_to_pack_is_formerr_and_never_forwarded():
+    from .test_cli import Serve
+    from .upstreams import FakeUpstream
+
+    labels = [b"x" * 20] * 13 + [b"example", b"com"]  # 288 bytes in short labels: outside the cluster
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    query = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+    with FakeUpstream() as upstream:
+        serve = Serve("--manifests", str(ZONES), "--upstream", upstream.address, http="")
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(3)
+                sock.sendto(query, ("127.0.0.1", serve.port))
+                reply = sock.recv(512)
+            assert reply[:2] == b"\x42\x42" and reply[3] & 0x0F == dns.rcode.FORMERR
+            asked = [n for n, _, _ in upstream.asked if "example.com" in n and "x" * 20 in n]
+            assert asked == []
+        finally:
+            assert serve.stop() == 0
+    assert "Traceback" not in serve.text
