@@ -10,6 +10,7 @@ and *prometheus* (``:9153/metrics``) plugins serve, on one port.
 - ``/zone``: the zone as JSON (names, records, each Service's endpoints as
   DNS sees them), to loopback clients and those in ``--http-debug-from`` only;
   others get 403.
+- Documents the owner adds (``clusterdns dev``'s ``/status``).
 - Any other path gets 404, a method other than GET or HEAD 405, and a
   request that is not HTTP/1.x 400.
 

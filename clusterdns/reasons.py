@@ -191,7 +191,7 @@ def explain(zone: "Zone", name: str, qtype: int, rcode: int, types: Iterable[int
         return Reason(NOT_AUTHORITATIVE, "only class IN is served")
     if rcode == RCODE.SERVFAIL:
         if not zone.complete:
-            return Reason(NOT_READY, "not synced with the Kubernetes API yet")
+            return Reason(NOT_READY, zone.incomplete_reason)
         return Reason(OTHER, "internal error")
     if rcode == 9:  # NOTAUTH: a transfer of a name that is no zone apex
         zones = ", ".join(z.rstrip(".") for z in zone.settings.zones)

@@ -69,6 +69,7 @@ class Zone:
         # False until the sources have delivered a full first state: until then a
         # miss may only mean "not loaded yet", so answers must not deny names.
         self.complete = True
+        self.incomplete_reason = "not synced with the Kubernetes API yet"  # the words of its SERVFAIL
         # The facts explanations read (reasons.Catalog), when --explain is on; set by the owner.
         self.catalog = None
         # Name → why it has no address, in words (clusterdns dev: a Service with no external address).

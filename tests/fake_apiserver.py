@@ -267,7 +267,7 @@ class _Stopping(Exception):
 class FakeApiServer:
     """State, controls and the HTTP server.  Use :func:`fake_apiserver` (the fixture) to get one running."""
 
-    def __init__(self, token: str | None = None):
+    def __init__(self, token: str | None = None, port: int = 0):
         self.token = token  # when set, requests need "Authorization: Bearer <token>"
         self.requests: list[Request] = []
         # Seconds between BOOKMARK events on watches that asked for them; None: never.
@@ -296,7 +296,7 @@ class FakeApiServer:
         self._port_forward_targets: dict[tuple[str, str, int], tuple[str, int]] = {}
         self.port_forwards: list[tuple[str, str]] = []  # (namespace, pod) of each stream opened
 
-        self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd = _HTTPServer(("127.0.0.1", port), _Handler)
         self._httpd.api = self
         # A short poll interval makes shutdown() (which waits for the next poll) quick.
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="fake-apiserver",
@@ -1029,3 +1029,52 @@ def fake_apiserver() -> Iterator[FakeApiServer]:
 def kubeconfig(fake_apiserver: FakeApiServer, tmp_path: Path) -> Path:
     """A kubeconfig file pointing at the fake server."""
     return write_kubeconfig(tmp_path / "kubeconfig", fake_apiserver.url)
+
+
+# --------------------------------------------------------------------------- by hand
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tests.fake_apiserver --port N --fixture FILE``: serve a fixture until Ctrl-C (docs sessions)."""
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(prog="python -m tests.fake_apiserver",
+                                     description="An in-process Kubernetes API server for tests, run by hand.")
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--fixture", action="append", default=[], metavar="FILE",
+                        help="YAML documents to serve (Namespaces, Services, EndpointSlices, Pods, Nodes); repeatable")
+    parser.add_argument("--port-forward", action="append", default=[], metavar="NS/POD:PORT=HOST:PORT",
+                        help="pods/POD/portforward to PORT reaches this TCP address; repeatable")
+    parser.add_argument("--kubeconfig", metavar="FILE", help="also write a kubeconfig for it here")
+    parser.add_argument("--context", default="fake", help="the kubeconfig's context name (default %(default)s)")
+    parser.add_argument("--namespace", default="default", help="the context's namespace (default %(default)s)")
+    parser.add_argument("--bookmark-interval", type=float, default=5.0, metavar="SECONDS",
+                        help="BOOKMARK events on watches that ask (a real server: about a minute) (default %(default)s)")
+    args = parser.parse_args(argv)
+    server = FakeApiServer(port=args.port)
+    server.bookmark_interval = args.bookmark_interval
+    for path in args.fixture:
+        for doc in yaml.safe_load_all(Path(path).read_text()):
+            if doc:
+                server.add(doc)
+    for spec in args.port_forward:
+        where, _, target = spec.partition("=")
+        pod_ref, _, port = where.rpartition(":")
+        ns, _, pod_name = pod_ref.partition("/")
+        host, _, target_port = target.rpartition(":")
+        server.port_forward_to(ns, pod_name, int(port), (host, int(target_port)))
+    if args.kubeconfig:
+        write_kubeconfig(Path(args.kubeconfig), server.url, context=args.context, namespace=args.namespace)
+    server.start()
+    print(f"fake API server on {server.url}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+    server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -93,7 +93,8 @@ async def dev(clusters, tmp_path: Path):
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", clusters, "staging", {"staging": "shop"})
 
     async def make(**overrides) -> DevServing:
-        options = DevOptions(kubeconfig=str(kubeconfig), listen=("127.0.0.1", 0), http=("127.0.0.1", 0),
+        options = DevOptions(kubeconfig=str(kubeconfig), listen=overrides.pop("listen", ("127.0.0.1", 0)),
+                             http=("127.0.0.1", 0),
                              forward=overrides.pop("forward", False), startup_timeout=overrides.pop("startup_timeout", WAIT),
                              state_file=tmp_path / "no-setup.json", resolv_conf=tmp_path / "no-resolv.conf",
                              **overrides)
@@ -205,7 +206,8 @@ async def test_one_context_down_leaves_the_other_answering_and_its_misses_servfa
     clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
     clusters["prod"].add(service("api", namespace="shop", ip="10.200.1.1"))
     serving = await dev(reach=["clusterip"])
-    clusters["prod"].unavailable_for(30)
+    clusters["prod"].bookmark_interval = 0.2  # a watch that is back says so soon
+    clusters["prod"].unavailable_for(3)
 
     async def prod_down():
         return await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.SERVFAIL
@@ -220,6 +222,12 @@ async def test_one_context_down_leaves_the_other_answering_and_its_misses_servfa
     prod = next(c for c in status["contexts"] if c["name"] == "prod")
     assert prod["api_reachable"] is False and prod["synced"] is True
     assert "API unreachable" in render(status)
+    assert 'the API server of context "prod" is unreachable' in ede_text(reply)
+
+    async def prod_back():  # the API is back: misses are denied again
+        return await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.NXDOMAIN
+
+    await eventually(prod_back, timeout=20)
 
 
 async def test_a_context_whose_api_never_answers_servfails_and_the_other_serves(clusters, dev):
@@ -311,7 +319,7 @@ async def test_status_endpoint_serves_the_document_dev_status_prints(clusters, d
                                     "addresses": ["10.96.1.1"], "cname": "", "node_ports": [], "note": "",
                                     "address": "10.96.1.1"}]
     text = render(status)
-    assert "context staging (current): synced; zones cluster.local, staging.k8s; 1 services" in text
+    assert "context staging (current): synced; zones cluster.local, staging.k8s; 1 service" in text
 
 
 # --------------------------------------------------------------------------- forward
@@ -456,3 +464,45 @@ def test_dev_command_serves_reports_status_and_stops_on_sigterm(clusters, tmp_pa
     refused = subprocess.run([sys.executable, "-m", "clusterdns.cli", "dev", "--listen", "127.0.0.1:5353"],
                              capture_output=True, text=True, env=ENV, timeout=30)
     assert refused.returncode == 2 and "5353 is mDNS" in refused.stderr
+
+
+# --------------------------------------------------------------------------- everything else: forwarded
+
+
+async def test_other_names_are_forwarded_to_the_upstream_the_setup_record_names(clusters, dev, tmp_path: Path):
+    from tests.upstreams import FakeUpstream
+
+    storefront = service("storefront", namespace="shop", ip="10.96.3.2", type="LoadBalancer")
+    storefront["status"] = {"loadBalancer": {"ingress": [{"hostname": "www.example.com"}]}}
+    clusters["staging"].add(storefront)
+    clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
+    upstream = FakeUpstream().start()
+    try:
+        (tmp_path / "no-setup.json").write_text(json.dumps({"upstreams": [upstream.address]}))  # as setup records
+        serving = await dev(forward=True)
+        assert serving.upstreams == [upstream.address] and "setup record" in serving.upstreams_from
+        assert await answers(serving, "example.com") == ["192.0.2.10"]
+        [address] = await answers(serving, "api.shop")  # a short form: answered here (a forward address)
+        assert address == (await answers(serving, "api.shop.svc.cluster.local"))[0]
+        assert upstream.count("api.shop.") == 0
+        # The LoadBalancer's hostname is a CNAME; its address comes from upstream in the same answer.
+        reply = await ask(serving, "storefront.shop.svc.cluster.local")
+        assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["www.example.com.", "example.com.",
+                                                                             "192.0.2.10"]
+        assert await answers(serving, "nope.shop.svc.cluster.local") == dns.rcode.NXDOMAIN  # never upstream
+        assert upstream.count("nope.shop.svc.cluster.local.") == 0
+    finally:
+        upstream.stop()
+
+
+async def test_an_upstream_that_forwards_back_to_us_is_refused(clusters, dev):
+    from clusterdns.dev.serving import ForwardingLoop
+    from tests.upstreams import FakeUpstream
+
+    port = free_port()
+    looping = FakeUpstream(relay_to=("127.0.0.1", port)).start()  # a resolver that sends everything back to us
+    try:
+        with pytest.raises(ForwardingLoop, match=f"upstream {looping.address}.*sent our probe query"):
+            await dev(forward=True, upstreams=[looping.address], listen=("127.0.0.1", port))
+    finally:
+        looping.stop()

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from clusterdns.dev import setup
-from clusterdns.dev.upstreams import captured_upstreams, dev_upstreams, nameservers
+from clusterdns.dev.upstreams import captured_upstreams, dev_upstreams
+from clusterdns.forward.resolvconf import nameservers
 
 from .conftest import ROOT
 
@@ -145,7 +146,7 @@ def test_cli_print_shows_every_change_and_refuses_the_mdns_port():
 
 
 def test_upstreams_never_point_back_at_us(tmp_path: Path):
-    assert nameservers("nameserver 10.0.0.2 # x\nnameserver fe80::1%eth0\nnameserver bogus\n") == ["10.0.0.2", "fe80::1"]
+    assert nameservers("nameserver 10.0.0.2 # x\nnameserver fe80::1%eth0\nnameserver bogus\n") == ["10.0.0.2", "fe80::1%eth0"]
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc/resolv.conf").write_text("nameserver 127.0.0.1\nnameserver 127.0.0.3\n")
     # Listening on 127.0.0.1:53 (Windows-style), the first entry is us: dropped.

@@ -111,7 +111,14 @@ class ContextDNS:
         self._update_complete()
 
     def _update_complete(self) -> None:
+        reason = "not synced with the Kubernetes API yet"
+        if self.error:
+            reason = f'context "{self.context.name}" is not served: {self.error}'
+        elif self.synced and self.api_down_since is not None:
+            reason = (f'the API server of context "{self.context.name}" is unreachable: '
+                      "names it does not know are not denied until it is back")
         for view in self.views:
+            view.zone.incomplete_reason = reason
             view.zone.set_complete(self.answering)
 
     # ------------------------------------------------------------------ status

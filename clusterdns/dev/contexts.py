@@ -13,7 +13,6 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..settings import absolute
 from ..sources import KubeConfigError
@@ -116,7 +115,3 @@ def read_contexts(path: str, wanted: str = "all") -> tuple[list[Context], list[s
 def context_zone(context: Context, suffix: str) -> str:
     """``<label>.<suffix>.``, absolute."""
     return absolute(f"{context.label}.{suffix.strip('.')}")
-
-
-def expand(path: str) -> str:
-    return str(Path(path).expanduser())

@@ -21,7 +21,7 @@ import struct
 
 from dnslib import RCODE, DNSError, DNSLabel, DNSRecord
 
-from ..wire import formerr, parse_question
+from ..wire import FORWARD, formerr, parse_question, question_name
 from .context_dns import View
 
 
@@ -38,10 +38,6 @@ class DevResponder:
     def hits(self) -> int:
         return sum(view.responder.hits for _, view in self.routes)
 
-    @property
-    def cache(self) -> list:  # for the cache-size gauge: the sizes of all the zones' caches
-        return [None] * sum(len(view.responder.cache) for _, view in self.routes)
-
     def view_for(self, name: str) -> View | None:
         for origin, view in self.routes:
             if name == origin or name.endswith("." + origin):
@@ -53,7 +49,7 @@ class DevResponder:
         data = bytes(data)
         question = parse_question(data)
         if question is not None:
-            name, _qtype = _question_name(data, question.qname_end), question.qtype
+            name, qtype = question_name(data, question.qname_end), question.qtype
         else:
             try:
                 query = DNSRecord.parse(data)
@@ -61,7 +57,7 @@ class DevResponder:
                 return formerr(data), 0, RCODE.FORMERR, False
             if query.header.qr or len(query.questions) != 1:
                 return self.routes[-1][1].responder.respond(data, udp)  # the zone's own rules (drop, FORMERR)
-            name, _qtype = str(query.questions[0].qname).lower(), query.questions[0].qtype
+            name, qtype = str(query.questions[0].qname).lower(), query.questions[0].qtype
         view = self.view_for(name)
         if view is not None:
             return view.responder.respond(data, udp)
@@ -69,7 +65,7 @@ class DevResponder:
         if target is not None:
             return self._answer_as(data, target, udp)
         if self.forwarding:
-            raise NotImplementedError("forwarding arrives with the forward package")
+            return data, qtype, FORWARD, False  # the server hands it to the forwarder
         return self.routes[-1][1].responder.respond(data, udp)  # outside every zone: REFUSED, as serve says it
 
     # ------------------------------------------------------------------ short forms
@@ -107,11 +103,3 @@ class DevResponder:
         return bytes(reply.pack()), qtype, rcode, hit
 
 
-
-def _question_name(data: bytes, qname_end: int) -> str:
-    labels, offset = [], 12
-    while offset < qname_end - 1:
-        length = data[offset]
-        labels.append(data[offset + 1 : offset + 1 + length].decode("latin-1").lower())
-        offset += 1 + length
-    return ".".join(labels) + "."

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..cluster import Cluster
+from ..forward import Forwarder, ForwardSettings, parse_addresses
+from ..forward.loop import find_loop
+from ..forward.settings import format_address
 from ..http import HttpServer, start_http
 from ..metrics import Metrics
 from ..objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE
@@ -120,6 +123,10 @@ def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> D
     )
 
 
+class ForwardingLoop(Exception):
+    """An upstream sends our queries back to us; the message names it and what to pass instead."""
+
+
 class DevServing:
     def __init__(self, options: DevOptions):
         self.options = options
@@ -130,6 +137,7 @@ class DevServing:
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
         self.forwards: PortForwards | None = None
+        self.forwarder: Forwarder | None = None
         self.upstreams: list[str] = []
         self.upstreams_from = ""
         self.collisions: list[str] = []
@@ -152,6 +160,7 @@ class DevServing:
             default_reach, per_context = parse_reach(options.reach, [c.name for c in contexts])
         except ValueError as exc:
             raise KubeConfigError(str(exc)) from exc
+        self._start_forwarder()
         loopbacks = LoopbackAddresses()
         self.forwards = PortForwards(
             KubePortForward(lambda name: load_client_configuration(options.kubeconfig, name)), self._backend_for
@@ -165,6 +174,9 @@ class DevServing:
             for zone in self._zones_of(context):
                 dns.add_zone(self._settings(zone, reverse=context.current))
             self.contexts.append(dns)
+            log.info('context "%s"%s: namespace %s, answering under %s', context.name,
+                     " (current)" if context.current else "", context.namespace,
+                     ", ".join(v.settings.zone.rstrip(".") for v in dns.views))
             source = KubeSource(
                 dns.sink, kubeconfig=options.kubeconfig, context=context.name, kinds=kinds,
                 options=WatchOptions(inactivity_timeout=options.watch_inactivity_timeout),
@@ -174,18 +186,48 @@ class DevServing:
                 source.start()
             except KubeConfigError as exc:
                 dns.error = str(exc)
+                dns.api_back()  # says why in its SERVFAIL
                 log.error('context "%s" is not served (its names answer SERVFAIL): %s', context.name, exc)
                 continue
             self.sources[context.name] = source
         self.responder = self._build_responder()
-        self.dns_server = DnsServer(self.responder, metrics=self.metrics, zone_label=options.zone)
+        self.dns_server = DnsServer(self.responder, metrics=self.metrics, zone_label=options.zone,
+                                    forwarder=self.forwarder)
         await self.dns_server.listen(*options.listen)
+        await self._refuse_a_loop()  # our listener is up: a probe that loops comes back to it
         if options.http is not None:
             self.http = await start_http(*options.http, self.metrics, self.readiness,
                                          documents={"/status": self._status_document})
             log.info("status on http://%s:%d/status (clusterdns dev status)", options.http[0], self.http.port)
         self._tasks.append(asyncio.create_task(self._watch_api(), name="clusterdns-dev-api"))
         await self._wait_for_sync()
+
+    def _start_forwarder(self) -> None:
+        """Where other names go: --upstream, else the setup record, else resolv.conf without ourselves."""
+        options = self.options
+        if not options.forward:
+            self.upstreams_from = "--no-forward"
+            return
+        found, self.upstreams_from = dev_upstreams(options.upstreams, options.state_file, options.resolv_conf,
+                                                   options.listen)
+        try:
+            addresses = tuple(a for text in found for a in parse_addresses(text))
+        except ValueError as exc:
+            raise KubeConfigError(str(exc)) from exc
+        if not addresses:
+            log.warning("no upstream resolvers (none in %s): names outside the cluster zones are REFUSED; "
+                        "pass --upstream ADDR, or run `clusterdns dev setup --apply`", self.upstreams_from)
+            return
+        self.upstreams = [format_address(a) for a in addresses]
+        self.forwarder = Forwarder(ForwardSettings(upstreams=addresses), self.metrics)
+
+    async def _refuse_a_loop(self) -> None:
+        """Ask each upstream a name only we would see again: if it comes back, that upstream forwards to us."""
+        if self.forwarder is None:
+            return
+        problem = await find_loop(self.forwarder)
+        if problem:
+            raise ForwardingLoop(problem)
 
     def _zones_of(self, context: Context) -> list[str]:
         zones = [context_zone(context, self.options.suffix)]
@@ -195,7 +237,7 @@ class DevServing:
 
     def _settings(self, zone: str, reverse: bool) -> Settings:
         return Settings(zone=zone, ttl=self.options.ttl, pod_names=self.options.pod_names,
-                        explain=self.options.explain, reverse=reverse)
+                        explain=self.options.explain, reverse=reverse, recursion=self.forwarder is not None)
 
     def _build_responder(self) -> DevResponder:
         routes: list[tuple[str, View]] = []
@@ -207,20 +249,13 @@ class DevServing:
                     current = (dns, view)
         # The suffix itself: names of no context are NXDOMAIN here, never forwarded.
         suffix_settings = Settings(zone=absolute(self.options.suffix), ttl=self.options.ttl, pods="disabled",
-                                   reverse=False, explain=self.options.explain)
+                                   reverse=False, explain=self.options.explain, recursion=self.forwarder is not None)
         from ..app import new_zone
 
         zone, responder = new_zone(suffix_settings, Cluster())
         routes.append((suffix_settings.zone, View(suffix_settings, zone, responder)))
-        self.upstreams, self.upstreams_from = ([], "--no-forward")
-        if self.options.forward:
-            self.upstreams, self.upstreams_from = dev_upstreams(
-                self.options.upstreams, self.options.state_file, self.options.resolv_conf, self.options.listen
-            )
-        if self.options.forward and self.upstreams:
-            raise KubeConfigError("forwarding is not available yet in this build: pass --no-forward")
         return DevResponder(routes, current[1] if current else None, current[0].context.namespace if current else "default",
-                            forwarding=False)
+                            forwarding=self.forwarder is not None)
 
     async def _wait_for_sync(self) -> None:
         deadline = time.monotonic() + self.options.startup_timeout
@@ -228,11 +263,11 @@ class DevServing:
         while time.monotonic() < deadline and not all(d.synced for d in self.contexts if not d.error):
             await asyncio.sleep(0.05)
         for dns in self.contexts:
-            zones = ", ".join(v.settings.zone for v in dns.views)
+            zones = ", ".join(v.settings.zone.rstrip(".") for v in dns.views)
             if dns.error:
                 log.warning('context "%s" (%s): not served', dns.context.name, zones)
             elif dns.synced:
-                log.info('context "%s" synced in %.2fs: %d services under %s', dns.context.name,
+                log.info('context "%s" synced in %.2fs: %d Services under %s', dns.context.name,
                          time.monotonic() - started, dns.cluster.count(SERVICE), zones)
             else:
                 waiting = ", ".join(sorted(dns.required_kinds - dns.cluster.synced))
@@ -330,10 +365,12 @@ class DevServing:
             await self.http.close()
         if self.dns_server is not None:
             await self.dns_server.close()
+        if self.forwarder is not None:
+            await self.forwarder.close()
 
 
 def run_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ..cli import EXIT_BIND, EXIT_OK, EXIT_USAGE, _loop_factory
+    from ..cli import EXIT_BIND, EXIT_LOOP, EXIT_OK, EXIT_USAGE, _loop_factory
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                         stream=sys.stderr)
@@ -351,11 +388,17 @@ def run_server(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int
             log.error("%s", exc)
             await serving.close()
             return EXIT_USAGE
+        except ForwardingLoop as exc:
+            log.error("%s", exc)
+            await serving.close()
+            return EXIT_LOOP
         except OSError as exc:
             log.error("cannot listen on %s port %d: %s", *options.listen, exc.strerror or exc)
             await serving.close()
             return EXIT_BIND
-        log.info("answering on %s port %d; Ctrl-C to stop", *options.listen)
+        forwarding = (f"other names go to {', '.join(serving.upstreams)} (from {serving.upstreams_from})"
+                      if serving.forwarder else "other names are REFUSED")
+        log.info("answering on %s port %d; %s; Ctrl-C to stop", *options.listen, forwarding)
         try:
             await stop.wait()
         finally:

@@ -39,8 +39,10 @@ def render(status: dict) -> str:
         elif not c["api_reachable"]:
             state += ", API unreachable (misses answer SERVFAIL)"
         lines.append("")
+        count = len(c["services"])
         lines.append(f"context {c['name']}{' (current)' if c['current'] else ''}: {state}; "
-                     f"zones {', '.join(z.rstrip('.') for z in c['zones'])}; {len(c['services'])} services")
+                     f"zones {', '.join(z.rstrip('.') for z in c['zones'])}; {count} service{'s' if count != 1 else ''}")
+        width = max((len(s["name"]) + len(s["namespace"]) + 1 for s in c["services"]), default=0)
         for s in c["services"]:
             answer = s["cname"] and f"CNAME {s['cname']}" or ", ".join(s["addresses"]) or "no address"
             extra = ""
@@ -53,7 +55,7 @@ def render(status: dict) -> str:
                     extra += f"; last error: {f['last_error']}"
             if s["note"]:
                 extra += f" ({s['note']})"
-            lines.append(f"  {s['name']}.{s['namespace']:<24} {s['reach']:<9} {s['via']:<22} {answer}{extra}")
+            lines.append(f"  {s['name'] + '.' + s['namespace']:<{width}}  {s['reach']:<9} {s['via']:<29} {answer}{extra}")
     return "\n".join(lines) + "\n"
 
 

@@ -13,23 +13,11 @@ import ipaddress
 import json
 from pathlib import Path
 
+from ..forward.resolvconf import nameservers
+
 # systemd-resolved keeps the real upstreams here; /etc/resolv.conf names only its stub.
 RESOLVED_UPSTREAMS = "run/systemd/resolve/resolv.conf"
 RESOLV_CONF = "etc/resolv.conf"
-
-
-def nameservers(text: str) -> list[str]:
-    """The ``nameserver`` addresses of a resolv.conf, in order (invalid ones skipped)."""
-    out = []
-    for line in text.splitlines():
-        parts = line.split("#", 1)[0].split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            address = parts[1].split("%", 1)[0]  # fe80::1%eth0: the zone index is not ours to use
-            try:
-                out.append(str(ipaddress.ip_address(address)))
-            except ValueError:
-                continue
-    return out
 
 
 def points_at(address: str, listen: tuple[str, int]) -> bool:
@@ -38,7 +26,7 @@ def points_at(address: str, listen: tuple[str, int]) -> bool:
     if port != 53:
         return False
     if host in ("0.0.0.0", "::"):
-        return ipaddress.ip_address(address).is_loopback
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
     return address == host
 
 
