@@ -533,6 +533,28 @@ class Metrics:
 
     # --- cluster, zone and sources -------------------------------------------
 
+    def read_live(
+        self,
+        objects: Callable[[str], int],
+        records: Callable[[], int],
+        serial: Callable[[], int],
+        cache_entries: Callable[[str], int],
+    ) -> None:
+        """Read the state gauges from these functions each time /metrics is scraped.
+
+        No refresher pushes them, so a scrape never sees a value seconds old.
+        ``objects(kind)`` counts the store's objects, ``cache_entries(type)`` the
+        response cache's entries of "success" or "denial".  The functions run on
+        the scraping thread, the event loop's (they only read sizes).
+        """
+        for kind in KINDS:
+            self._objects.labels(kind).set_function(lambda kind=kind: objects(kind))
+        self._zone_records.set_function(records)
+        self._zone_serial.set_function(serial)
+        for cache_type in (CACHE_SUCCESS, CACHE_DENIAL):
+            child = self._cache_entries.labels(self.server, cache_type, ".", self.view)
+            child.set_function(lambda cache_type=cache_type: cache_entries(cache_type))
+
     def set_objects(self, kind: str, count: int) -> None:
         """The object store now holds ``count`` objects of ``kind``."""
         self._objects.labels(kind).set(count)

@@ -35,7 +35,7 @@ from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource
 
 log = logging.getLogger("clusterdns")
 
-GAUGE_REFRESH = 5.0  # seconds between refreshes of the slow-moving gauges
+GAUGE_REFRESH = 5.0  # seconds between housekeeping rounds (log flushes, the API-contact check)
 BIG_BATCH = 1000  # watch events in one batch worth freezing the heap after (see _freeze_heap)
 # Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
 STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
@@ -142,6 +142,7 @@ class Serving:
                 raise NotSynced(f"the new configuration's zone did not sync within {options.startup_timeout:g}s "
                                 f"(waiting for {missing})")
             await self._take_over(take_over)
+            self._read_gauges_live()
             self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
             if self.forwarder is not None and options.forward.loop_check:  # a reload may have made a loop
                 self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
@@ -168,6 +169,7 @@ class Serving:
         except OSError as exc:
             await self.close()
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
+        self._read_gauges_live()
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
         if self.forwarder is not None and options.forward.loop_check:
             self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
@@ -429,14 +431,23 @@ class Serving:
             self.refresh_gauges()
             await asyncio.sleep(GAUGE_REFRESH)
 
+    def _read_gauges_live(self) -> None:
+        """The state gauges read this Serving's state when /metrics is scraped."""
+
+        def cache_entries(cache_type: str) -> int:
+            forwarded = self.forwarder.cache.counts() if self.forwarder is not None else {}
+            own = len(self.dns.responder.cache) if cache_type == "success" else 0
+            return own + forwarded.get(cache_type, 0)
+
+        self.metrics.read_live(
+            objects=lambda kind: self.dns.cluster.count(kind),
+            records=lambda: self.dns.zone.record_count,
+            serial=lambda: self.dns.zone.serial,
+            cache_entries=cache_entries,
+        )
+
     def refresh_gauges(self) -> None:
-        for kind in KINDS:
-            self.metrics.set_objects(kind, self.dns.cluster.count(kind))
-        self.metrics.set_zone_records(self.dns.zone.record_count)
-        self.metrics.set_zone_serial(self.dns.zone.serial)
-        forwarded = self.forwarder.cache.counts() if self.forwarder is not None else {}
-        self.metrics.set_cache_entries(len(self.dns.responder.cache) + forwarded.get("success", 0))
-        self.metrics.set_cache_entries(forwarded.get("denial", 0), "denial")
+        """Housekeeping every few seconds: the forwarder's burst logs, the API-contact check (gauges are read live)."""
         if self.forwarder is not None:
             self.forwarder.flush_logs()
         if self.kube is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Callable, Hashable, Iterable
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RD, SRV, TXT, A
@@ -45,6 +46,51 @@ _RDATA = {
     QTYPE.TXT: TXT,
     QTYPE.SRV: lambda v: SRV(priority=v[0], weight=v[1], port=v[2], target=v[3]),
 }
+
+
+class OneType(Mapping):
+    """The record sets of a name with one record type (most names): a read-only mapping of one key.
+
+    48 bytes where a one-key dict takes 184; at 150,000 pods and 100,000
+    endpoints that is most of the zone's memory.
+    """
+
+    __slots__ = ("_qtype", "_values")
+
+    def __init__(self, qtype: int, values: tuple[Value, ...]):
+        self._qtype = qtype
+        self._values = values
+
+    def __getitem__(self, qtype: int) -> tuple[Value, ...]:
+        if qtype == self._qtype:
+            return self._values
+        raise KeyError(qtype)
+
+    def get(self, qtype, default=None):
+        return self._values if qtype == self._qtype else default
+
+    def __contains__(self, qtype) -> bool:
+        return qtype == self._qtype
+
+    def __iter__(self):
+        yield self._qtype
+
+    def __len__(self) -> int:
+        return 1
+
+    def items(self):
+        return ((self._qtype, self._values),)
+
+    def __repr__(self) -> str:
+        return f"{{{self._qtype}: {self._values!r}}}"
+
+
+def compact(sets: Mapping[int, tuple[Value, ...]]) -> Mapping[int, tuple[Value, ...]]:
+    """``sets`` as the zone keeps them: a :class:`OneType` for one type, else a dict."""
+    if len(sets) == 1 and not isinstance(sets, OneType):
+        ((qtype, values),) = sets.items()
+        return OneType(qtype, values)
+    return sets
 
 
 def to_rdata(qtype: int, value: Value) -> RD:
@@ -103,6 +149,7 @@ class Zone:
     def replace(self, owner: Owner, records: RecordSets) -> None:
         """Make ``records`` the whole contribution of ``owner`` (empty: remove it)."""
         old = self._by_owner.get(owner, {})
+        records = {name: compact(sets) for name, sets in records.items()}
         if old == records:
             return
         if records:

@@ -222,7 +222,6 @@ async def test_metrics_use_coredns_names(fake_apiserver: FakeApiServer, start):
     for _ in range(3):
         await ask(serving, "web.default.svc.cluster.local")
     await ask(serving, "nope.default.svc.cluster.local", tcp=True)
-    serving.refresh_gauges()
     status, body = await http_get(serving, "/metrics")
     assert status == 200
     lines = body.splitlines()
