@@ -8,6 +8,7 @@ from typing import Sequence
 
 from .cluster import Changes, Cluster
 from .events import Event
+from .autopath import Autopath
 from .reasons import Catalog
 from .records import APEX_OWNER, apex_records, apply_changes
 from .settings import Settings
@@ -69,6 +70,9 @@ def new_zone(settings: Settings, cluster: Cluster) -> tuple[Zone, Responder]:
     if settings.explain:
         zone.catalog = Catalog(zone)
     responder = Responder(zone)
+    if settings.autopath:
+        cluster.index_pod_ips()
+        responder.autopath = Autopath(cluster, zone)
     responder.forwarding = settings.recursion  # what is not served here goes upstream
     zone.replace(APEX_OWNER, apex_records(None, settings))
     apply_changes(zone, cluster, Changes(namespaces=set(cluster.implicit_namespaces)), settings)

@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         "is taken, DNS is served without it, with a warning; a port given here must be free)",
     )
     serve.add_argument(
+        "--autopath", action="store_true",
+        help="do a pod's search walk server-side (CoreDNS autopath): a query for NAME.NS.svc.ZONE from a known pod "
+        "gets a CNAME to the first of its search-path names that exists; needs --pods verified",
+    )
+    serve.add_argument(
         "--transfer-to", default=",".join(LOOPBACK), metavar="CIDR[,CIDR]",
         help="clients allowed to AXFR/IXFR the served zones over TCP; '' allows none (default: loopback only)",
     )
@@ -425,6 +430,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     if not 0 <= args.ttl <= 3600:
         raise ValueError(f"--ttl {args.ttl}: expected 0-3600 seconds")
     extra = {}
+    if getattr(args, "autopath", False):
+        if args.pods != "verified":
+            raise ValueError("--autopath needs --pods verified: the server finds the asking pod by its address among known pods")
+        extra["autopath"] = True
     if getattr(args, "max_udp_size", None) is not None:
         if not MIN_UDP_PAYLOAD <= args.max_udp_size <= MAX_MESSAGE:
             raise ValueError(f"--max-udp-size {args.max_udp_size}: expected {MIN_UDP_PAYLOAD}-{MAX_MESSAGE} bytes")

@@ -75,6 +75,8 @@ class Cluster:
         self._pods_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._selector_services_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._services_by_namespace: dict[str, set[str]] = defaultdict(set)
+        # pod IP → (namespace, name), for autopath to know who asks; None (no memory) unless enabled.
+        self.pods_by_ip: dict[str, tuple[str, str]] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -161,6 +163,8 @@ class Cluster:
             # A node's addresses are the answers of every NodePort Service (clusterdns dev).
             changes.services.update(self._node_port_services())
         elif kind == POD:
+            if self.pods_by_ip is not None:
+                self._index_pod_ips(namespace, name, old, new)  # type: ignore[arg-type]
             if new is None:
                 self._pods_by_namespace[namespace].discard(name)
             else:
@@ -168,6 +172,22 @@ class Cluster:
             changes.pods.add(key)
             if self.derive_endpoints:
                 changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
+
+    def index_pod_ips(self) -> None:
+        """Keep :attr:`pods_by_ip` from now on (hostNetwork pods share the node's address: left out)."""
+        self.pods_by_ip = {}
+        for key, obj in self.objects.items():
+            if key[0] == POD:
+                self._index_pod_ips(key[1], key[2], None, obj)  # type: ignore[arg-type]
+
+    def _index_pod_ips(self, namespace: str, name: str, old: Pod | None, new: Pod | None) -> None:
+        if old is not None and not old.host_network:
+            for ip in old.ips:
+                if self.pods_by_ip.get(ip) == (namespace, name):
+                    del self.pods_by_ip[ip]
+        if new is not None and not new.host_network and new.phase not in ("Succeeded", "Failed"):
+            for ip in new.ips:
+                self.pods_by_ip[ip] = (namespace, name)
 
     def nodes(self) -> list[KubeObject]:
         return [obj for key, obj in self.objects.items() if key[0] == NODE]

@@ -134,19 +134,19 @@ def wrap(respond: Respond, rules: tuple[Rewrite, ...]) -> Respond:
     if not rules:
         return respond
 
-    def respond_rewritten(data: bytes, udp: bool):
+    def respond_rewritten(data: bytes, udp: bool, *client):  # client: the address, with --autopath
         try:
             query = DNSRecord.parse(data)
         except (DNSError, ValueError, IndexError):
-            return respond(data, udp)
+            return respond(data, udp, *client)
         if query.header.qr or len(query.questions) != 1:
-            return respond(data, udp)
+            return respond(data, udp, *client)
         asked = query.q.qname
         name, matched = rewrite_name(rules, str(asked).lower())
         if not matched:
-            return respond(data, udp)
+            return respond(data, udp, *client)
         query.q.qname = DNSLabel(name)
-        response, qtype, rcode, hit = respond(bytes(query.pack()), udp)
+        response, qtype, rcode, hit = respond(bytes(query.pack()), udp, *client)
         if response is None or rcode < 0:
             return response, qtype, rcode, hit  # dropped, or handed on (forwarded) as it is
         return _revert(response, asked, matched), qtype, rcode, hit

@@ -162,6 +162,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.observe = observe
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
+        self.autopath = getattr(responder, "autopath", None) is not None  # only then is the client's address passed on
         self.forwarding = forwarding
         # Metrics only (no query log): record straight into them, one call per query.
         self.record = observe.recorder("udp", family) if type(observe) is _Observer else None
@@ -175,7 +176,10 @@ class _UdpProtocol(asyncio.DatagramProtocol):
             return  # port 0 is spoofed; a low port is a service that would answer our answer (a loop)
         started = perf_counter()
         try:
-            response, qtype, rcode, hit = self.responder.respond(data, True)
+            if self.autopath:
+                response, qtype, rcode, hit = self.responder.respond(data, True, addr[0])
+            else:
+                response, qtype, rcode, hit = self.responder.respond(data, True)
         except Exception as exc:  # never let one packet take the listener down
             self.observe.panic("udp", addr, exc)
             response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
@@ -351,7 +355,10 @@ class DnsServer:
                         observe("tcp", family, 252, message[3] & 0x0F, started, data, message, False, peer)
                         continue
                 try:
-                    response, qtype, rcode, hit = self.responder.respond(data, udp=False)
+                    if getattr(self.responder, "autopath", None) is not None:
+                        response, qtype, rcode, hit = self.responder.respond(data, False, _peer(writer))
+                    else:
+                        response, qtype, rcode, hit = self.responder.respond(data, False)
                 except Exception as exc:
                     observe.panic("tcp", peer, exc)
                     response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False

@@ -18,6 +18,7 @@ class Settings:
     endpoint_pod_names: bool = False
     ptr_hostnamed_only: bool = False  # the spec's rule; CoreDNS (the default) gives every endpoint a PTR
     ignore_empty_service: bool = False
+    autopath: bool = False  # the search walk done server-side for queries from known pods (--autopath)
     pod_names: bool = False  # <pod-name>.<ns>.pod.<zone> and its PTR for every running pod (--pod-names)
     noendpoints: bool = False  # CoreDNS's noendpoints: no endpoint watch, so no headless or endpoint names
     explain: bool = True  # Extended DNS Errors saying why a name missed (--no-explain turns them off)

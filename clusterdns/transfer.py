@@ -18,7 +18,7 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSRecord, EDNSOption
 
 from . import reasons
 from .acl import Network, allowed
-from .answer import NOTAUTH, soa_record
+from .answer import NOTAUTH, Reader, soa_record
 from .zone import Zone, to_rdata
 
 RECORDS_PER_MESSAGE = 200  # well under 64 KiB with compression, and many messages for a big zone
@@ -58,7 +58,7 @@ def transfer(zone: Zone, data: bytes, client: str, networks: Sequence[Network]) 
         if zone.origin_for(origin) is None:
             reason = reasons.Reason(reasons.NOT_AUTHORITATIVE, "outside the cluster zones and forwarding is off")
             return [_error(query, RCODE.REFUSED, edns, reason, zone)]
-        return [_error(query, NOTAUTH, edns, reasons.explain(zone, origin, question.qtype, NOTAUTH), zone)]
+        return [_error(query, NOTAUTH, edns, reasons.explain(Reader(zone), origin, question.qtype, NOTAUTH), zone)]
     records = [soa_record(zone, origin), *zone_records(zone, origin), soa_record(zone, origin)]
     messages = []
     for start in range(0, len(records), RECORDS_PER_MESSAGE):

@@ -159,6 +159,7 @@ class Responder:
         self._turn = 0
         # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
         self.forwarding = False
+        self.autopath = None  # an autopath.Autopath with --autopath: the server then passes client addresses
         pods = zone.settings.pods != "disabled"
         # Pod names are made up on the fly (answer.lookup): never a plain miss.
         self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
@@ -184,13 +185,20 @@ class Responder:
         """Drop the answers that read any of ``names`` (None: all of them)."""
         self.cache.forget(names)
 
-    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int, bool]:
+    def respond(self, data: bytes, udp: bool, client: str | None = None) -> tuple[bytes | None, int, int, bool]:
         """(response or None to drop, qtype, rcode, answered from the cache?) for one query.
 
         With forwarding on, rcode FORWARD means the "response" is the query, to
         send upstream; CHASE, a cluster answer whose CNAME target is upstream.
+        ``client``, the query's source address, is given only with autopath.
         """
         data = bytes(data)
+        if client is not None:
+            namespace = self.autopath.namespace_of(client)
+            if namespace is not None:
+                searched = self._respond_searched(data, udp, namespace)
+                if searched is not None:
+                    return searched
         key = (udp, data[2:])
         exact = self.cache.exact
         replay = exact.get(key)
@@ -234,6 +242,38 @@ class Responder:
             plan = rotation_plan(result[0]) if self.loadbalance else None
             self.cache.keep_exact(key, result[0], result[1], plan, names)
         return (*result, False)
+
+    def _respond_searched(self, data: bytes, udp: bool, namespace: str) -> tuple[bytes, int, int, bool] | None:
+        """The autopath answer for a pod in ``namespace``; None: answer it ordinarily.
+
+        Kept in the question tier under the namespace too (b"\xff" cannot start a
+        normal key); b"" stored means "ordinary", so a repeat costs one lookup.
+        """
+        question = parse_question(data, self.max_udp)
+        if question is None or not question.key[: question.qname_end - 12].endswith(self.autopath.suffix(namespace)):
+            return None
+        key = b"\xff" + namespace.encode() + b"\0" + question.key
+        cached = self.cache.by_question.get(key)
+        hit = cached is not None
+        if cached is None:
+            try:
+                reply, names = self.autopath.resolve(parse_query(data), namespace)
+            except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
+                reply, names = None, ()
+            stored = bytes(reply.pack()) if reply is not None else b""
+            self.cache.keep_question(key, stored, None, tuple(names))
+        else:
+            stored = cached[0]
+        if not stored:
+            return None
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        response = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
+        if udp and len(response) > question.udp_limit:
+            response = fit(DNSRecord.parse(response), question.udp_limit)
+        return response, question.qtype, response[3] & 0x0F, hit
 
     def _goes_upstream(self, data: bytes, question: Question) -> bool:
         end = question.qname_end

@@ -162,3 +162,25 @@ def test_not_ready_counts_update_the_reason():
         assert ede(server.query(name, "A", use_edns=0)) == [(0, "headless service db has 0 ready endpoints (1 not ready)")]
         server.call(server.dns.sink, [Upsert(builders.endpoint_slice("db-1", "db", ["10.1.0.1", "10.1.0.2"], ready=False))])
         assert ede(server.query(name, "A", use_edns=0)) == [(0, "headless service db has 0 ready endpoints (2 not ready)")]
+
+
+def test_forwarded_names_carry_the_upstreams_failure():
+    from clusterdns.forward import ForwardSettings, Stub
+
+    from .upstreams import FakeUpstream, dead_address
+
+    dead = dead_address()
+    forward = ForwardSettings(upstreams=(dead,), try_timeout=0.3, timeout=0.6, health_check=0.05, loop_check=False)
+    with RunningServer([ZONES], forward=forward) as server:
+        reply = server.query("example.com", "A", use_edns=0)
+        assert reply.rcode() == dns.rcode.SERVFAIL
+        [(code, text)] = ede(reply)
+        assert code == 22 and text.startswith(f"no upstream answered: {dead[0]}:{dead[1]}: ")
+        plain = server.query("example.com", "A", use_edns=False)  # without EDNS: no OPT, as before
+        assert plain.rcode() == dns.rcode.SERVFAIL and plain.edns < 0
+    with FakeUpstream() as corp:
+        stubs_only = ForwardSettings(upstreams=(), stubs=(Stub("corp.example.", ((corp.host, corp.port),)),), loop_check=False)
+        with RunningServer([ZONES], forward=stubs_only) as server:
+            reply = server.query("example.com", "A", use_edns=0)
+            assert reply.rcode() == dns.rcode.REFUSED
+            assert ede(reply) == [(20, "outside the cluster zones and no forward zone matches")]

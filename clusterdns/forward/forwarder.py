@@ -20,7 +20,10 @@ from dataclasses import dataclass
 
 from dnslib import QTYPE, RCODE, DNSRecord
 
+from cachetools import LRUCache
+
 from ..burstlog import BurstLog
+from ..reasons import NO_REACHABLE_AUTHORITY, NOT_AUTHORITATIVE, OTHER
 from ..wire import MAX_MESSAGE, fit
 from .cache import Entry, ForwardCache, entry_for
 from .message import ClientQuery, client_query, error_response, for_client, layout, lower_question, name_question
@@ -82,6 +85,8 @@ class Forwarder:
         self.probes: set[str] = set()  # loop probe names (see loop.py)
         self.probes_seen: set[str] = set()  # those that came back to us
         self._random = random.Random()
+        # question key → why every upstream failed, for the EDE of the SERVFAIL (bounded, popped when used)
+        self._failures: LRUCache[bytes, str] = LRUCache(maxsize=1024)
 
     # ------------------------------------------------------------------ routing
 
@@ -124,19 +129,21 @@ class Forwarder:
         payload = self.settings.payload
         if query.name in self.probes:
             self.probes_seen.add(query.name)  # our loop probe came back: never send it on (see loop.py)
-            return Outcome(error_response(query, SERVFAIL, payload), SERVFAIL, None)
+            return Outcome(error_response(query, SERVFAIL, payload, (OTHER, "forwarding loop: this query came back")), SERVFAIL, None)
         entry, fresh = self.cache.get(query.key)
         if fresh:
             return Outcome(self._deliver(entry, query, udp), entry.rcode, True)
         stale = entry
         group = self.group_for(query.name)
         if group is None:  # only stubs configured, and none matches
-            return Outcome(error_response(query, REFUSED, payload), REFUSED, None)
+            why = (NOT_AUTHORITATIVE, "outside the cluster zones and no forward zone matches")
+            return Outcome(error_response(query, REFUSED, payload, why), REFUSED, None)
         if self.settings.max_concurrent and self.waiting >= self.settings.max_concurrent:
             self.stats.rejected += 1
             if self.metrics is not None:
                 self.metrics.count_forward_reject()
-            return Outcome(error_response(query, REFUSED, payload), REFUSED, None)
+            why = (OTHER, f"too many forwarded queries waiting (max_concurrent {self.settings.max_concurrent})")
+            return Outcome(error_response(query, REFUSED, payload, why), REFUSED, None)
         self.waiting += 1
         try:
             entry = await self._resolution(query.key, group, query.question, query)
@@ -147,7 +154,8 @@ class Forwarder:
         if stale is not None:
             self.stats.stale_served += 1
             return Outcome(self._deliver(stale, query, udp, stale=True), stale.rcode, True)
-        return Outcome(error_response(query, SERVFAIL, payload), SERVFAIL, False)
+        why = (NO_REACHABLE_AUTHORITY, self._failures.get(query.key) or "no upstream answered")
+        return Outcome(error_response(query, SERVFAIL, payload, why), SERVFAIL, False)
 
     def _deliver(self, entry: Entry, query: ClientQuery, udp: bool, stale: bool = False) -> bytes:
         age = None if stale else entry.age(self.clock())
@@ -170,6 +178,7 @@ class Forwarder:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.timeout
         tried = []
+        failures: list[str] = []
         for upstream in self._order(group):
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -183,7 +192,7 @@ class Forwarder:
                 reply, _ = await upstream.exchange(question, do, cd, min(settings.try_timeout, remaining))
                 shape = layout(reply)
             except (OSError, asyncio.TimeoutError, ValueError) as exc:
-                self._failed(upstream, exc, name, qtype)
+                failures.append(f"{upstream.label}: {self._failed(upstream, exc, name, qtype)}")
                 continue
             if self.metrics is not None:
                 self.metrics.observe_forward_response(upstream.label, shape.rcode, time.perf_counter() - started)
@@ -196,9 +205,13 @@ class Forwarder:
             f"no upstream answered {name} {QTYPE.get(qtype)} (tried {', '.join(tried) or 'none'}; "
             f"the bound is {settings.timeout:g}s): answering SERVFAIL",
         )
+        self._failures[question_key(question, do, cd)] = "no upstream answered: " + (
+            "; ".join(failures) if failures else f"none tried within {settings.timeout:g}s"
+        )
         return None
 
-    def _failed(self, upstream: Upstream, exc: BaseException, name: str, qtype: int) -> None:
+    def _failed(self, upstream: Upstream, exc: BaseException, name: str, qtype: int) -> str:
+        """Log the failure (once per burst), start health-checking; the reason in words."""
         reason = "no reply" if isinstance(exc, asyncio.TimeoutError) else (str(exc) or type(exc).__name__)
         if isinstance(exc, asyncio.TimeoutError):
             reason = f"no reply within {self.settings.try_timeout:g}s"
@@ -210,6 +223,7 @@ class Forwarder:
         if upstream.healthy:
             upstream.healthy = False
             upstream.checking = asyncio.ensure_future(self._health_check(upstream))
+        return reason
 
     async def _health_check(self, upstream: Upstream) -> None:
         """Check a down upstream every ``health_check`` seconds until it answers."""

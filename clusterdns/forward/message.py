@@ -191,6 +191,9 @@ def _layout(data: bytes) -> Layout:
     return Layout(flags & 0x000F, ancount, tuple(ttls), soa, bytes(message))
 
 
+EDE_OPTION = 15  # RFC 8914 Extended DNS Error
+
+
 def our_opt(do: bool, payload: int) -> bytes:
     return b"\x00\x00\x29" + payload.to_bytes(2, "big") + b"\x00\x00" + (b"\x80\x00" if do else b"\x00\x00") + b"\x00\x00"
 
@@ -226,10 +229,20 @@ def finish(out: bytearray, query: ClientQuery, udp: bool, payload: int) -> bytes
     return bytes(out) + opt
 
 
-def error_response(query: ClientQuery, rcode: int, payload: int) -> bytes:
-    """An empty response with ``rcode`` (SERVFAIL, REFUSED) to ``query``."""
+def error_response(query: ClientQuery, rcode: int, payload: int, reason: tuple[int, str] | None = None) -> bytes:
+    """An empty response with ``rcode`` (SERVFAIL, REFUSED) to ``query``.
+
+    ``reason`` (an RFC 8914 code and text) goes into the OPT record as an
+    Extended DNS Error when the client sent EDNS.
+    """
     data = query.data
     out = bytearray(data[: query.qname_end + 4])
     struct.pack_into("!HHHH", out, 4, 1, 0, 0, 0)
     struct.pack_into("!H", out, 2, QR | rcode)
-    return finish(out, query, False, payload)
+    response = finish(out, query, False, payload)
+    if reason is None or not query.edns:
+        return response
+    code, text = reason
+    option = struct.pack("!HHH", EDE_OPTION, 2 + len(text.encode()), code) + text.encode()
+    # our OPT is the last 11 bytes, with RDLENGTH 0: give it the option
+    return response[:-2] + struct.pack("!H", len(option)) + option

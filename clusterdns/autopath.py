@@ -1,0 +1,110 @@
+"""Server-side search path (CoreDNS ``autopath``, ``--autopath``).
+
+A pod's resolver walks ``<ns>.svc.<zone>``, ``svc.<zone>``, ``<zone>`` and then
+the name as written, one round trip each, and most of those are NXDOMAIN.
+When a query from a known pod asks for ``X.<ns>.svc.<zone>`` (its first search
+domain, so the resolver has started a walk for ``X``), the server does the
+rest of the walk at once and answers with a CNAME from the asked name to the
+first candidate that exists, followed by that candidate's records.
+
+* The client is found by its source address among the pods the server knows
+  (``--pods verified``).  Unknown addresses, hostNetwork pods (their address
+  is the node's, shared by many), pods whose dnsPolicy is not ClusterFirst,
+  and pods whose dnsConfig adds search domains (the server would skip them)
+  get ordinary answers.
+* When the asked name itself exists, or nothing in the cluster does and the
+  name as written is outside the cluster zones (it would need forwarding),
+  the ordinary answer is given: the resolver goes on with its own walk, so
+  the final answer is the same as without autopath.
+* The answer depends on the pod's namespace, not on the pod: the wire cache
+  keeps it under the namespace and the question.
+"""
+
+from __future__ import annotations
+
+from dnslib import CNAME, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
+
+from .answer import answer
+from .cluster import Cluster
+from .objects import POD
+from .zone import Zone
+
+SEARCHING_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet")
+
+
+class Autopath:
+    def __init__(self, cluster: Cluster, zone: Zone):
+        self.cluster = cluster
+        self.zone = zone
+        self._suffixes: dict[str, bytes] = {}  # namespace → wire form of ".<ns>.svc.<zone>", lower case
+
+    def namespace_of(self, client: str) -> str | None:
+        """The namespace of the pod at ``client`` if autopath may answer for it."""
+        ref = self.cluster.pods_by_ip.get(client) if self.cluster.pods_by_ip is not None else None
+        if ref is None:
+            return None
+        pod = self.cluster.get(POD, *ref)
+        if pod is None or pod.host_network or pod.dns_policy not in SEARCHING_POLICIES:
+            return None
+        if pod.dns_config is not None and pod.dns_config.searches:
+            return None
+        return pod.namespace
+
+    def suffix(self, namespace: str) -> bytes:
+        """``.<ns>.svc.<zone>`` in wire form (length-prefixed labels, with the root's 0)."""
+        wire = self._suffixes.get(namespace)
+        if wire is None:
+            if len(self._suffixes) > 10_000:
+                self._suffixes.clear()  # bounded: namespaces come and go
+            name = f"{namespace}.svc.{self.zone.settings.zone}"
+            wire = b"".join(bytes((len(label),)) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
+            self._suffixes[namespace] = wire
+        return wire
+
+    def resolve(self, query: DNSRecord, namespace: str) -> tuple[DNSRecord | None, frozenset[str]]:
+        """The autopath answer to ``query`` (None: answer it ordinarily), and the names it read."""
+        read: set[str] = set()
+        reply = self._resolve(query, namespace, read)
+        return reply, frozenset(read)
+
+    def _resolve(self, query: DNSRecord, namespace: str, read: set[str]) -> DNSRecord | None:
+        if len(query.questions) != 1 or query.header.opcode != 0:
+            return None
+        question = query.questions[0]
+        name = str(question.qname).lower()
+        zone_name = self.zone.settings.zone
+        suffix = f".{namespace}.svc.{zone_name}"
+        if not name.endswith(suffix) or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
+            return None
+        base = name[: -len(suffix)]
+        opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
+        for candidate in (name, f"{base}.svc.{zone_name}", f"{base}.{zone_name}", f"{base}."):
+            if self.zone.origin_for(candidate) is None:
+                return None  # outside the cluster zones: the resolver asks it itself (forwarded)
+            sub = DNSRecord(
+                DNSHeader(id=query.header.id, rd=query.header.rd, cd=query.header.cd),
+                questions=[DNSQuestion(candidate, question.qtype, question.qclass)],
+                ar=opts,
+            )
+            reply, names = answer(self.zone, sub)
+            read |= names
+            if reply.header.rcode == RCODE.NXDOMAIN:
+                continue
+            if reply.header.rcode != RCODE.NOERROR or candidate == name:
+                return None  # SERVFAIL before sync, or the asked name exists: the ordinary answer
+            return _chained(query, candidate, reply, self.zone.settings.ttl)
+        return None
+
+
+def _chained(query: DNSRecord, candidate: str, reply: DNSRecord, ttl: int) -> DNSRecord:
+    """``asked CNAME candidate`` followed by the candidate's answer."""
+    header = DNSHeader(id=query.header.id, qr=1, aa=1, rd=query.header.rd, cd=query.header.cd, rcode=reply.header.rcode)
+    out = DNSRecord(header, questions=list(query.questions))
+    out.add_answer(RR(query.questions[0].qname, QTYPE.CNAME, ttl=ttl, rdata=CNAME(candidate)))
+    for rr in reply.rr:
+        out.add_answer(rr)
+    for rr in reply.auth:
+        out.add_auth(rr)
+    for rr in reply.ar:
+        out.add_ar(rr)
+    return out
