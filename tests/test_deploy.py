@@ -514,6 +514,7 @@ def test_compose_client_queries_clusterdns():
         "kubernetes.default.svc.cluster.local",
         "kube-dns.kube-system.svc.cluster.local",
         "dns-version.cluster.local TXT",
+        "example.com A",  # a name outside the cluster: forwarded
     ):
         assert name in script
 
@@ -569,6 +570,66 @@ def test_command_line_is_accepted_by_the_cli(where):
         parse_listen(text)
     if args.http:
         parse_listen(args.http)
+
+
+NODE_RESOLV_CONF = "nameserver 192.0.2.53\nnameserver 192.0.2.54\nsearch example.internal\n"  # parsed, never asked
+
+
+def serve_options_of(where: str, tmp_path: Path, monkeypatch):
+    """The ServeOptions the real CLI builds from a command line, as the container would start it.
+
+    Paths that exist only in the container are pointed at stand-ins: the node's
+    resolv.conf (dnsPolicy: Default) at a file naming documentation addresses,
+    the cluster's Corefile at kubeadm's stock one, /zones at the repo's zones/.
+    Nothing is started and nothing is sent.
+    """
+    from clusterdns import cli
+    from tests.test_stock_corefiles import STOCK
+
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(NODE_RESOLV_CONF)
+    monkeypatch.setattr(cli, "DEFAULT_RESOLV_CONF", str(resolv))
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    argv = [arg.replace("=/zones", f"={ROOT / 'zones'}") for arg in command_lines()[where]]
+    parser = cli.build_parser()
+    args = parser.parse_args(argv)
+    command_parser = parser._subparsers._group_actions[0].choices[args.command]
+    if args.corefile:
+        corefile = tmp_path / "Corefile"
+        corefile.write_text(STOCK["kubeadm"].replace("/etc/resolv.conf", str(resolv)))
+        args.corefile = str(corefile)
+        options = cli.corefile_options(args, command_parser)[0]
+        return options
+    return cli.serve_options(args, cli.settings_from(args), command_parser)
+
+
+@pytest.mark.parametrize("where", sorted(command_lines()))
+def test_command_line_forwards_names_outside_the_cluster(where, tmp_path, monkeypatch):
+    """A cluster switched to clusterdns keeps resolving external names: every command line forwards them."""
+    options = serve_options_of(where, tmp_path, monkeypatch)
+    forward = options.forward
+    assert forward is not None, f"{where}: names outside the cluster would be REFUSED"
+    if where.startswith("compose"):
+        # Docker's embedded DNS: the containers' resolv.conf names it, a loopback address clusterdns
+        # will not take from a file, so compose passes it explicitly.
+        assert forward.upstreams == (("127.0.0.11", 53),)
+    else:
+        # The Deployment (kubeadm's `forward . /etc/resolv.conf`) and the image's default: the
+        # nameservers of the resolv.conf in the pod, which dnsPolicy: Default makes the node's.
+        assert forward.upstreams == (("192.0.2.53", 53), ("192.0.2.54", 53))
+    assert options.loadbalance, f"{where}: A/AAAA rotation is on, as kubeadm's loadbalance"
+    assert options.log_queries is None, f"{where}: no per-query log by default (kubeadm's Corefile has no log)"
+    if where in ("Deployment args", "compose clusterdns"):
+        # kubeadm's `cache 30`: forwarded answers, successes and denials, kept at most 30 s
+        assert (forward.cache_max_ttl, forward.denial_max_ttl) == (30, 30), where
+        assert forward.cache_size >= 9984  # CoreDNS cache's capacity per kind
+
+
+def test_deployment_uses_the_nodes_resolv_conf():
+    # dnsPolicy Default: the pod's /etc/resolv.conf is the node's, so `forward . /etc/resolv.conf`
+    # goes to the node's resolvers; ClusterFirst would send clusterdns's own upstream queries to itself.
+    assert pod_spec()["dnsPolicy"] == "Default"
 
 
 def _answers(proc: subprocess.Popen, family, host: str, port: int, seconds: float = 20) -> bool:
