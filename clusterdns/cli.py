@@ -658,11 +658,29 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
 
 
 async def serve(options: ServeOptions, corefile=None) -> int:
-    """Run until SIGINT/SIGTERM.  ``corefile``: (Config, prepare) to reload the Corefile from (SIGUSR1 forces it)."""
+    """Run until SIGINT/SIGTERM.  ``corefile``: (Config, prepare) to reload the Corefile from.
+
+    SIGHUP and SIGUSR1 reload (the manifests, and the Corefile at once); SIGUSR2 logs the state.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+
+    def current() -> Serving:
+        return reloader.serving if reloader is not None else serving
+
+    def reload(signame: str) -> None:
+        """SIGHUP and SIGUSR1: re-read the manifests (and hosts files), and check the Corefile."""
+        log.info("%s: reloading%s", signame, " (Corefile too)" if reloader is not None else "")
+        current().reload()
+        if reloader is not None:
+            reloader.force()
+
+    # Registered before start-up, so that no signal sent during a long first load kills the process.
+    for sig in (signal.SIGHUP, signal.SIGUSR1):
+        loop.add_signal_handler(sig, reload, sig.name)
+    loop.add_signal_handler(signal.SIGUSR2, lambda: log.info("SIGUSR2: %s", current().state()))
     if options.log_queries and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(line_buffering=True)  # each query's line out at once, into a pipe too
     serving = Serving(options)
@@ -678,7 +696,6 @@ async def serve(options: ServeOptions, corefile=None) -> int:
         return EXIT_USAGE
     if corefile is not None:
         reloader = CorefileReloader(serving, *corefile)
-        loop.add_signal_handler(signal.SIGUSR1, reloader.force)
         reloading = asyncio.create_task(reloader.run(stop), name="clusterdns-corefile-reload")
     forwarding = (
         "forwarding the rest to " + ", ".join(u.label for u in serving.forwarder.upstreams)

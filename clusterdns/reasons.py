@@ -199,8 +199,9 @@ def explain(zone: "Zone", name: str, qtype: int, rcode: int, types: Iterable[int
     if rcode not in (RCODE.NXDOMAIN, RCODE.NOERROR):
         return None
     nodata = rcode == RCODE.NOERROR
-    if name in zone.notes:  # set by whoever shaped this name's records (clusterdns dev --reach)
-        return Reason(OTHER, zone.notes[name])
+    note = zone.notes.get(name) or zone.notes.get("*")  # set by whoever shaped the records ("*": every name)
+    if note:  # (clusterdns dev: --reach, and the parent of the per-context zones)
+        return Reason(OTHER, note)
     text = _cluster_reason(zone, name, nodata) if zone.origin_for(name) == zone.settings.zone else None
     if text is None:
         text = _reverse_reason(name) if not nodata else None

@@ -389,6 +389,44 @@ class Serving:
     def _manifest_error(self, message: str) -> None:
         self.metrics.count_manifest_error()
 
+    # ------------------------------------------------------------------ signals
+
+    def reload(self) -> None:
+        """Re-read what this process serves from (SIGHUP, SIGUSR1): every manifest file, changed or
+        not, and the hosts files that changed.  A live cluster needs nothing: its watch is current."""
+        if self.manifests is not None:
+            task = asyncio.create_task(self.manifests.refresh(force=True, stop=self._stop),
+                                       name="clusterdns-manifest-reload")
+            self._tasks.append(task)
+            task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        if self.hosts is not None:
+            self.hosts.load()
+
+    def state(self) -> str:
+        """One line saying how this server is doing (SIGUSR2)."""
+        if self.dns is None:
+            return "starting"
+        ready, why = self.readiness()
+        parts = [
+            "ready" if ready else f"not ready ({why})",
+            f"zone {self.options.settings.zone} serial {self.dns.zone.serial}: {len(self.dns.zone.names())} names, "
+            f"{self.dns.zone.record_count} records",
+            self._object_summary() or "no objects",
+            f"{len(self.dns.responder.cache)} cached answers",
+        ]
+        if self.manifests is not None:
+            errors = sum(len(m) for m in self.manifests.errors.values())
+            missing = ", ".join(display(p) for p in self.manifests.missing) or "none"
+            parts.append(f"manifests: {len(self.manifests.files)} files, {errors} errors, "
+                         f"{self.manifests.reloads} reloads, missing paths: {missing}")
+        if self.kube is not None:
+            contact = self.kube.last_contact
+            ago = f"{time.time() - contact:.0f}s ago" if contact else "never"
+            restarts = sum(self.kube.restarts.values())
+            parts.append(f"API: {'unreachable' if self._api_down() else 'reachable'}, last answer {ago}, "
+                         f"{restarts} watch restarts")
+        return "state: " + "; ".join(parts)
+
     # ------------------------------------------------------------------ state
 
     def readiness(self) -> tuple[bool, str]:

@@ -68,13 +68,18 @@ class Serve:
             argv += ["--http", http]
         self.proc = subprocess.Popen(argv, cwd=ROOT, stderr=subprocess.PIPE, text=True, env=ENV)
         self.lines: list[str] = []
+        self._logged = threading.Condition()
         ready = threading.Event()
 
         def read():
             for line in self.proc.stderr:
-                self.lines.append(line)
+                with self._logged:
+                    self.lines.append(line)
+                    self._logged.notify_all()
                 if "serving zone" in line or "cannot listen" in line and "ERROR" in line:
                     ready.set()
+            with self._logged:
+                self._logged.notify_all()
             ready.set()
 
         self.reader = threading.Thread(target=read, name="test-serve-stderr", daemon=True)
@@ -90,6 +95,18 @@ class Serve:
     @property
     def text(self) -> str:
         return "".join(self.lines)
+
+    def wait_for_log(self, pattern: str, start: int = 0, timeout: float = 10) -> str:
+        """The first log line from ``start`` on matching ``pattern`` (a regex), awaited; bounded."""
+        deadline = time.monotonic() + timeout
+        with self._logged:
+            while True:
+                found = next((line for line in self.lines[start:] if re.search(pattern, line)), None)
+                if found is not None:
+                    return found
+                remaining = deadline - time.monotonic()
+                assert remaining > 0 and self.proc.poll() is None, f"no log line like {pattern!r}:\n{self.text}"
+                self._logged.wait(remaining)
 
     def exit_status(self, timeout: float = 15) -> int:
         """The status of a server expected to exit by itself (no signal: one sent while it is

@@ -185,6 +185,8 @@ async def test_each_context_answers_under_its_zone_and_the_current_one_under_clu
     assert reply.answer[0].ttl == 5  # short: operating systems cache
     assert await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.NXDOMAIN
     assert await answers(serving, "api.shop.svc.qa.k8s") == dns.rcode.NXDOMAIN  # no such context: never forwarded
+    reply = await ask(serving, "api.shop.svc.qa.k8s", edns=True)
+    assert "no kubeconfig context answers under this name; served: staging.k8s, prod.k8s" in ede_text(reply)
     assert await answers(serving, "1.1.96.10.in-addr.arpa", "PTR") == ["api.shop.svc.cluster.local."]
     assert await answers(serving, "example.com") == dns.rcode.REFUSED  # --no-forward
 

@@ -122,7 +122,8 @@ class PortForwards:
                     if sys.platform == "darwin":
                         hint = f" (macOS: sudo ifconfig lo0 alias {address} up, or `clusterdns dev setup --apply`)"
                     elif port < 1024:
-                        hint = " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                        hint = (" (Linux: ports below 1024 need root, unless `sudo sysctl "
+                                "net.ipv4.ip_unprivileged_port_start=0` allows them)")
                     log.warning("cannot forward %s/%s: listening on %s port %d failed: %s%s", service.namespace,
                                 service.name, address, port, exc.strerror or exc, hint)
                 forwarded.last_error = f"cannot listen on {address}:{port}: {exc.strerror or exc}"

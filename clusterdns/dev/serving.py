@@ -253,6 +253,9 @@ class DevServing:
         from ..app import new_zone
 
         zone, responder = new_zone(suffix_settings, Cluster())
+        served = ", ".join(v.settings.zone.rstrip(".") for d in self.contexts for v in d.views
+                           if v.settings.zone.endswith("." + suffix_settings.zone))
+        zone.notes["*"] = f"no kubeconfig context answers under this name; served: {served or 'none'}"
         routes.append((suffix_settings.zone, View(suffix_settings, zone, responder)))
         return DevResponder(routes, current[1] if current else None, current[0].context.namespace if current else "default",
                             forwarding=self.forwarder is not None)

@@ -222,6 +222,11 @@ class ManifestSource:
         self._lock = asyncio.Lock()  # one reload at a time
         self._changed = asyncio.Event()  # set after every commit or settling change (tests await it)
 
+    @property
+    def files(self) -> list[Path]:
+        """The files read so far (good or not), in order."""
+        return sorted(self._seen)
+
     # ------------------------------------------------------------------ loading
 
     def load(self, progress_every: float = 1.0) -> None:
