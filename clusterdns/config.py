@@ -131,8 +131,8 @@ def load(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
 def from_blocks(blocks: list[ServerBlock], main_file: str) -> Config:
     reader = _Reader()
     config = reader.read(blocks, main_file)
-    if reader.errors:
-        raise ConfigErrors(reader.errors)
+    if reader.errors:  # in the order of the text, whichever check found them
+        raise ConfigErrors(sorted(reader.errors, key=lambda e: (e.file != main_file, e.file, e.line)))
     return config
 
 
@@ -651,11 +651,8 @@ class _Reader:
                                   "at its first failure and health-checks it back")
             elif name == "policy" and len(values) == 1 and values[0] in ("random", "round_robin", "sequential"):
                 forward = replace(forward, policy=values[0])
-            elif name == "health_check" and values:
-                forward = replace(forward, health_check=self.duration(line.args[0]))
-                for extra in values[1:]:
-                    if extra not in ("no_rec",) and not extra.startswith("domain"):
-                        self.error(line, f"forward health_check: option {extra} is not supported")
+            elif name == "health_check" and len(values) == 1:
+                forward = replace(forward, health_check=self.duration(line.args[0]))  # its probe is `. IN NS`
             elif name == "max_concurrent" and len(values) == 1 and values[0].isdigit():
                 forward = replace(forward, max_concurrent=int(values[0]))
             else:
@@ -690,8 +687,8 @@ class _Reader:
                 self.error(line, "cache prefetch is not supported by clusterdns")
             elif name == "serve_stale":
                 stale = self.duration(line.args[0]) if values else 3600.0
-                if len(values) > 1 and values[1] not in ("immediate", "verify"):
-                    self.error(line, f"cache serve_stale: expected immediate or verify, got {values[1]}")
+                if len(values) > 1 and values[1] != "immediate":  # immediate: what clusterdns does
+                    self.error(line, f"cache serve_stale {values[1]}: clusterdns serves stale answers immediate only")
                 cache = replace(cache, serve_stale=stale)
             elif name == "disable" and len(values) >= 2 and values[0] in ("success", "denial"):
                 # kubeadm: disable success/denial <cluster domain>. The cluster zone is never TTL-cached here
@@ -748,7 +745,7 @@ class _Reader:
 
 KUBERNETES_OPTIONS = ("kubeconfig", "endpoint", "namespaces", "labels", "namespace_labels", "pods",
                       "endpoint_pod_names", "ttl", "noendpoints", "fallthrough", "ignore empty_service")
-FORWARD_OPTIONS = ("except", "force_tcp", "prefer_udp", "expire", "max_fails", "policy", "health_check", "max_concurrent")
+FORWARD_OPTIONS = ("prefer_udp", "expire", "max_fails", "policy", "health_check", "max_concurrent")
 CACHE_OPTIONS = ("success", "denial", "prefetch", "serve_stale", "disable")
 HOSTS_OPTIONS = ("inline entries", "ttl", "reload", "no_reverse", "fallthrough")
 

@@ -134,6 +134,7 @@ class Serving:
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)
+            self.forwarder.loadbalance = options.loadbalance
         if options.rewrites:  # only then: the responder's own respond stays the hot path
             self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
         if take_over is not None:

@@ -104,17 +104,16 @@ def test_errors_name_file_line_and_plugin_all_at_once():
         "}\n"
     )
     supported = ", ".join(corefile_config.SUPPORTED)
-    assert found == [
+    kubernetes = ", ".join(corefile_config.KUBERNETES_OPTIONS)
+    assert found == [  # every error, in the order of the text
+        f'Corefile:3: kubernetes: option "pods maybe" is not supported by clusterdns or is malformed (supported: {kubernetes})',
+        f'Corefile:4: kubernetes: option "tls a b c" is not supported by clusterdns or is malformed (supported: {kubernetes})',
         f'Corefile:6: plugin "dnssec" is not supported by clusterdns (supported: {supported})',
-        "Corefile:14: bind eth0: clusterdns binds IP addresses, not interface names",
-        'Corefile:3: kubernetes: option "pods maybe" is not supported by clusterdns or is malformed (supported: '
-        + ", ".join(corefile_config.KUBERNETES_OPTIONS) + ")",
-        'Corefile:4: kubernetes: option "tls a b c" is not supported by clusterdns or is malformed (supported: '
-        + ", ".join(corefile_config.KUBERNETES_OPTIONS) + ")",
         "Corefile:7: forward to tls://1.1.1.1: tls:// upstreams are not supported by clusterdns (dns:// only)",
         "Corefile:8: forward force_tcp is not supported by clusterdns (it asks over UDP, then TCP on TC)",
         "Corefile:11: cache prefetch is not supported by clusterdns",
         "Corefile:13: health nonsense: expected [HOST]:PORT, e.g. :8080",
+        "Corefile:14: bind eth0: clusterdns binds IP addresses, not interface names",
         "Corefile:15: rewrite: clusterdns rewrites the name only, not type (rewrite name [TYPE] FROM TO [answer auto])",
         "Corefile:16: reload: the interval must be at least 2s, as CoreDNS requires",
     ]

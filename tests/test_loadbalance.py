@@ -132,3 +132,25 @@ async def test_no_loadbalance_keeps_one_order(serve):
     seen = await orders(serving, HEADLESS, 4)
     assert sorted(seen[0]) == ZK_PODS
     assert all(order == seen[0] for order in seen)
+
+
+async def test_forwarded_answers_turn_too(serve):
+    """CoreDNS's loadbalance wraps the whole server: answers from upstream (and its cache) rotate as well."""
+    from dnslib import RR as ZoneRR
+
+    from clusterdns.forward import ForwardSettings
+    from tests.upstreams import FakeUpstream
+
+    pool = [f"192.0.2.{i}" for i in (11, 12, 13, 14)]
+    records = {("pool.example.com.", QTYPE.A): [ZoneRR.fromZone(f"pool.example.com. 300 IN A {ip}")[0] for ip in pool]}
+    with FakeUpstream(records=records) as upstream:
+        forward = ForwardSettings(upstreams=((upstream.host, upstream.port),), loop_check=False, try_timeout=0.5,
+                                  timeout=1.0)
+        serving = await serve(forward=forward)
+        seen = await orders(serving, "pool.example.com", 5)
+        off = await serve(forward=forward, loadbalance=False)
+        unturned = await orders(off, "pool.example.com", 3)
+    assert all(sorted(order) == pool for order in seen), seen
+    assert all(a != b for a, b in zip(seen, seen[1:])), seen
+    assert upstream.count("pool.example.com.") == 2  # one per server: the rest came from their caches
+    assert all(order == unturned[0] for order in unturned)

@@ -23,6 +23,7 @@ from dnslib import QTYPE, RCODE, DNSRecord
 from cachetools import LRUCache
 
 from ..burstlog import BurstLog
+from ..loadbalance import rotate, rotation_plan
 from ..reasons import NO_REACHABLE_AUTHORITY, NOT_AUTHORITATIVE, OTHER
 from ..wire import MAX_MESSAGE, fit
 from .cache import Entry, ForwardCache, entry_for
@@ -66,6 +67,8 @@ class Forwarder:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
+        self.loadbalance = False  # rotate A/AAAA records between deliveries (--loadbalance)
+        self._turn = 0
         by_address: dict = {}
 
         def upstreams(addresses) -> list[Upstream]:
@@ -159,7 +162,13 @@ class Forwarder:
 
     def _deliver(self, entry: Entry, query: ClientQuery, udp: bool, stale: bool = False) -> bytes:
         age = None if stale else entry.age(self.clock())
-        return for_client(entry.message, entry.ttls, age, query, udp, self.settings.payload)
+        out = for_client(entry.message, entry.ttls, age, query, udp, self.settings.payload)
+        if self.loadbalance:  # as CoreDNS's loadbalance, which turns forwarded answers too
+            plan = rotation_plan(out)
+            if plan is not None:
+                self._turn += 1
+                out = rotate(out, plan, self._turn)
+        return out
 
     # ------------------------------------------------------------------ upstream
 
