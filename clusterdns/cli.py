@@ -33,6 +33,7 @@ from .labels import SelectorError, parse_selector
 from .querylog import parse_classes
 from . import config as corefile_config
 from .server import TcpLimits, parse_listen
+from .workers import Workers
 from .acl import LOOPBACK, parse_networks
 from .reload import CorefileReloader
 from .serving import ListenError, ServeOptions, Serving
@@ -104,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--http-debug-from", default="", metavar="CIDR[,CIDR]",
         help="clients besides loopback allowed GET /zone on the HTTP listener (the zone as JSON)",
     )
+    serve.add_argument(
+        "--workers", type=int, default=None, metavar="N",
+        help="processes answering on the same DNS ports (SO_REUSEPORT), one per core, each with its own copy of "
+        "the zone from its own source; HTTP and its metrics are the first process's (default: $CLUSTERDNS_WORKERS, "
+        "which deploy/ sets from the container's CPU, else 1)",
+    )
+    serve.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # set for the extra workers
     serve.add_argument(
         "--lameduck", type=float, default=ServeOptions.lameduck, metavar="SECONDS",
         help="on SIGTERM, report /ready 503 but keep answering this long before exiting, so clients are moved "
@@ -473,8 +481,13 @@ def main(argv: list[str] | None = None) -> int:
             options = corefile[0]
         else:
             options = serve_options(args, settings, command_parser)
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            return runner.run(serve(options, corefile[1:] if corefile else None))
+        extra = Workers(args.workers - 1, sys.argv[1:] if argv is None else argv) if args.workers > 1 else None
+        try:
+            with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+                return runner.run(serve(options, corefile[1:] if corefile else None))
+        finally:
+            if extra is not None:
+                extra.stop(options.lameduck + 10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     if args.command == "check" and args.corefile:
         return check_corefile(args.corefile)
@@ -549,12 +562,27 @@ def check_corefile(path: str) -> int:
 # ----------------------------------------------------------------------------- serve
 
 
+def _workers(given: int | None, parser: argparse.ArgumentParser) -> int:
+    """--workers, else $CLUSTERDNS_WORKERS (a Deployment's resourceFieldRef of its CPU), else 1."""
+    if given is None:
+        text = os.environ.get("CLUSTERDNS_WORKERS", "").strip()
+        if not text:
+            return 1
+        if not text.isdigit():
+            parser.error(f"CLUSTERDNS_WORKERS={text!r}: expected a whole number of worker processes")
+        given = int(text)
+    if given < 1:
+        parser.error(f"--workers {given}: expected at least 1")
+    return given
+
+
 def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
     """``serve --corefile``: (ServeOptions, Config, prepare) from the Corefile; None (errors logged) if it has errors.
 
     ``prepare`` turns a Config into ServeOptions with the command line's
     ``--relocate`` and ``--manifests`` applied; a reload uses it again.
     """
+    args.workers = _workers(args.workers, parser)
     moves = {}
     for text in args.relocate or ():
         source, sep, target = text.partition("=")
@@ -569,7 +597,10 @@ def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
         options = corefile_config.relocate(options, moves) if moves else options
         if args.manifests:
             options = replace(options, manifests=args.manifests, kubeconfig=None, context=None, kube_endpoint=None)
-        return replace(options, corefile=args.corefile)
+        options = replace(options, corefile=args.corefile, reuse_port=args.reuse_port or args.workers > 1)
+        if args.reuse_port:  # an extra worker (workers.py): DNS only, HTTP is the first process's
+            options = replace(options, http=None, http_listeners=())
+        return options
 
     try:
         config = corefile_config.load(args.corefile)
@@ -585,6 +616,7 @@ def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
 
 
 def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse.ArgumentParser) -> ServeOptions:
+    args.workers = _workers(args.workers, parser)
     try:
         listen = [parse_listen(text) for text in (args.listen or [DEFAULT_LISTEN])]
         http_text = DEFAULT_HTTP if args.http is None else args.http
@@ -593,6 +625,8 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         debug_from = parse_networks(args.http_debug_from, "--http-debug-from")
     except ValueError as exc:
         parser.error(str(exc))
+    if args.workers > 1 and any(port == 0 for _, port in listen):
+        parser.error("--workers needs fixed ports in --listen (port 0 would give each worker a different one)")
     if args.max_tcp_connections < 1:
         parser.error(f"--max-tcp-connections {args.max_tcp_connections}: expected at least 1")
     if args.tcp_idle_timeout <= 0:
@@ -644,6 +678,7 @@ def serve_options(args: argparse.Namespace, settings: Settings, parser: argparse
         watch=WatchOptions(inactivity_timeout=args.watch_inactivity_timeout),
         ready_grace=args.ready_grace,
         lameduck=args.lameduck,
+        reuse_port=args.reuse_port or args.workers > 1,
         max_manifest_bytes=args.max_manifest_bytes,
         http_required=args.http is not None,
         drop_low_source_ports=args.drop_low_source_ports,

@@ -36,12 +36,18 @@ def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
     return host, int(port)
 
 
-def _udp_socket(host: str, port: int, family: int) -> socket.socket:
-    """A bound UDP socket; IPv6 ones are v6-only, so ``[::]:53`` and ``0.0.0.0:53`` can both be bound."""
+def _udp_socket(host: str, port: int, family: int, reuse_port: bool = False) -> socket.socket:
+    """A bound UDP socket; IPv6 ones are v6-only, so ``[::]:53`` and ``0.0.0.0:53`` can both be bound.
+
+    ``reuse_port``: SO_REUSEPORT, so ``--workers`` processes share the port and
+    the kernel spreads queries over them.
+    """
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
         sock.setblocking(False)
     except OSError:
@@ -245,6 +251,7 @@ class DnsServer:
     forwarder: object = None  # a clusterdns.forward.Forwarder when the server forwards
     tcp_limits: TcpLimits = field(default_factory=TcpLimits)
     drop_low_source_ports: bool = False
+    reuse_port: bool = False  # SO_REUSEPORT on every socket: --workers processes share the ports
     udp: list[asyncio.DatagramTransport] = field(default_factory=list)
     tcp: list[asyncio.base_events.Server] = field(default_factory=list)
     addresses: list[tuple[str, int]] = field(default_factory=list)
@@ -275,12 +282,13 @@ class DnsServer:
         for attempt in range(20):
             transport, protocol = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self.responder, observe, fam, lowest_port, forwarding),
-                sock=_udp_socket(host, port, family),
+                sock=_udp_socket(host, port, family, self.reuse_port),
             )
             bound_port = transport.get_extra_info("sockname")[1]
             try:
                 server = await asyncio.start_server(
-                    lambda r, w: self._serve_tcp(r, w, observe, fam), host, bound_port, family=family, reuse_address=True
+                    lambda r, w: self._serve_tcp(r, w, observe, fam), host, bound_port, family=family, reuse_address=True,
+                    reuse_port=self.reuse_port or None,
                 )
             except OSError:
                 transport.close()

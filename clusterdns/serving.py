@@ -68,6 +68,7 @@ class ServeOptions:
     kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
     kube_endpoint: str | None = None  # the API server's URL (a Corefile's kubernetes { endpoint URL })
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
+    reuse_port: bool = False  # SO_REUSEPORT on the DNS sockets (--workers: several processes on one port)
     forward: ForwardSettings | None = None  # None: names outside the zones are REFUSED (--no-forward)
     corefile: str | None = None  # the Corefile these options came from (reload re-reads it)
     rewrites: tuple[Rewrite, ...] = ()  # rewrite name rules, applied around the responder
@@ -155,6 +156,7 @@ class Serving:
             zone_label=options.settings.zone,
             tcp_limits=options.tcp_limits,
             drop_low_source_ports=options.drop_low_source_ports,
+            reuse_port=options.reuse_port,
             forwarder=self.forwarder,
             query_log=QueryLog(options.log_queries) if options.log_queries else None,
         )

@@ -508,3 +508,33 @@ async def test_an_upstream_that_forwards_back_to_us_is_refused(clusters, dev):
             await dev(forward=True, upstreams=[looping.address], listen=("127.0.0.1", port))
     finally:
         looping.stop()
+
+
+async def test_macos_setup_asks_the_running_server_for_its_forward_addresses(clusters, dev):
+    from clusterdns.dev.cli import _running_forward_addresses
+
+    clusters["staging"].add(service("web", namespace="shop", ip="10.96.5.1", port=free_port()))
+    serving = await dev(reach=["forward"])
+    [address] = await answers(serving, "web.shop.svc.cluster.local")
+    url = f"http://127.0.0.1:{serving.http.port}/status"
+    assert await asyncio.to_thread(_running_forward_addresses, url) == [address]  # the lo0 alias macOS needs
+    assert await asyncio.to_thread(_running_forward_addresses, "http://127.0.0.1:1/status") == []  # none running
+
+
+async def test_tcp_answers_and_malformed_packets_get_formerr_or_nothing(clusters, dev):
+    clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
+    serving = await dev(reach=["clusterip"])
+    host, port = serving.dns_server.addresses[0]
+    reply = await dns.asyncquery.tcp(dns.message.make_query("api.shop.svc.prod.k8s", "A"), host, port=port, timeout=2)
+    assert reply.rcode() == dns.rcode.NXDOMAIN
+    reply = await dns.asyncquery.tcp(dns.message.make_query("Api.Shop", "A"), host, port=port, timeout=2)
+    assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["10.96.1.1"]
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setblocking(False)
+        await loop.sock_connect(sock, (host, port))
+        garbage = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x3fabc"  # a label longer than the packet
+        await loop.sock_sendall(sock, garbage)
+        data = await asyncio.wait_for(loop.sock_recv(sock, 512), WAIT)
+    assert data[:2] == b"\x12\x34" and data[3] & 0x0F == dns.rcode.FORMERR
+    assert await answers(serving, "api.shop.svc.cluster.local") == ["10.96.1.1"]  # still serving
