@@ -14,6 +14,7 @@ nothing is wrapped, so the hot path pays nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Callable
@@ -129,29 +130,79 @@ def rewrite_name(rules: tuple[Rewrite, ...], name: str) -> tuple[str, list[Rewri
 Respond = Callable[[bytes, bool], tuple]
 
 
+def rewrite_query(rules: tuple[Rewrite, ...], data: bytes) -> tuple[bytes, DNSLabel, list[Rewrite]] | None:
+    """(the query asking the rewritten name, the name asked, the rules that matched), or None: no rule applies."""
+    try:
+        query = DNSRecord.parse(data)
+    except (DNSError, ValueError, IndexError):
+        return None
+    if query.header.qr or len(query.questions) != 1:
+        return None
+    asked = query.q.qname
+    name, matched = rewrite_name(rules, str(asked).lower())
+    if not matched:
+        return None
+    query.q.qname = DNSLabel(name)
+    return bytes(query.pack()), asked, matched
+
+
 def wrap(respond: Respond, rules: tuple[Rewrite, ...]) -> Respond:
     """``respond`` with the rules applied around it; ``respond`` itself when there are none."""
     if not rules:
         return respond
 
-    def respond_rewritten(data: bytes, udp: bool, *client):  # client: the address, with --autopath
-        try:
-            query = DNSRecord.parse(data)
-        except (DNSError, ValueError, IndexError):
-            return respond(data, udp, *client)
-        if query.header.qr or len(query.questions) != 1:
-            return respond(data, udp, *client)
-        asked = query.q.qname
-        name, matched = rewrite_name(rules, str(asked).lower())
-        if not matched:
-            return respond(data, udp, *client)
-        query.q.qname = DNSLabel(name)
-        response, qtype, rcode, hit = respond(bytes(query.pack()), udp, *client)
+    def respond_rewritten(data: bytes, udp: bool):
+        rewritten = rewrite_query(rules, data)
+        if rewritten is None:
+            return respond(data, udp)
+        query, asked, matched = rewritten
+        response, qtype, rcode, hit = respond(query, udp)
         if response is None or rcode < 0:
-            return response, qtype, rcode, hit  # dropped, or handed on (forwarded) as it is
+            return response, qtype, rcode, hit  # dropped, or handed to the forwarder (RewritingForwarder)
         return _revert(response, asked, matched), qtype, rcode, hit
 
     return respond_rewritten
+
+
+class RewritingForwarder:
+    """A forwarder asking upstream for the rewritten name and answering the client under the name it asked.
+
+    The server hands the forwarder the client's own query; this rewrites it
+    again, as :func:`wrap` did for the zone, and puts the answer back.  Every
+    other attribute is the forwarder's.
+    """
+
+    def __init__(self, forwarder, rules: tuple[Rewrite, ...]):
+        self._forwarder = forwarder
+        self._rules = rules
+
+    def __getattr__(self, name):
+        return getattr(self._forwarder, name)
+
+    def answer_cached(self, data: bytes, udp: bool):
+        rewritten = rewrite_query(self._rules, data)
+        if rewritten is None:
+            return self._forwarder.answer_cached(data, udp)
+        return self._reverted(self._forwarder.answer_cached(rewritten[0], udp), rewritten)
+
+    async def forward(self, data: bytes, udp: bool):
+        rewritten = rewrite_query(self._rules, data)
+        if rewritten is None:
+            return await self._forwarder.forward(data, udp)
+        return self._reverted(await self._forwarder.forward(rewritten[0], udp), rewritten)
+
+    async def chase(self, partial: bytes, data: bytes, udp: bool):
+        rewritten = rewrite_query(self._rules, data)
+        if rewritten is None:
+            return await self._forwarder.chase(partial, data, udp)
+        return self._reverted(await self._forwarder.chase(partial, rewritten[0], udp), rewritten)
+
+    @staticmethod
+    def _reverted(outcome, rewritten):
+        if outcome is None or outcome.response is None:
+            return outcome
+        _, asked, matched = rewritten
+        return dataclasses.replace(outcome, response=_revert(outcome.response, asked, matched))
 
 
 def _revert(response: bytes, asked: DNSLabel, matched: list[Rewrite]) -> bytes:

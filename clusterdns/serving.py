@@ -138,6 +138,8 @@ class Serving:
             self.forwarder.loadbalance = options.loadbalance
         if options.rewrites:  # only then: the responder's own respond stays the hot path
             self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
+            if self.forwarder is not None:  # a name rewritten to an outside name is asked upstream as rewritten
+                self.forwarder = rewrite.RewritingForwarder(self.forwarder, options.rewrites)
         if take_over is not None:
             if not self.dns.synced:
                 missing = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))

@@ -310,3 +310,14 @@ def test_any_gets_the_one_rrset_a_query_of_one_type_would(name, qtype):
 def test_any_is_nodata_at_a_name_without_records():
     empty = ask(make_dns(*HEADLESS), "svc.cluster.local", "ANY")
     assert (empty.header.rcode, empty.rr, [QTYPE[rr.rtype] for rr in empty.auth]) == (RCODE.NOERROR, [], ["SOA"])
+
+
+def test_noendpoints_keeps_cluster_ips_and_drops_endpoint_names():
+    objs = (service("web", ports=(("http", 80, None),)), endpoint_slice("web-1", "web", ["10.1.0.7"]), *HEADLESS)
+    dns = make_dns(*objs, noendpoints=True)
+    assert rdata(ask(dns, "web.default.svc.cluster.local")) == ["10.96.0.100"]
+    assert rdata(ask(dns, "web.default.svc.cluster.local", "SRV")) == ["0 100 80 web.default.svc.cluster.local."]
+    for name in ("10-1-0-7.web.default.svc.cluster.local", "hs.default.svc.cluster.local", "web-0.hs.default.svc.cluster.local"):
+        assert ask(dns, name).header.rcode == RCODE.NXDOMAIN, name
+    assert ask(dns, "7.0.1.10.in-addr.arpa", "PTR").header.rcode == RCODE.NXDOMAIN
+    assert rdata(ask(make_dns(*objs), "10-1-0-7.web.default.svc.cluster.local")) == ["10.1.0.7"]

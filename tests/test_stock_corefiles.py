@@ -113,7 +113,10 @@ STOCK = {"kubeadm": KUBEADM, "kind": KIND, "k3s": K3S, "minikube": MINIKUBE}
 TTL = {"kubeadm": 30, "kind": 30, "k3s": 5, "minikube": 30}
 LAMEDUCK = {"kubeadm": 5.0, "kind": 5.0, "k3s": 10.0, "minikube": 5.0}
 # What an operator adds: an alias of an outside name onto a Service.
-REWRITE = "    rewrite name exact db.example.org. web.default.svc.cluster.local. answer auto\n"
+REWRITE = (
+    "    rewrite name exact db.example.org. web.default.svc.cluster.local. answer auto\n"
+    "    rewrite name suffix .mirror.example.org. .example.com. answer auto\n"  # onto an outside name
+)
 
 
 def localise(text: str, tmp_path: Path, kubeconfig: Path, upstream: str = "127.0.0.1:9") -> str:
@@ -216,6 +219,12 @@ async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(
             reply = await ask(serving, "example.com")
             assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["192.0.2.10"]
         assert upstream.count("example.com.", "A") == 1
+        # rewritten onto an outside name: asked upstream as rewritten, answered under the name asked
+        reply = await ask(serving, "www.mirror.example.org")
+        assert [rr.to_text() for rr in reply.answer] == [
+            "www.mirror.example.org. 30 IN CNAME example.com.", "example.com. 30 IN A 192.0.2.10"]
+        assert reply.question[0].name.to_text() == "www.mirror.example.org."
+        assert upstream.count("www.example.com.", "A") == 1 and upstream.count("www.mirror.example.org.") == 0
         # the operator's rewrite: the outside name answers with the Service's address, under its own name
         reply = await ask(serving, "db.example.org")
         assert [rr.to_text() for rr in reply.answer] == [f"db.example.org. {TTL[distribution]} IN A 10.96.0.5"]
