@@ -25,8 +25,9 @@ from typing import Mapping
 
 from .corefile import CorefileError, Directive, ServerBlock, Token, parse_file
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
-from .forward.settings import ForwardSettings, Stub
+from .forward.settings import ForwardSettings, Stub, parse_address
 from .hosts import HostsSettings
+from .records import is_ip
 from .rewrite import Rewrite, RewriteError, parse_rewrite
 from .serving import ServeOptions
 from .settings import POD_MODES, REVERSE_ZONES, absolute
@@ -91,7 +92,7 @@ class Cache:
 
 
 @dataclass(frozen=True, slots=True)
-class QueryLog:
+class LogPlugin:
     classes: frozenset[str] = frozenset({"all"})
     names: tuple[str, ...] = (".",)
     format: str | None = None
@@ -106,7 +107,7 @@ class Config:
     path: str = ""  # the Corefile itself
     forwards: tuple[Forward, ...] = ()  # the cluster block's first, then stub blocks'
     cache: Cache | None = None
-    query_log: QueryLog | None = None
+    query_log: LogPlugin | None = None
     loadbalance: bool = False
     loop: bool = False
     rewrites: tuple[Rewrite, ...] = ()
@@ -338,6 +339,10 @@ class _Reader:
             if (cache.min_ttl, cache.denial_min_ttl) != (5, 5):
                 self.notes.append("cache: a minimum TTL is not applied by clusterdns (records keep their own)")
         fallthrough = config.kube_fallthrough or ()
+        cluster_zone = config.options.settings.zone
+        if "." in fallthrough or any(cluster_zone == z or cluster_zone.endswith("." + z) for z in fallthrough):
+            self.notes.append(f"kubernetes fallthrough {' '.join(fallthrough)}: names in {cluster_zone} never go "
+                              "upstream in clusterdns (a miss there is NXDOMAIN)")
         if not set(REVERSE_ZONES) <= set(fallthrough) and "." not in fallthrough:
             self.notes.append("kubernetes without fallthrough in-addr.arpa ip6.arpa: clusterdns still forwards "
                               "reverse names the cluster does not own, as the stock Corefiles ask")
@@ -480,7 +485,7 @@ class _Reader:
             self.error(d, f"log {' '.join(names)}: clusterdns logs the queries of every zone (log or log . only)")
         if fmt not in (None, "{common}"):
             self.error(d, f"log format {fmt}: clusterdns writes CoreDNS's common format only")
-        config.query_log = QueryLog(frozenset(classes or {"all"}), tuple(names) or (".",), fmt)
+        config.query_log = LogPlugin(frozenset(classes or {"all"}), tuple(names) or (".",), fmt)
 
     def plugin_rewrite(self, d: Directive, config: Config, keys) -> None:
         self.no_block(d)
@@ -555,7 +560,7 @@ class _Reader:
                 reverse = False
             elif name == "fallthrough":
                 fallthrough, fall_zones = True, tuple(self.zone_of(a) for a in line.args)
-            elif _is_ip(name):
+            elif is_ip(name):
                 inline.append(" ".join([name, *values]))
             else:
                 self.error(line, _option_error("hosts", line, HOSTS_OPTIONS))
@@ -576,8 +581,9 @@ class _Reader:
 
     def stub_block(self, block: ServerBlock, keys: list[ServerKey], listen, config: Config) -> None:
         label = f"server block {block.label} ({block.where})"
-        if self.listeners(block, keys) != listen:
-            self.error(block.keys[0], f"{label} listens on {_addresses(self.listeners(block, keys))}, the kubernetes "
+        own = self.listeners(block, keys)
+        if own != listen:
+            self.error(block.keys[0], f"{label} listens on {_addresses(own)}, the kubernetes "
                                       f"block on {_addresses(listen)}: clusterdns answers every zone on the same listeners")
         forwards = [d for d in block.directives if d.name == "forward"]
         if not forwards:
@@ -622,15 +628,15 @@ class _Reader:
                 self.error(arg, f"forward to {text}: {scheme}:// upstreams are not supported by clusterdns (dns:// only)")
                 continue
             text = rest if sep else text
-            if "/" in text and not _is_address(text):
+            if "/" in text:  # a path: a resolv.conf to take the nameservers of
                 if resolv_conf is not None:
                     self.error(arg, "forward: one resolv.conf file at most")
                 resolv_conf = text
                 continue
             try:
-                upstreams.append(_upstream(text))
+                upstreams.append(parse_address(text, "forward to"))
             except ValueError as exc:
-                self.error(arg, f"forward to {text}: {exc}")
+                self.error(arg, str(exc))
         forward = Forward(zone, tuple(upstreams), resolv_conf, where=d.where)
         for line in d.block or ():
             name, values = line.name, line.values
@@ -787,36 +793,6 @@ def _zone(text: str) -> str:
     if text == ".":
         return "."
     return absolute(text)
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_address(text: str) -> bool:
-    try:
-        _upstream(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _upstream(text: str) -> tuple[str, int]:
-    if text.startswith("["):
-        host, _, port = text[1:].partition("]")
-        port = port.removeprefix(":")
-    elif text.count(":") == 1:
-        host, _, port = text.partition(":")
-    else:
-        host, port = text, ""
-    ipaddress.ip_address(host)  # ValueError names it
-    if port and not (port.isdigit() and 0 < int(port) <= 65535):
-        raise ValueError(f"port {port!r}")
-    return host, int(port) if port else 53
 
 
 def _addresses(listen: list[tuple[str, int]]) -> str:

@@ -48,7 +48,7 @@ def address_record(ip: str) -> tuple[int, str]:
     return (QTYPE.AAAA, ip) if ":" in ip else (QTYPE.A, ip)
 
 
-def _is_ip(text: str) -> bool:
+def is_ip(text: str) -> bool:
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -85,7 +85,7 @@ def service_records(service: Service, slices: list[EndpointSlice], settings: Set
     if settings.noendpoints:
         slices = []
     if service.type == "ExternalName":
-        if not _is_ip(service.external_name):  # an IP is no name to alias: NXDOMAIN, as CoreDNS
+        if not is_ip(service.external_name):  # an IP is no name to alias: NXDOMAIN, as CoreDNS
             out.add(name, QTYPE.CNAME, service.external_name + ".")
         return out.done()
     if service.headless:

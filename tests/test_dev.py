@@ -375,8 +375,8 @@ async def test_forward_relays_through_the_port_forward_subresource_and_follows_e
         assert api.port_forwards == []  # nothing opened towards the cluster before first use
 
         async def listening():
-            return bool(serving.forwards.services.get(("staging", "shop", "web"), None)
-                        and serving.forwards.services[("staging", "shop", "web")].ports)
+            return bool(serving.forwards.services.get(("staging", "shop", "web", ""), None)
+                        and serving.forwards.services[("staging", "shop", "web", "")].ports)
 
         await eventually(listening)
         assert await talk(address, port, b"hello\n") == b"A:hello\n"
@@ -406,12 +406,12 @@ async def test_forward_relays_through_the_port_forward_subresource_and_follows_e
 
         await eventually(refused)
         forwarded = next(s for s in serving.status()["contexts"][0]["services"] if s["name"] == "web")["forward"]
-        assert "no ready endpoint" in forwarded["last_error"]
+        assert "no ready endpoint with a pod serves service shop/web" in forwarded["last_error"]
         # The Service goes away: so does its listener.
         api.delete("Service", "shop", "web")
 
         async def closed():
-            return ("staging", "shop", "web") not in serving.forwards.services
+            return ("staging", "shop", "web", "") not in serving.forwards.services
 
         await eventually(closed)
     finally:
@@ -538,3 +538,51 @@ async def test_tcp_answers_and_malformed_packets_get_formerr_or_nothing(clusters
         data = await asyncio.wait_for(loop.sock_recv(sock, 512), WAIT)
     assert data[:2] == b"\x12\x34" and data[3] & 0x0F == dns.rcode.FORMERR
     assert await answers(serving, "api.shop.svc.cluster.local") == ["10.96.1.1"]  # still serving
+
+
+async def test_forward_gives_each_statefulset_pod_its_own_address(clusters, dev):
+    api = clusters["staging"]
+    echo_0, echo_1 = await echo_server(b"0:"), await echo_server(b"1:")
+    try:
+        port = free_port()
+        api.add(service("db", namespace="shop", ip="None", port=port))  # headless
+        for n, ip in (("0", "10.1.0.10"), ("1", "10.1.0.11")):
+            api.add(pod(f"db-{n}", "shop", ip))
+        members = {"db-0": "10.1.0.10", "db-1": "10.1.0.11"}
+        db_slice = slice_for("db-1", "db", "shop", members)
+        for endpoint in db_slice["endpoints"]:
+            endpoint["hostname"] = endpoint["targetRef"]["name"]
+        api.add(db_slice)
+        api.port_forward_to("shop", "db-0", 8080, echo_0.sockets[0].getsockname())
+        api.port_forward_to("shop", "db-1", 8080, echo_1.sockets[0].getsockname())
+        serving = await dev(reach=["forward"])
+        [first] = await answers(serving, "db-0.db.shop.svc.cluster.local")
+        [second] = await answers(serving, "db-1.db.shop.svc.cluster.local")
+        [either] = await answers(serving, "db.shop.svc.cluster.local")
+        assert len({first, second, either}) == 3 and all(a.startswith("127.") for a in (first, second, either))
+
+        async def listening():
+            return all(serving.forwards.services.get(("staging", "shop", "db", label)) is not None
+                       and serving.forwards.services[("staging", "shop", "db", label)].ports
+                       for label in ("", "db-0", "db-1"))
+
+        await eventually(listening)
+        assert await talk(first, port, b"a\n") == b"0:a\n"  # always that pod
+        assert await talk(second, port, b"b\n") == b"1:b\n"
+        assert await talk(either, port, b"c\n") in (b"0:c\n", b"1:c\n")
+        pods = next(s for s in serving.status()["contexts"][0]["services"] if s["name"] == "db")["pods"]
+        assert {p["name"]: p["address"] for p in pods} == {"db-0": first, "db-1": second}
+        # db-1 leaves: its name and its listener go, and its address is released.
+        db_slice["endpoints"] = db_slice["endpoints"][:1]
+        api.modify(db_slice)
+
+        async def gone():
+            return (await answers(serving, "db-1.db.shop.svc.cluster.local") == dns.rcode.NXDOMAIN
+                    and ("staging", "shop", "db", "db-1") not in serving.forwards.services)
+
+        await eventually(gone)
+        assert await talk(first, port, b"d\n") == b"0:d\n"
+    finally:
+        for server in (echo_0, echo_1):
+            server.close()
+            await server.wait_closed()

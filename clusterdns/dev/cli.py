@@ -136,4 +136,5 @@ def _running_forward_addresses(url: str | None) -> list[str]:
     status = fetch_status(url)
     if status is None:
         return []
-    return sorted({s["address"] for c in status["contexts"] for s in c["services"] if s.get("reach") == "forward"})
+    forwarded = [s for c in status["contexts"] for s in c["services"] if s.get("reach") == "forward"]
+    return sorted({s["address"] for s in forwarded} | {p["address"] for s in forwarded for p in s.get("pods", [])})

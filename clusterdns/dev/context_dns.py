@@ -128,5 +128,6 @@ class ContextDNS:
         out = []
         for key in sorted(k for k in self.cluster.objects if k[0] == "Service"):
             service = self.cluster.objects[key]
-            out.append((key[1], key[2], self.policy.decide(service)))  # type: ignore[arg-type]
+            slices = self.cluster.endpoint_slices((key[1], key[2]))
+            out.append((key[1], key[2], self.policy.decide(service, slices)))  # type: ignore[arg-type]
         return out

@@ -52,14 +52,15 @@ class ForwardedService:
     namespace: str
     name: str
     address: str
+    pod: str = ""  # a named endpoint's forward goes to this pod only
     ports: dict[int, asyncio.base_events.Server] = field(default_factory=dict)
     connections: int = 0
     failures: int = 0
     last_error: str = ""
 
 
-def pick_backend(service: Service, slices, service_port: int) -> Backend | None:
-    """A ready endpoint with a pod behind it, and the pod port for ``service_port``.
+def pick_backend(service: Service, slices, service_port: int, pod: str = "") -> Backend | None:
+    """A ready endpoint with a pod behind it (``pod``, if named), and the pod port for ``service_port``.
 
     The endpoint port is the one with the service port's name (how the
     EndpointSlice controller names them); a numeric ``targetPort`` is used
@@ -69,7 +70,7 @@ def pick_backend(service: Service, slices, service_port: int) -> Backend | None:
     if sp is None:
         return None
     for endpoint, slice_ in ready_endpoints(slices):
-        if not endpoint.target_pod:
+        if not endpoint.target_pod or (pod and endpoint.target_pod != pod):
             continue
         port = next((p.port for p in slice_.ports if p.name == sp.name and p.protocol == "TCP"), None)
         if port is None:
@@ -83,30 +84,32 @@ class PortForwards:
 
     ``open_stream(context, backend)`` opens a port-forward to the backend and
     returns a connected socket (it blocks: it runs in a thread).
-    ``backend_for(context, namespace, name, port)`` picks the endpoint for a
-    new connection, from the context's current state.
+    ``backend_for(context, namespace, name, port, pod)`` picks the endpoint
+    for a new connection (``pod`` "": any ready one), from the context's
+    current state.  Forwards are keyed by (context, namespace, Service, label):
+    label "" for the Service's own address, an endpoint's hostname for a pod's.
     """
 
     def __init__(
         self,
         open_stream: Callable[[str, Backend], socket.socket],
-        backend_for: Callable[[str, str, str, int], Backend | None],
+        backend_for: Callable[[str, str, str, int, str], Backend | None],
     ):
         self.open_stream = open_stream
         self.backend_for = backend_for
-        self.services: dict[tuple[str, str, str], ForwardedService] = {}
+        self.services: dict[tuple[str, str, str, str], ForwardedService] = {}
         self._relays: set[asyncio.Task] = set()
         self._refused: set[tuple[str, int]] = set()  # binds that failed, reported once
 
-    async def ensure(self, context: str, service: Service, address: str) -> None:
+    async def ensure(self, context: str, service: Service, address: str, label: str = "", pod: str = "") -> None:
         """Listen on ``address`` for each of ``service``'s TCP ports (and on no others)."""
-        key = (context, service.namespace, service.name)
+        key = (context, service.namespace, service.name, label)
         forwarded = self.services.get(key)
-        if forwarded is not None and forwarded.address != address:
+        if forwarded is not None and (forwarded.address, forwarded.pod) != (address, pod):
             await self.remove(key)
             forwarded = None
         if forwarded is None:
-            forwarded = self.services[key] = ForwardedService(context, service.namespace, service.name, address)
+            forwarded = self.services[key] = ForwardedService(context, service.namespace, service.name, address, pod)
         wanted = {p.port for p in service.ports if p.protocol == "TCP"}
         for port in sorted(set(forwarded.ports) - wanted):
             forwarded.ports.pop(port).close()
@@ -124,14 +127,18 @@ class PortForwards:
                     elif port < 1024:
                         hint = (" (Linux: ports below 1024 need root, unless `sudo sysctl "
                                 "net.ipv4.ip_unprivileged_port_start=0` allows them)")
-                    log.warning("cannot forward %s/%s: listening on %s port %d failed: %s%s", service.namespace,
-                                service.name, address, port, exc.strerror or exc, hint)
+                    log.warning("cannot forward %s/%s%s: listening on %s port %d failed: %s%s", service.namespace,
+                                service.name, f" (pod {pod})" if pod else "", address, port, exc.strerror or exc, hint)
                 forwarded.last_error = f"cannot listen on {address}:{port}: {exc.strerror or exc}"
                 continue
-            log.info("forwarding %s:%d to service %s/%s of context %s", address, port, service.namespace,
-                     service.name, context)
+            log.info("forwarding %s:%d to service %s/%s%s of context %s", address, port, service.namespace,
+                     service.name, f" (pod {pod})" if pod else "", context)
 
-    async def remove(self, key: tuple[str, str, str]) -> None:
+    def keys_of(self, context: str, namespace: str, name: str) -> list[tuple[str, str, str, str]]:
+        """The forwards of one Service: its own and its pods'."""
+        return [k for k in self.services if k[:3] == (context, namespace, name)]
+
+    async def remove(self, key: tuple[str, str, str, str]) -> None:
         forwarded = self.services.pop(key, None)
         if forwarded is None:
             return
@@ -144,11 +151,13 @@ class PortForwards:
         task = asyncio.current_task()
         self._relays.add(task)
         forwarded = self.services.get(key)
-        context, namespace, name = key
+        context, namespace, name, _ = key
+        pod = forwarded.pod if forwarded is not None else ""
         try:
-            backend = self.backend_for(context, namespace, name, port)
+            backend = self.backend_for(context, namespace, name, port, pod)
             if backend is None:
-                self._failed(forwarded, f"service {namespace}/{name} has no ready endpoint with a pod for port {port}")
+                which = f"pod {pod} is not a ready endpoint of" if pod else "no ready endpoint with a pod serves"
+                self._failed(forwarded, f"{which} service {namespace}/{name} port {port}")
                 return
             try:
                 remote = await asyncio.wait_for(asyncio.to_thread(self.open_stream, context, backend), CONNECT_TIMEOUT)

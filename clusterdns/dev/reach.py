@@ -7,7 +7,8 @@
   then carry the node port).
 * ``forward``: a loopback address of its own (127.x.y.z, a stable hash of
   context, namespace and name), where :mod:`.portforward` listens on the
-  Service's ports and relays to a ready pod through the API.
+  Service's ports and relays to a ready pod through the API.  Endpoints with
+  a hostname (StatefulSet pods) get an address each, relayed to that pod only.
 
 The mode comes from the Service's ``clusterdns.io/reach`` annotation, else the
 context's ``--reach``, else ``auto``: ``external`` where the Service has an
@@ -24,7 +25,7 @@ from typing import Callable, Sequence
 from dnslib import QTYPE
 
 from ..objects import EndpointSlice, Node, Service
-from ..records import service_name, service_records
+from ..records import ready_endpoints, service_name, service_records
 from ..settings import Settings
 from ..zone import RecordSets
 
@@ -37,6 +38,15 @@ NO_EXTERNAL = "has no external address (no LoadBalancer ingress, no spec.externa
 
 
 @dataclass(frozen=True)
+class PodForward:
+    """A named endpoint (a StatefulSet pod: ``db-0.db.ns.svc…``) forwarded on a loopback address of its own."""
+
+    label: str  # its name under the Service (the endpoint's hostname)
+    pod: str
+    address: str
+
+
+@dataclass(frozen=True)
 class Reach:
     """How one Service answers, as ``dev status`` shows it."""
 
@@ -46,6 +56,7 @@ class Reach:
     cname: str = ""  # LoadBalancer hostname
     node_ports: tuple[tuple[int, int], ...] = ()  # (port, nodePort) when answered with a node's address
     note: str = ""  # why there is no answer
+    pods: tuple[PodForward, ...] = ()  # forward: the named endpoints, each with its own address
 
 
 def parse_reach(values: Sequence[str], contexts: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -72,10 +83,11 @@ class LoopbackAddresses:
     """
 
     def __init__(self) -> None:
-        self._by_key: dict[tuple[str, str, str], str] = {}
-        self._owner: dict[str, tuple[str, str, str]] = {}
+        self._by_key: dict[tuple[str, ...], str] = {}
+        self._owner: dict[str, tuple[str, ...]] = {}
+        self._pods: dict[tuple[str, str, str], set[str]] = {}  # a Service → its named endpoints holding one
 
-    def address(self, key: tuple[str, str, str]) -> str:
+    def address(self, key: tuple[str, ...]) -> str:
         found = self._by_key.get(key)
         if found is not None:
             return found
@@ -90,10 +102,22 @@ class LoopbackAddresses:
                 return candidate
         raise RuntimeError("no free loopback address")  # 64 collisions in 16 million: not in practice
 
-    def release(self, key: tuple[str, str, str]) -> None:
+    def release(self, key: tuple[str, ...]) -> None:
         address = self._by_key.pop(key, None)
         if address is not None:
             del self._owner[address]
+
+    def pod_addresses(self, service: tuple[str, str, str], labels: Sequence[str]) -> list[str]:
+        """Addresses for the named endpoints ``labels`` of ``service``; those of endpoints gone are released."""
+        for gone in self._pods.get(service, set()) - set(labels):
+            self.release((*service, gone))
+        self._pods[service] = set(labels)
+        return [self.address((*service, label)) for label in labels]
+
+    def release_service(self, service: tuple[str, str, str]) -> None:
+        self.release(service)
+        for label in self._pods.pop(service, ()):
+            self.release((*service, label))
 
 
 def external_reach(service: Service, nodes: Sequence[Node]) -> Reach | None:
@@ -123,7 +147,8 @@ class ReachPolicy:
         self.loopbacks = loopbacks
         self.nodes = nodes
 
-    def decide(self, service: Service) -> Reach:
+    def decide(self, service: Service, slices: Sequence[EndpointSlice] = ()) -> Reach:
+        """How ``service`` answers; with its ``slices``, a forward also names its pods' own addresses."""
         annotated = service.exposure.reach if service.exposure is not None else ""
         mode = annotated if annotated in MODES else self.mode
         if service.type == "ExternalName" or mode == "clusterip":
@@ -134,15 +159,20 @@ class ReachPolicy:
                 return found
             if mode == "external":
                 return Reach("external", "none", note=f"service {service.name}.{service.namespace} {NO_EXTERNAL}")
-        return Reach("forward", "loopback", (self.loopbacks.address((self.context, service.namespace, service.name)),))
+        key = (self.context, service.namespace, service.name)
+        named = [(endpoint.hostname, endpoint.target_pod) for endpoint, _ in ready_endpoints(list(slices))
+                 if endpoint.hostname and endpoint.target_pod]
+        addresses = self.loopbacks.pod_addresses(key, [label for label, _ in named]) if slices else []
+        pods = tuple(PodForward(label, pod, address) for (label, pod), address in zip(named, addresses))
+        return Reach("forward", "loopback", (self.loopbacks.address(key),), pods=pods)
 
     def forget(self, namespace: str, name: str) -> None:
-        self.loopbacks.release((self.context, namespace, name))
+        self.loopbacks.release_service((self.context, namespace, name))
 
     def records(self, service: Service, slices: list[EndpointSlice], settings: Settings) -> RecordSets:
         """:func:`~clusterdns.records.service_records`, with the service name answering as :meth:`decide` says."""
         sets = service_records(service, slices, settings)
-        reach = self.decide(service)
+        reach = self.decide(service, slices)
         if reach.mode == "clusterip":
             return sets
         name = service_name(service, settings)
@@ -157,6 +187,11 @@ class ReachPolicy:
             _use_node_ports(sets, name, dict(reach.node_ports))
             own = {**own, **({QTYPE.SRV: sets[name][QTYPE.SRV]} if QTYPE.SRV in sets.get(name, {}) else {})}
         sets[name] = own
+        for forwarded in reach.pods:  # db-0.db.ns.svc…: that pod's own loopback address
+            pod_name = f"{forwarded.label}.{name}"
+            if pod_name in sets:
+                kept = {t: rds for t, rds in sets[pod_name].items() if t not in (QTYPE.A, QTYPE.AAAA)}
+                sets[pod_name] = {**kept, QTYPE.A: (forwarded.address,)}
         return sets
 
 

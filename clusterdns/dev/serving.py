@@ -306,20 +306,25 @@ class DevServing:
     async def _follow(self, dns: ContextDNS, ref: tuple[str, str]) -> None:
         """Keep the port-forward listeners of one Service as its answer says."""
         service = dns.cluster.service(ref)
-        key = (dns.context.name, *ref)
-        reach = dns.policy.decide(service) if service is not None else None
+        context = dns.context.name
+        reach = dns.policy.decide(service, dns.cluster.endpoint_slices(ref)) if service is not None else None
+        wanted = {}  # label → (address, pod)
+        if reach is not None and reach.mode == "forward":
+            wanted[""] = (reach.addresses[0], "")
+            wanted.update((p.label, (p.address, p.pod)) for p in reach.pods)
         async with self._forward_lock:
-            if reach is not None and reach.mode == "forward":
-                await self.forwards.ensure(dns.context.name, service, reach.addresses[0])
-            else:
-                await self.forwards.remove(key)
+            for key in self.forwards.keys_of(context, *ref):
+                if key[3] not in wanted:
+                    await self.forwards.remove(key)
+            for label, (address, pod) in wanted.items():
+                await self.forwards.ensure(context, service, address, label, pod)
 
-    def _backend_for(self, context: str, namespace: str, name: str, port: int) -> Backend | None:
+    def _backend_for(self, context: str, namespace: str, name: str, port: int, pod: str) -> Backend | None:
         dns = next((d for d in self.contexts if d.context.name == context), None)
         service = dns.cluster.service((namespace, name)) if dns else None
         if service is None:
             return None
-        return pick_backend(service, dns.cluster.endpoint_slices((namespace, name)), port)
+        return pick_backend(service, dns.cluster.endpoint_slices((namespace, name)), port, pod)
 
     # ------------------------------------------------------------------ state
 
@@ -337,7 +342,9 @@ class DevServing:
                          "addresses": list(reach.addresses), "cname": reach.cname,
                          "node_ports": [list(p) for p in reach.node_ports], "note": reach.note}
                 entry["address"] = reach.addresses[0] if reach.addresses else reach.cname
-                forwarded = self.forwards.services.get((dns.context.name, namespace, name)) if self.forwards else None
+                if reach.pods:
+                    entry["pods"] = [{"name": p.label, "pod": p.pod, "address": p.address} for p in reach.pods]
+                forwarded = self.forwards.services.get((dns.context.name, namespace, name, "")) if self.forwards else None
                 if forwarded is not None:
                     entry["forward"] = {"ports": sorted(forwarded.ports), "connections": forwarded.connections,
                                         "failures": forwarded.failures, "last_error": forwarded.last_error}

@@ -34,7 +34,9 @@ from .upstream import Upstream
 log = logging.getLogger("clusterdns.forward")
 
 SERVFAIL, REFUSED = RCODE.SERVFAIL, RCODE.REFUSED
+HIT, UPSTREAM, STALE, FAILED, REJECTED = "hit", "upstream", "stale", "failed", "rejected"  # how _lookup answered
 MAX_CNAME_CHAIN = 8
+MAX_IN_FLIGHT = 10_000  # the bound when max_concurrent is 0 ("no limit", as a Corefile may say)
 
 
 @dataclass
@@ -133,32 +135,41 @@ class Forwarder:
         if query.name in self.probes:
             self.probes_seen.add(query.name)  # our loop probe came back: never send it on (see loop.py)
             return Outcome(error_response(query, SERVFAIL, payload, (OTHER, "forwarding loop: this query came back")), SERVFAIL, None)
-        entry, fresh = self.cache.get(query.key)
-        if fresh:
-            return Outcome(self._deliver(entry, query, udp), entry.rcode, True)
-        stale = entry
         group = self.group_for(query.name)
         if group is None:  # only stubs configured, and none matches
             why = (NOT_AUTHORITATIVE, "outside the cluster zones and no forward zone matches")
             return Outcome(error_response(query, REFUSED, payload, why), REFUSED, None)
-        if self.settings.max_concurrent and self.waiting >= self.settings.max_concurrent:
+        entry, how = await self._lookup(query.key, group, query.question, query)
+        if how == REJECTED:
+            why = (OTHER, f"too many forwarded queries waiting (max_concurrent {self.settings.max_concurrent})")
+            return Outcome(error_response(query, REFUSED, payload, why), REFUSED, None)
+        if entry is None:
+            why = (NO_REACHABLE_AUTHORITY, self._failures.get(query.key) or "no upstream answered")
+            return Outcome(error_response(query, SERVFAIL, payload, why), SERVFAIL, False)
+        return Outcome(self._deliver(entry, query, udp, stale=how == STALE), entry.rcode, how in (HIT, STALE))
+
+    async def _lookup(self, key: bytes, group: Group, question: bytes, query: ClientQuery) -> tuple[Entry | None, str]:
+        """(entry, how) for a question: from the cache, from upstream, stale, or (None, failed/rejected)."""
+        entry, fresh = self.cache.get(key)
+        if fresh:
+            return entry, HIT
+        stale = entry
+        if self.waiting >= (self.settings.max_concurrent or MAX_IN_FLIGHT):
             self.stats.rejected += 1
             if self.metrics is not None:
                 self.metrics.count_forward_reject()
-            why = (OTHER, f"too many forwarded queries waiting (max_concurrent {self.settings.max_concurrent})")
-            return Outcome(error_response(query, REFUSED, payload, why), REFUSED, None)
+            return None, REJECTED
         self.waiting += 1
         try:
-            entry = await self._resolution(query.key, group, query.question, query)
+            entry = await self._resolution(key, group, question, query)
         finally:
             self.waiting -= 1
         if entry is not None:
-            return Outcome(self._deliver(entry, query, udp), entry.rcode, False)
+            return entry, UPSTREAM
         if stale is not None:
             self.stats.stale_served += 1
-            return Outcome(self._deliver(stale, query, udp, stale=True), stale.rcode, True)
-        why = (NO_REACHABLE_AUTHORITY, self._failures.get(query.key) or "no upstream answered")
-        return Outcome(error_response(query, SERVFAIL, payload, why), SERVFAIL, False)
+            return stale, STALE
+        return None, FAILED
 
     def _deliver(self, entry: Entry, query: ClientQuery, udp: bool, stale: bool = False) -> bytes:
         age = None if stale else entry.age(self.clock())
@@ -263,14 +274,11 @@ class Forwarder:
         upstream_rcode = SERVFAIL
         if query is not None and group is not None:
             question = name_question(target, qtype)
-            key = question_key(question, query.do, query.cd)
-            entry, fresh = self.cache.get(key)
-            if not fresh:
-                stale = entry
-                entry = await self._resolution(key, group, question, query)
-                entry, fresh = (entry, True) if entry is not None else (stale, False)
-            if entry is not None:
-                age = entry.age(self.clock()) if fresh else None
+            entry, how = await self._lookup(question_key(question, query.do, query.cd), group, question, query)
+            if how == REJECTED:
+                upstream_rcode = REFUSED
+            elif entry is not None:
+                age = None if how == STALE else entry.age(self.clock())
                 upstream = DNSRecord.parse(for_client(entry.message, entry.ttls, age, _as_query(question), False, 0))
                 upstream_rcode = entry.rcode
                 chain = len(cnames)

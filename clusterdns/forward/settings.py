@@ -25,7 +25,7 @@ class ForwardSettings:
     upstreams: tuple[Address, ...]
     stubs: tuple[Stub, ...] = ()
     policy: str = "random"  # CoreDNS forward's default
-    max_concurrent: int = 1000  # forwarded queries in flight before REFUSED (kubeadm's Corefile: 1000)
+    max_concurrent: int = 1000  # forwarded queries in flight before REFUSED (kubeadm's Corefile: 1000); 0: 10,000
     cache_size: int = 10_000  # entries, each for success and for denial (CoreDNS cache's default)
     cache_max_ttl: int = 3600  # seconds a success is kept at most
     denial_max_ttl: int = 1800  # seconds a denial (NXDOMAIN, NODATA) is kept at most
