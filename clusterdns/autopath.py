@@ -12,10 +12,12 @@ first candidate that exists, followed by that candidate's records.
   is the node's, shared by many), pods whose dnsPolicy is not ClusterFirst,
   and pods whose dnsConfig adds search domains (the server would skip them)
   get ordinary answers.
-* When the asked name itself exists, or nothing in the cluster does and the
-  name as written is outside the cluster zones (it would need forwarding),
-  the ordinary answer is given: the resolver goes on with its own walk, so
-  the final answer is the same as without autopath.
+* When the asked name itself exists, the ordinary answer is given.  When
+  nothing in the cluster does, the name as written is asked upstream
+  (through forwarding: the forwarder completes the CNAME, as for an
+  ExternalName); without forwarding the ordinary NXDOMAIN is given and the
+  resolver goes on with its own walk.  Either way the final answer is the
+  same as without autopath.
 * The answer depends on the pod's namespace, not on the pod: the wire cache
   keeps it under the namespace and the question.
 """
@@ -61,26 +63,29 @@ class Autopath:
             self._suffixes[namespace] = wire
         return wire
 
-    def resolve(self, query: DNSRecord, namespace: str) -> tuple[DNSRecord | None, frozenset[str]]:
-        """The autopath answer to ``query`` (None: answer it ordinarily), and the names it read."""
+    def resolve(self, query: DNSRecord, namespace: str) -> tuple[DNSRecord | None, frozenset[str], bool]:
+        """The autopath answer to ``query`` (None: answer it ordinarily), the names it read, and
+        whether it is a CNAME to the name as written, outside the zones, to be completed upstream."""
         read: set[str] = set()
-        reply = self._resolve(query, namespace, read)
-        return reply, frozenset(read)
+        reply, outside = self._resolve(query, namespace, read)
+        return reply, frozenset(read), outside
 
-    def _resolve(self, query: DNSRecord, namespace: str, read: set[str]) -> DNSRecord | None:
+    def _resolve(self, query: DNSRecord, namespace: str, read: set[str]) -> tuple[DNSRecord | None, bool]:
         if len(query.questions) != 1 or query.header.opcode != 0:
-            return None
+            return None, False
         question = query.questions[0]
         name = str(question.qname).lower()
         zone_name = self.zone.settings.zone
         suffix = f".{namespace}.svc.{zone_name}"
         if not name.endswith(suffix) or question.qtype in (QTYPE.AXFR, QTYPE.IXFR):
-            return None
+            return None, False
         base = name[: -len(suffix)]
         opts = [rr for rr in query.ar if rr.rtype == QTYPE.OPT]
         for candidate in (name, f"{base}.svc.{zone_name}", f"{base}.{zone_name}", f"{base}."):
             if self.zone.origin_for(candidate) is None:
-                return None  # outside the cluster zones: the resolver asks it itself (forwarded)
+                # Nothing in the cluster: the name as written, through forwarding (the CNAME alone
+                # here; the forwarder adds the upstream's records, or its NXDOMAIN).
+                return _chained(query, candidate, None, self.zone.settings.ttl), True
             sub = DNSRecord(
                 DNSHeader(id=query.header.id, rd=query.header.rd, cd=query.header.cd),
                 questions=[DNSQuestion(candidate, question.qtype, question.qclass)],
@@ -91,16 +96,22 @@ class Autopath:
             if reply.header.rcode == RCODE.NXDOMAIN:
                 continue
             if reply.header.rcode != RCODE.NOERROR or candidate == name:
-                return None  # SERVFAIL before sync, or the asked name exists: the ordinary answer
-            return _chained(query, candidate, reply, self.zone.settings.ttl)
-        return None
+                return None, False  # SERVFAIL before sync, or the asked name exists: the ordinary answer
+            return _chained(query, candidate, reply, self.zone.settings.ttl), False
+        return None, False
 
 
-def _chained(query: DNSRecord, candidate: str, reply: DNSRecord, ttl: int) -> DNSRecord:
-    """``asked CNAME candidate`` followed by the candidate's answer."""
-    header = DNSHeader(id=query.header.id, qr=1, aa=1, rd=query.header.rd, cd=query.header.cd, rcode=reply.header.rcode)
+def _chained(query: DNSRecord, candidate: str, reply: DNSRecord | None, ttl: int) -> DNSRecord:
+    """``asked CNAME candidate`` followed by the candidate's answer (None: the CNAME alone)."""
+    rcode = reply.header.rcode if reply is not None else RCODE.NOERROR
+    header = DNSHeader(id=query.header.id, qr=1, aa=1, rd=query.header.rd, cd=query.header.cd, rcode=rcode)
     out = DNSRecord(header, questions=list(query.questions))
     out.add_answer(RR(query.questions[0].qname, QTYPE.CNAME, ttl=ttl, rdata=CNAME(candidate)))
+    if reply is None:
+        for rr in query.ar:
+            if rr.rtype == QTYPE.OPT:
+                out.add_ar(rr)
+        return out
     for rr in reply.rr:
         out.add_answer(rr)
     for rr in reply.auth:

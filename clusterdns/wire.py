@@ -247,7 +247,8 @@ class Responder:
         """The autopath answer for a pod in ``namespace``; None: answer it ordinarily.
 
         Kept in the question tier under the namespace too (b"\xff" cannot start a
-        normal key); b"" stored means "ordinary", so a repeat costs one lookup.
+        normal key), marked: b"A" + the answer, b"C" + a CNAME for the forwarder to
+        complete (CHASE), or b"" for "ordinary", so a repeat costs one lookup.
         """
         question = parse_question(data, self.max_udp)
         if question is None or not question.key[: question.qname_end - 12].endswith(self.autopath.suffix(namespace)):
@@ -257,15 +258,23 @@ class Responder:
         hit = cached is not None
         if cached is None:
             try:
-                reply, names = self.autopath.resolve(parse_query(data), namespace)
+                reply, names, outside = self.autopath.resolve(parse_query(data), namespace)
             except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
-                reply, names = None, ()
-            stored = bytes(reply.pack()) if reply is not None else b""
+                reply, names, outside = None, (), False
+            if reply is None or outside and not self.forwarding:
+                stored = b""
+            else:
+                stored = (b"C" if outside else b"A") + bytes(reply.pack())
             self.cache.keep_question(key, stored, None, tuple(names))
         else:
             stored = cached[0]
         if not stored:
             return None
+        kind, stored = stored[:1], stored[1:]
+        if kind == b"C":
+            self.misses += 1
+            partial = data[:2] + stored[2:12] + data[12 : question.qname_end] + stored[question.qname_end :]
+            return partial, question.qtype, CHASE, False
         if hit:
             self.hits += 1
         else:

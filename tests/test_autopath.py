@@ -51,16 +51,31 @@ def resolver(port: int) -> dns.resolver.Resolver:
     return res
 
 
+def counted(server: RunningServer) -> RunningServer:
+    """Count the queries the server's listeners hand to its responder (answered here or forwarded)."""
+    responder = server.dns.responder
+    if not hasattr(responder, "queries"):
+        responder.queries = 0
+        respond = responder.respond
+
+        def counting(*args):
+            responder.queries += 1
+            return respond(*args)
+
+        responder.respond = counting
+    return server
+
+
 def lookup(server: RunningServer, name: str, rdtype: str, source: str) -> tuple[str, int]:
     """(final answer as text, round trips the server saw)."""
-    before = server.call(lambda: server.dns.responder.hits + server.dns.responder.misses)
+    responder = counted(server).dns.responder
+    before = server.call(lambda: responder.queries)
     try:
         result = resolver(server.port).resolve(name, rdtype, source=source)
         final = f"{result.canonical_name} " + " ".join(sorted(rd.to_text() for rd in result.rrset))
     except dns.exception.DNSException as exc:
         final = type(exc).__name__
-    after = server.call(lambda: server.dns.responder.hits + server.dns.responder.misses)
-    return final, after - before
+    return final, server.call(lambda: responder.queries) - before
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +104,46 @@ def test_round_trips(servers):
     assert counts["kubia.default.svc.cluster.local"] == (4, 1)
     assert counts["example.com"] == (4, 4)  # nothing in the cluster: the walk is the client's (no forwarding here)
     print("round trips (without autopath, with):", counts)
+
+
+@pytest.fixture(scope="module")
+def forwarding(tmp_path_factory):
+    """The same pair, forwarding to a test upstream on 127.0.0.1 (example.com has an address there)."""
+    from clusterdns.forward import ForwardSettings
+
+    from .upstreams import FakeUpstream
+
+    pods = tmp_path_factory.mktemp("pods") / "pods.yaml"
+    pods.write_text(PODS)
+    with FakeUpstream() as upstream:
+        forward = ForwardSettings(upstreams=((upstream.host, upstream.port),), loop_check=False)
+        with RunningServer([ZONES, pods], settings=Settings(pods="verified"), forward=forward) as plain, \
+                RunningServer([ZONES, pods], settings=Settings(pods="verified", autopath=True), forward=forward) as searched:
+            yield plain, searched, upstream
+
+
+@pytest.mark.parametrize("name,rdtype", NAMES + [("nosuch.example", "A")])
+def test_with_forwarding_outside_names_are_tried_as_written_by_the_server(forwarding, name, rdtype):
+    plain, searched, _ = forwarding
+    without, trips_without = lookup(plain, name, rdtype, "127.0.0.5")
+    with_autopath, trips_with = lookup(searched, name, rdtype, "127.0.0.5")
+    assert with_autopath == without
+    assert trips_with <= trips_without
+
+
+def test_round_trips_with_forwarding(forwarding):
+    plain, searched, upstream = forwarding
+    names = NAMES + [("nosuch.example", "A")]
+    counts = {name: (lookup(plain, name, t, "127.0.0.5")[1], lookup(searched, name, t, "127.0.0.5")[1]) for name, t in names}
+    assert counts["example.com"] == (4, 1)  # found upstream: one round trip
+    assert counts["nosuch.example"][1] == 4  # NXDOMAIN upstream too: the pod's resolver walks on
+    assert counts["kubia.default"] == (2, 1)
+    print("round trips with forwarding (without autopath, with):", counts)
+    reply = resolver(searched.port).resolve("example.com", "A", source="127.0.0.5").response
+    assert [rrset.to_text() for rrset in reply.answer] == [
+        "example.com.shop.svc.cluster.local. 5 IN CNAME example.com.",
+        "example.com. 300 IN A 192.0.2.10",
+    ]
 
 
 def test_the_answer_is_a_cname_to_the_first_candidate_that_exists(servers):
