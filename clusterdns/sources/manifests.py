@@ -279,6 +279,7 @@ class ManifestSource:
                 stable = {p for p, sig in now.items() if sig == changed[p]}
                 changed = {p: sig for p, sig in now.items() if sig is not None and sig != changed[p]}
                 if stable:
+                    scan.files.update((p, now[p]) for p in stable)  # what was read: their settled signatures
                     await self._apply(scan, stable, set())
             self._set_settling({})
 
