@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 from . import heap, rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
+from .events import Replace
 from .forward import Forwarder, ForwardSettings
-from .forward.loop import find_loop
+from .forward.loop import arm, find_loop
 from .hosts import Hosts, HostsSettings
 from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
@@ -36,7 +37,7 @@ from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between housekeeping rounds (log flushes, the API-contact check)
-BIG_BATCH = 1000  # watch events in one batch worth freezing the heap after (see _freeze_heap)
+BIG_BATCH = 1000  # objects in one batch of watch events worth freezing the heap after (see _freeze_heap)
 # Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
 STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
@@ -136,6 +137,8 @@ class Serving:
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)
+            if options.forward.loop_check:
+                arm(self.forwarder)  # know every probe name of this launch before the listeners open
             self.forwarder.loadbalance = options.loadbalance
         if options.rewrites:  # only then: the responder's own respond stays the hot path
             self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
@@ -353,7 +356,8 @@ class Serving:
     def _kube_events(self, events) -> None:
         was_synced = self.dns.synced
         self.dns.sink(events)
-        if len(events) >= BIG_BATCH or (self.dns.synced and not was_synced):
+        size = sum(len(e.objects) if isinstance(e, Replace) else 1 for e in events)
+        if size >= BIG_BATCH or (self.dns.synced and not was_synced):  # a (re)list, or the first sync
             _freeze_heap()
         self._api_back()
         for kind in self.dns.cluster.synced:
