@@ -578,12 +578,28 @@ def _workers(given: int | None, parser: argparse.ArgumentParser) -> int:
     return given
 
 
+# The serve flags that still mean something beside --corefile; every other one would be silently ignored.
+COREFILE_FLAGS = frozenset({"corefile", "relocate", "manifests", "workers", "log_level", "reuse_port", "help"})
+
+
+def flags_beside_corefile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
+    """The serve flags given with --corefile that it would ignore (the Corefile sets them)."""
+    allowed = COREFILE_FLAGS | ({"http"} if args.reuse_port else set())  # an extra worker gets --http ''
+    return [action.option_strings[0] for action in parser._actions
+            if action.option_strings and action.dest not in allowed
+            and getattr(args, action.dest, action.default) != action.default]
+
+
 def corefile_options(args: argparse.Namespace, parser: argparse.ArgumentParser):
     """``serve --corefile``: (ServeOptions, Config, prepare) from the Corefile; None (errors logged) if it has errors.
 
     ``prepare`` turns a Config into ServeOptions with the command line's
     ``--relocate`` and ``--manifests`` applied; a reload uses it again.
     """
+    ignored = flags_beside_corefile(args, parser)
+    if ignored:
+        parser.error(f"{', '.join(ignored)}: not used with --corefile, which sets every serve option; "
+                     "edit the Corefile, or move its listeners with --relocate")
     args.workers = _workers(args.workers, parser)
     moves = {}
     for text in args.relocate or ():

@@ -60,7 +60,7 @@ class Serve:
 
     def __init__(self, *args: str, listen: str = "127.0.0.1:0", http: str | None = "127.0.0.1:0"):
         argv = [*CLI, "serve", *args]
-        if "--upstream" not in args:
+        if "--upstream" not in args and "--corefile" not in args:
             argv.append("--no-forward")  # never the machine's resolv.conf: tests talk to 127.0.0.1 only
         if listen:
             argv += ["--listen", listen]

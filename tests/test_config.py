@@ -179,6 +179,29 @@ def test_serve_refuses_a_corefile_with_errors_with_status_2(tmp_path, caplog):
     assert f'{bad}:3: plugin "dnssec" is not supported by clusterdns' in caplog.text
 
 
+def test_serve_refuses_flags_a_corefile_would_silently_override(tmp_path, capsys):
+    # --no-forward or --upstream beside a Corefile that forwards to /etc/resolv.conf must not be a quiet no-op
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(".:53 {\n kubernetes cluster.local\n forward . /etc/resolv.conf\n}\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--corefile", str(corefile), "--no-forward", "--listen", "127.0.0.1:0", "--ttl", "9"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--ttl, --listen, --no-forward: not used with --corefile" in err and "--relocate" in err
+
+
+def test_the_flags_kept_beside_a_corefile_are_not_refused(tmp_path):
+    from clusterdns.cli import build_parser, flags_beside_corefile
+
+    parser = build_parser()
+    serve = parser._subparsers._group_actions[0].choices["serve"]
+    args = parser.parse_args(["serve", "--corefile", "C", "--manifests", "zones", "--relocate", "*=127.0.0.1",
+                              "--workers", "2", "--log-level", "debug"])
+    assert flags_beside_corefile(args, serve) == []
+    worker = parser.parse_args(["serve", "--corefile", "C", "--workers", "1", "--reuse-port", "--http", ""])
+    assert flags_beside_corefile(worker, serve) == []  # what workers.py gives an extra worker
+
+
 def test_forward_takes_the_nameservers_of_a_resolv_conf(tmp_path):
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("search example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n")  # documentation addresses
