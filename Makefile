@@ -20,9 +20,12 @@ $(BIN)/.installed: pyproject.toml
 	  touch $@'
 
 # Forwarding is off unless you name resolvers: make serve UPSTREAM=192.0.2.53 (or UPSTREAM=/etc/resolv.conf).
+# Ports in use: make serve LISTEN=127.0.0.1:5354 HTTP=127.0.0.1:8081 (HTTP='' turns /health etc. off).
 UPSTREAM ?=
+LISTEN ?= 127.0.0.1:5353
+HTTP ?= 127.0.0.1:8080
 serve: $(BIN)/.installed
-	$(BIN)/clusterdns serve --manifests zones --listen 127.0.0.1:5353 $(if $(UPSTREAM),--upstream $(UPSTREAM),--no-forward)
+	$(BIN)/clusterdns serve --manifests zones --listen $(LISTEN) $(if $(filter 127.0.0.1:8080,$(HTTP)),,--http '$(HTTP)') $(if $(UPSTREAM),--upstream $(UPSTREAM),--no-forward)
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check clusterdns tests bench
