@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="print one line per query on stdout in CoreDNS's log format; optionally only responses of these "
         "classes: success, denial (NXDOMAIN/NODATA), error, all (CoreDNS's log { class ... }; default all)",
     )
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                       help="how much to log on stderr (default info)")
     abuse = serve.add_argument_group("abuse limits")
     abuse.add_argument(
         "--max-udp-size", type=int, default=1232, metavar="BYTES",
@@ -187,7 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--records", action="store_true", help="also print every record that would be served")
 
-    records = commands.add_parser("records", help="print every record the manifests produce, in zone-file form")
+    records = commands.add_parser(
+        "records", help="print every record the manifests produce, in zone-file form",
+        description="Print every record the manifests produce, one per line in zone-file form (owner, TTL, class, "
+        "type, data), as served; errors in the manifests go to stderr and the status is 1.",
+    )
     _add_input_options(records, kube=False)
     _add_zone_options(records)
 

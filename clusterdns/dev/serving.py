@@ -91,7 +91,8 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="POD-NAME.NS.pod.ZONE and its PTR for every running pod (watches pods)")
     parser.add_argument("--startup-timeout", type=float, default=5.0, metavar="SECONDS",
                         help="wait this long for the contexts' first sync before answering (default %(default)s)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="how much to log on stderr (default info)")
 
 
 def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> DevOptions:
