@@ -142,6 +142,22 @@ class RunningServer:
             except TimeoutError:
                 return None
 
+    def send_raw_or_drop(self, payload: bytes, timeout: float = 3.0) -> bytes | None:
+        """One raw UDP datagram, then a good query from the same socket: the reply to the datagram, or None if the
+        probe's reply came first, which means the datagram was dropped (the server answers a socket's datagrams in
+        order, synchronously, when nothing is forwarded). No fixed wait for a drop."""
+        import socket
+
+        probe_id = (int.from_bytes(payload[:2].ljust(2, b"\0"), "big") ^ 0xFFFF)
+        probe = dns.message.make_query("web.default.svc.cluster.local", "A")
+        probe.id = probe_id
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(timeout)
+            s.sendto(payload, (self.host, self.port))
+            s.sendto(probe.to_wire(), (self.host, self.port))
+            reply = s.recv(65535)  # a timeout here is a failure: the probe always gets an answer
+            return None if reply[:2] == probe_id.to_bytes(2, "big") else reply
+
 
 def answers(response: dns.message.Message, rdtype: str | None = None) -> list[str]:
     """Answer-section rdata as text, sorted; only ``rdtype`` if given."""

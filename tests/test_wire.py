@@ -211,9 +211,9 @@ def test_trailing_garbage_after_the_question_is_formerr(server, edns, garbage):
 
 
 def test_too_short_and_responses_are_dropped(server):
-    assert server.send_raw(b"\x12\x34\x01") is None
+    assert server.send_raw_or_drop(b"\x12\x34\x01") is None
     response = dns.message.make_response(dns.message.make_query("web.default.svc.cluster.local", "A"))
-    assert server.send_raw(response.to_wire(), timeout=0.3) is None
+    assert server.send_raw_or_drop(response.to_wire()) is None
     assert answers(server.query("web.default.svc.cluster.local")) == ["10.96.0.100"]  # still serving
 
 
@@ -236,8 +236,7 @@ def _apply(seed, flips):
 @given(packet=_mutations())
 def test_random_and_mutated_packets_never_crash_or_hang(server, packet):
     expect_drop = len(packet) < 12 or bool(packet[2] & 0x80)
-    # loopback replies take well under a millisecond: a short wait is enough to see a drop
-    reply = server.send_raw(packet, timeout=0.1 if expect_drop else 2.0)
+    reply = server.send_raw_or_drop(packet)
     if reply is not None:
         assert reply[:2] == packet[:2]  # any reply is for this query
         assert reply[2] & 0x80  # and is a response
