@@ -342,3 +342,18 @@ def _sample(metrics: Metrics, name: str, **labels) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def test_a_cname_chain_through_the_upstream_stops_after_eight_steps(tmp_path):
+    from .upstreams import RECORDS, _table
+
+    chain = "\n".join(f"c{i}.example.com. 60 IN CNAME c{i + 1}.example.com." for i in range(1, 12))
+    records = {**RECORDS, **_table(chain + "\nc12.example.com. 60 IN A 192.0.2.99")}
+    (tmp_path / "long.yaml").write_text(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: long, namespace: default}\n"
+        "spec: {type: ExternalName, externalName: c1.example.com}\n"
+    )
+    with FakeUpstream(records=records) as upstream, RunningServer([ZONES, tmp_path], forward=settings(upstream)) as server:
+        reply = server.query("long.default.svc.cluster.local", "A")
+    cnames = [r for r in reply.answer if r.rdtype == dns.rdatatype.CNAME]
+    assert len(cnames) == 8 and not answers(reply, "A")  # the cluster's CNAME and seven from upstream, then it stops

@@ -201,6 +201,10 @@ async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(
         (tmp_path / "coredns" / "custom").mkdir(parents=True)
         (tmp_path / "coredns" / "NodeHosts").write_text("172.18.0.2 k3s-server\n")
         (tmp_path / "coredns" / "custom" / "alias.override").write_text(REWRITE)
+        corp = FakeUpstream().start()  # and a stub domain as a whole server block in custom/*.server
+        request.addfinalizer(corp.stop)
+        (tmp_path / "coredns" / "custom" / "corp.server").write_text(
+            f"corp.example:53 {{\n    errors\n    cache 30\n    forward . 127.0.0.1:{corp.port}\n}}\n")
     else:  # elsewhere the operator edits the ConfigMap: the rewrite goes before the closing brace
         text = text.rstrip().removesuffix("}") + REWRITE + "}\n"
     path = tmp_path / "Corefile"
@@ -229,6 +233,10 @@ async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(
         reply = await ask(serving, "db.example.org")
         assert [rr.to_text() for rr in reply.answer] == [f"db.example.org. {TTL[distribution]} IN A 10.96.0.5"]
         assert reply.question[0].name.to_text() == "db.example.org."
+        if distribution == "k3s":  # the stub domain of custom/corp.server went to its own upstream
+            reply = await ask(serving, "app.corp.example")
+            assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["198.51.100.7"]
+            assert corp.count("app.corp.example.", "A") == 1 and upstream.count("app.corp.example.") == 0
         if distribution in ("k3s", "minikube"):  # their hosts entries
             name, address = ("k3s-server", "172.18.0.2") if distribution == "k3s" else ("host.minikube.internal", "192.168.49.1")
             reply = await ask(serving, name)

@@ -64,19 +64,22 @@ SOAS = {origin: RR.fromZone(line)[0] for origin, line in SOA_LINES.items()}
 
 
 def resolve(query: DNSRecord, records=RECORDS) -> DNSRecord:
-    """The test world's answer: records (following one CNAME), NXDOMAIN/NODATA with the SOA."""
+    """The test world's answer: records (following CNAMEs, as a recursive resolver), NXDOMAIN/NODATA with the SOA."""
     reply = query.reply()  # RD copied, RA set
     q = query.q
     name = str(q.qname).lower()
-    found = records.get((name, q.qtype))
-    cname = records.get((name, QTYPE.CNAME))
-    if cname and q.qtype != QTYPE.CNAME:
+    cname = None
+    for _ in range(16):
+        cname = records.get((name, QTYPE.CNAME)) if q.qtype != QTYPE.CNAME else None
+        if not cname:
+            break
         reply.add_answer(*cname)
-        found = records.get((str(cname[0].rdata.label).lower(), q.qtype))
+        name = str(cname[0].rdata.label).lower()
+    found = records.get((name, q.qtype))
     if found:
         reply.add_answer(*found)
         return reply
-    exists = cname or any(owner == name for owner, _ in records)
+    exists = any(owner == name for owner, _ in records)  # the rcode is the last name's (RFC 6604)
     if not exists:
         reply.header.rcode = RCODE.NXDOMAIN
     origin = max((o for o in SOAS if o == "." or name == o or name.endswith("." + o)), key=len)
