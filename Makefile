@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: serve test bench bench-scale check clean
+.PHONY: serve test bench bench-scale soak check clean
 
 # Runs a command holding an exclusive lock on a file (flock(2) through Python: no util-linux needed).
 WITH_LOCK = $(PYTHON) -c 'import fcntl, os, subprocess, sys; fcntl.flock(os.open(sys.argv[1], os.O_CREAT | os.O_RDWR), fcntl.LOCK_EX); sys.exit(subprocess.call(sys.argv[2:]))'
@@ -38,6 +38,10 @@ bench: $(BIN)/.installed
 # memory, start-up and churn at 10,000 services (and 150,000 pods); docs/benchmark.md
 bench-scale: $(BIN)/.installed
 	$(BIN)/python bench/scale.py $(BENCH_ARGS)
+
+# every fault of issue 8 against a real server, one row each, loopback only, under 10 minutes; docs/reliability.md
+soak: $(BIN)/.installed
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) $(VENV).lock build *.egg-info

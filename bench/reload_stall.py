@@ -84,7 +84,7 @@ def main() -> int:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(args.checkout.resolve())}
     help_text = subprocess.run([sys.executable, "-m", "clusterdns.cli", "serve", "--help"], env=env,
-                               capture_output=True, text=True).stdout
+                               capture_output=True, text=True, cwd=tempfile.gettempdir()).stdout
     extra = ["--no-forward"] if "--no-forward" in help_text else []
     proc = subprocess.Popen(
         [sys.executable, "-m", "clusterdns.cli", "serve", "--manifests", str(zones), "--listen", f"127.0.0.1:{port}",

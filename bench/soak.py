@@ -46,23 +46,37 @@ import dns.rcode
 import dns.rdatatype
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.fake_apiserver, the checkout's own clusterdns
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # tests.fake_apiserver and bench/abuse.py
 
 CLI = [sys.executable, "-m", "clusterdns.cli"]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 TOTAL_BUDGET = 570.0  # seconds for the whole run: make soak stays under 10 minutes
 ZONE = "cluster.local"
+STALL_BOUND_MS = 250  # big reload: no answer may wait longer (it was 600-1,300 ms)
 FLOOD_RSS_BOUND_MB = 100  # unique-name flood: RSS may grow by at most this (bounded caches)
 
 
 # --------------------------------------------------------------------------- a server under test
 
 
+def serve_argv(*args: str) -> list[str]:
+    """``clusterdns serve`` with forwarding off (a checkout from before --no-forward never forwards)."""
+    global _NO_FORWARD
+    if _NO_FORWARD is None:
+        usage = subprocess.run([*CLI, "serve", "--help"], env=ENV, capture_output=True, text=True,
+                               cwd=tempfile.gettempdir()).stdout  # not the checkout: -m would import it
+        _NO_FORWARD = ["--no-forward"] if "--no-forward" in usage else []
+    return [*CLI, "serve", *_NO_FORWARD, *args]
+
+
+_NO_FORWARD: list[str] | None = None
+
+
 class Server:
     """``clusterdns serve`` as a process: its ports (read from its log), its log, its RSS."""
 
     def __init__(self, *args: str, workdir: Path, http: str = "127.0.0.1:0", wait: bool = True):
-        argv = [*CLI, "serve", "--no-forward", "--listen", "127.0.0.1:0", *args]
+        argv = serve_argv("--listen", "127.0.0.1:0", *args)
         if http is not None and "--http" not in args:
             argv += ["--http", http]
         self.proc = subprocess.Popen(argv, cwd=workdir, env=ENV, stdout=subprocess.DEVNULL,
@@ -155,7 +169,7 @@ class Server:
             if tcp:
                 return dns.query.tcp(q, "127.0.0.1", port=self.port, timeout=timeout)
             return dns.query.udp(q, "127.0.0.1", port=self.port, timeout=timeout)
-        except (dns.exception.Timeout, OSError):
+        except (dns.exception.DNSException, OSError, EOFError):  # EOFError: closed on us mid-reply
             return None
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
@@ -188,7 +202,7 @@ class Load(threading.Thread):
         self.rcodes: Counter[int] = Counter()
         self.latencies: list[float] = []
         self._pending: dict[int, float] = {}
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self.expect_reply = expect_reply
 
     def run(self) -> None:
@@ -198,10 +212,10 @@ class Load(threading.Thread):
         sock.setblocking(False)
         started = time.monotonic()
         try:
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 due = started + self.sent / self.rate
                 now = time.monotonic()
-                while now >= due and not self._stop.is_set():
+                while now >= due and not self._halt.is_set():
                     qid = self.sent & 0xFFFF
                     with contextlib.suppress(OSError):
                         sock.send(struct.pack("!H", qid) + self.make(self.sent)[2:])
@@ -232,7 +246,7 @@ class Load(threading.Thread):
                 self.rcodes[data[3] & 0x0F] += 1
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
 
     @property
@@ -383,7 +397,7 @@ def big_reload(work: Path) -> Row:
     worst = max(load.latencies) * 1000 if load.latencies else float("inf")
     row.load = f"500 q/s, 3 reloads; worst answer {worst:.0f} ms"
     row.answered, row.lost, row.errors = load.answered, load.lost, server.errors_logged(mark)
-    row.finish(server, row.check(worst < 100, f"an answer took {worst:.0f} ms during a reload"),
+    row.finish(server, row.check(worst < STALL_BOUND_MS, f"an answer took {worst:.0f} ms during a reload"),
                row.check(load.lost == 0, f"{load.lost} queries unanswered"))
     server.stop()
     return row
@@ -433,15 +447,16 @@ def frozen_api(work: Path) -> Row:
                     workdir=work)
     try:
         load = names_load(server.port, [svc(f"s{i}") for i in range(50)], 300)
-        row.load = "300 q/s; API frozen ~12 s, --ready-grace 2"
         mark = server.mark()
         load.start()
         time.sleep(1)
         api.freeze()
-        deadline, ready = time.monotonic() + 12, 200
+        frozen = time.monotonic()
+        deadline, ready = frozen + 15, 200
         while time.monotonic() < deadline and ready != 503:
             ready = server.get("/ready")[0]
             time.sleep(0.2)
+        row.load = f"300 q/s; API frozen, /ready 503 after {time.monotonic() - frozen:.0f} s (--ready-grace 2)"
         reachable_down = server.metric("clusterdns_api_reachable")
         api.thaw()
         api.modify(service("s1", ip="10.99.9.9"))
@@ -532,6 +547,7 @@ def signals(work: Path) -> Row:
         seen = server.mark()
         server.proc.send_signal(sig)
         logged = server.wait_for(sig.name, start=seen, timeout=5)
+        time.sleep(0.5)  # answers keep flowing between signals
         alive = alive and server.proc.poll() is None and logged is not None
         if not alive:
             break
@@ -576,7 +592,8 @@ def unique_flood(work: Path) -> Row:
 def zones_server(work: Path, *extra: str, headless_endpoints: int = 0) -> Server:
     zones = work / "zones"
     zones.mkdir(exist_ok=True)
-    (zones / "many.yaml").write_text(services_yaml(20))
+    (zones / "many.yaml").write_text(services_yaml(20) + services_yaml(1, prefix="10.95", name="kubernetes")
+                                     .replace("name: kubernetes0", "name: kubernetes"))
     if headless_endpoints:
         (zones / "db.yaml").write_text(
             "apiVersion: v1\nkind: Service\nmetadata: {name: db, namespace: default}\nspec: {clusterIP: None}\n"
@@ -597,53 +614,36 @@ def labels(*parts: bytes) -> bytes:
     return b"".join(bytes([len(p)]) + p for p in parts) + b"\x00"
 
 
-def long_names(work: Path) -> Row:
-    row = Row("64-byte labels and 300-byte names")
-    server = zones_server(work)
-    bad = [raw_query(labels(b"a" * 64, b"default", b"svc", b"cluster", b"local")),
-           raw_query(labels(*(b"b" * 63,) * 5))]
-    load = Load(server.port, lambda i: bad[i % 2], 2000)
-    row.load = "2,000 q/s for 5 s"
-    mark = server.mark()
-    load.start()
-    time.sleep(5)
-    load.stop()
-    row.answered, row.lost, row.errors = load.answered, load.lost, server.errors_logged(mark)
-    formerr = load.rcodes[dns.rcode.FORMERR]
-    row.finish(server, row.check(server.tracebacks(mark) == 0, f"{server.tracebacks(mark)} tracebacks logged"),
-               row.check(row.errors <= 2, f"{row.errors} error lines logged"),
-               row.check(formerr == load.answered, f"rcodes {dict(load.rcodes)}: expected FORMERR"))
-    server.stop()
-    return row
+def abuse(title: str, scenario: str, *server_args: str, headless_endpoints: int = 0, **options):
+    """A scenario of bench/abuse.py (the hostile clients) against its own server, with the server's log and RSS."""
+
+    def run(work: Path) -> Row:
+        import abuse as attacks  # bench/abuse.py, beside this file
+
+        server = zones_server(work, *server_args, headless_endpoints=headless_endpoints)
+        mark = server.mark()
+        try:
+            result = attacks.run(scenario, "127.0.0.1", server.port, http_port=server.http, **options)
+        finally:
+            time.sleep(0.5)  # what the server logs about it
+        row = Row(title, f"{result.load}; {result.note}" if result.note else result.load, result.answered,
+                  result.lost, server.errors_logged(mark))
+        tracebacks = server.tracebacks(mark)
+        row.finish(server, row.check(result.ok, result.note or "failed"),
+                   row.check(tracebacks == 0, f"{tracebacks} tracebacks logged"))
+        server.stop()
+        return row
+
+    return run
 
 
-def any_amplification(work: Path) -> Row:
-    row = Row("ANY amplification")
-    server = zones_server(work, headless_endpoints=400)
-    query = query_bytes(f"db.default.svc.{ZONE}", "ANY", use_edns=0, payload=65535)
-    sizes = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.settimeout(2)
-        for _ in range(20):
-            s.sendto(query, ("127.0.0.1", server.port))
-            with contextlib.suppress(TimeoutError):
-                sizes.append(len(s.recv(65535)))
-    ratio = max(sizes) / len(query) if sizes else 0
-    row.load = f"ANY, EDNS 65535, headless with 400 endpoints: {max(sizes, default=0)} B for {len(query)} B ({ratio:.0f}x)"
-    row.answered, row.lost, row.errors = len(sizes), 20 - len(sizes), server.errors_logged()
-    row.finish(server, row.check(bool(sizes) and max(sizes) <= 1232, f"UDP reply of {max(sizes, default=0)} bytes"))
-    server.stop()
-    return row
-
-
-def formerr_cases(work: Path) -> Row:
-    row = Row("FORMERR: OPT in answer, trailing bytes")
+def opt_in_answer(work: Path) -> Row:
+    row = Row("FORMERR: an OPT record in the answer")
     server = zones_server(work)
     opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, 0)
-    cases = [raw_query(labels(b"s1", b"default", b"svc", b"cluster", b"local"), extra=opt, ancount=1),
-             raw_query(labels(b"s1", b"default", b"svc", b"cluster", b"local")) + b"garbage!"]
-    load = Load(server.port, lambda i: cases[i % 2], 200)
-    row.load = "200 q/s for 3 s, two malformed shapes"
+    query = raw_query(labels(b"s1", b"default", b"svc", b"cluster", b"local"), extra=opt, ancount=1)
+    load = Load(server.port, lambda i: query, 200)
+    row.load = "200 q/s for 3 s"
     mark = server.mark()
     load.start()
     time.sleep(3)
@@ -669,11 +669,13 @@ def source_port_zero(work: Path) -> Row:
         return row
     sniffer.settimeout(0.2)
     mark = server.mark()
-    sent = 200
-    for _ in range(sent):
-        udp = struct.pack("!4H", 0, server.port, 8 + len(query), 0) + query  # checksum 0: none (IPv4)
-        sender.sendto(udp, ("127.0.0.1", 0))
-    replies, deadline = 0, time.monotonic() + 1.5
+    sent, control = 200, 40053  # the same queries from an ordinary port show the sniffer sees replies
+    for src in (0, control):
+        for _ in range(sent):
+            udp = struct.pack("!4H", src, server.port, 8 + len(query), 0) + query  # checksum 0: none (IPv4)
+            sender.sendto(udp, ("127.0.0.1", 0))
+    replies: Counter[int] = Counter()
+    deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:
         try:
             packet = sniffer.recv(65535)
@@ -681,114 +683,15 @@ def source_port_zero(work: Path) -> Row:
             continue
         ihl = (packet[0] & 0x0F) * 4
         src, dst = struct.unpack("!2H", packet[ihl:ihl + 4])
-        if src == server.port and dst == 0:
-            replies += 1
+        if src == server.port:
+            replies[dst] += 1
     sender.close()
     sniffer.close()
-    row.load = f"{sent} queries from port 0 (raw socket)"
-    row.answered, row.lost, row.errors = replies, 0, server.errors_logged(mark)
-    row.finish(server, row.check(replies == 0, f"{replies} replies sent to port 0"),
+    row.load = f"{sent} queries from port 0 and {sent} from port {control} (raw socket)"
+    row.answered, row.lost, row.errors = replies[0], 0, server.errors_logged(mark)
+    row.finish(server, row.check(replies[0] == 0, f"{replies[0]} replies sent to port 0"),
+               row.check(replies[control] > 0, "the control queries got no reply: the sniffer sees nothing"),
                row.check(row.errors == 0, f"{row.errors} error lines logged"))
-    server.stop()
-    return row
-
-
-def tcp_ask_within(server: Server, attempts: int, limit: float = 1.0) -> int:
-    """How many fresh TCP queries were answered within ``limit`` seconds each."""
-    ok = 0
-    for _ in range(attempts):
-        started = time.monotonic()
-        reply = server.ask(svc("s1"), tcp=True, timeout=limit)
-        ok += reply is not None and time.monotonic() - started <= limit
-    return ok
-
-
-def never_reading_clients(work: Path) -> Row:
-    row = Row("TCP clients that never read")
-    server = zones_server(work)
-    mark = server.mark()
-    query = query_bytes(svc("s1"))
-    framed = struct.pack("!H", len(query)) + query
-    clients = []
-    for _ in range(1000):
-        try:
-            c = socket.create_connection(("127.0.0.1", server.port), timeout=2)
-            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-            c.setblocking(False)
-            with contextlib.suppress(OSError):
-                c.send(framed * 200)
-            clients.append(c)
-        except OSError:
-            break
-    time.sleep(2)
-    ok = tcp_ask_within(server, 20)
-    row.load = f"{len(clients)} clients x 200 pipelined queries, never reading; 20 fresh TCP queries"
-    for c in clients:
-        c.close()
-    time.sleep(1)
-    row.answered, row.lost, row.errors = ok, 20 - ok, server.errors_logged(mark)
-    row.finish(server, row.check(ok == 20, f"{20 - ok} of 20 fresh TCP queries not answered within 1 s"),
-               row.check(server.tracebacks(mark) == 0, f"{server.tracebacks(mark)} tracebacks"))
-    server.stop()
-    return row
-
-
-def slow_loris_tcp(work: Path) -> Row:
-    row = Row("slow-loris and half-open TCP")
-    server = zones_server(work)
-    mark = server.mark()
-    stop = threading.Event()
-    conns = []
-    for _ in range(300):
-        with contextlib.suppress(OSError):
-            conns.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
-
-    def dribble() -> None:
-        while not stop.wait(1.0):
-            for c in conns[::2]:  # every other one sends a byte a second; the rest stay silent
-                with contextlib.suppress(OSError):
-                    c.send(b"\x00")
-
-    threading.Thread(target=dribble, daemon=True).start()
-    time.sleep(3)
-    ok = tcp_ask_within(server, 20)
-    stop.set()
-    for c in conns:
-        c.close()
-    row.load = f"{len(conns)} connections (half at 1 byte/s, half silent); 20 fresh TCP queries"
-    row.answered, row.lost, row.errors = ok, 20 - ok, server.errors_logged(mark)
-    row.finish(server, row.check(ok == 20, f"{20 - ok} of 20 fresh TCP queries not answered within 1 s"))
-    server.stop()
-    return row
-
-
-def slow_loris_http(work: Path) -> Row:
-    row = Row("slow-loris HTTP vs /health")
-    server = zones_server(work)
-    mark = server.mark()
-    stop = threading.Event()
-    conns = []
-    for _ in range(200):
-        with contextlib.suppress(OSError):
-            c = socket.create_connection(("127.0.0.1", server.http), timeout=2)
-            c.send(b"GET /health HTTP/1.1\r\n")
-            conns.append(c)
-
-    def dribble() -> None:
-        while not stop.wait(1.0):
-            for c in conns:
-                with contextlib.suppress(OSError):
-                    c.send(b"X")
-
-    threading.Thread(target=dribble, daemon=True).start()
-    time.sleep(2)
-    ok = sum(1 for _ in range(20) if server.get("/health", timeout=1.0)[0] == 200)
-    stop.set()
-    for c in conns:
-        c.close()
-    row.load = f"{len(conns)} HTTP connections at 1 byte/s; 20 /health probes, 1 s timeout"
-    row.answered, row.lost, row.errors = ok, 20 - ok, server.errors_logged(mark)
-    row.finish(server, row.check(ok == 20, f"{20 - ok} of 20 /health probes failed"))
     server.stop()
     return row
 
@@ -799,14 +702,21 @@ def disconnect_tracebacks(work: Path) -> Row:
     mark = server.mark()
     query = query_bytes(svc("s1"))
     framed = struct.pack("!H", len(query)) + query
-    for _ in range(300):
+    clients = []
+    for _ in range(300):  # replies pile up unread, then the clients reset: writes fail under the server
         with contextlib.suppress(OSError):
             c = socket.create_connection(("127.0.0.1", server.port), timeout=2)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
-            c.send(framed * 50)
-            c.close()
+            c.setblocking(False)
+            with contextlib.suppress(OSError):
+                c.send(framed * 200)
+            clients.append(c)
+    time.sleep(1)
+    for c in clients:
+        c.close()
     time.sleep(2)
-    row.load = "300 clients: 50 pipelined queries, then RST"
+    row.load = f"{len(clients)} clients: 200 pipelined queries unread, then RST"
     row.answered, row.lost, row.errors = 0, 0, server.errors_logged(mark)
     tb = server.tracebacks(mark)
     row.finish(server, row.check(tb == 0, f"{tb} tracebacks logged"),
@@ -844,14 +754,14 @@ def port_collisions(work: Path) -> Row:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))
         port = busy.getsockname()[1]
-        proc = subprocess.run([*CLI, "serve", "--no-forward", "--manifests", "zones", "--listen", f"127.0.0.1:{port}",
-                               "--http", ""], cwd=work, env=ENV, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(serve_argv("--manifests", "zones", "--listen", f"127.0.0.1:{port}", "--http", ""),
+                              cwd=work, env=ENV, capture_output=True, text=True, timeout=60)
         checks.append(row.check(proc.returncode == 3 and f"port {port}" in proc.stderr and "--listen" in proc.stderr,
                                 f"DNS port taken: exit {proc.returncode}, {proc.stderr.strip()[-200:]!r}"))
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        proc = subprocess.run([*CLI, "serve", "--no-forward", "--manifests", "zones", "--listen", "127.0.0.1:0",
-                               "--http", f"127.0.0.1:{port}"], cwd=work, env=ENV, capture_output=True, text=True,
+        proc = subprocess.run(serve_argv("--manifests", "zones", "--listen", "127.0.0.1:0", "--http",
+                                         f"127.0.0.1:{port}"), cwd=work, env=ENV, capture_output=True, text=True,
                               timeout=60)
         checks.append(row.check(proc.returncode == 3 and f"port {port}" in proc.stderr and "--http" in proc.stderr,
                                 f"HTTP port taken: exit {proc.returncode}, {proc.stderr.strip()[-200:]!r}"))
@@ -860,13 +770,12 @@ def port_collisions(work: Path) -> Row:
 
 
 SCENARIOS: list[tuple[str, Callable[[Path], Row]]] = [
-    ("long-names", long_names),
-    ("any", any_amplification),
-    ("formerr", formerr_cases),
+    ("bad-names", abuse("64-byte labels, 256-byte names, trailing bytes", "bad-names")),
+    ("opt-in-answer", opt_in_answer),
+    ("any", abuse("ANY amplification", "amplification", headless_endpoints=400, name=f"db.default.svc.{ZONE}")),
     ("port0", source_port_zero),
-    ("never-reading", never_reading_clients),
-    ("slow-tcp", slow_loris_tcp),
-    ("slow-http", slow_loris_http),
+    ("tcp-hold", abuse("TCP: idle, slow-loris, never-reading", "tcp-hold")),
+    ("http-slowloris", abuse("HTTP slow-loris vs /health", "http-slowloris")),
     ("disconnect", disconnect_tracebacks),
     ("sigterm", sigterm_tracebacks),
     ("ports", port_collisions),
@@ -904,7 +813,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", help="comma-separated scenario names: " + ", ".join(n for n, _ in SCENARIOS))
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    parser.add_argument("--checkout", type=Path, help="serve with another checkout's code (e.g. an older commit)")
     args = parser.parse_args()
+    if args.checkout:
+        ENV["PYTHONPATH"] = str(args.checkout.resolve())
     wanted = set(args.only.split(",")) if args.only else None
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 4096), hard), hard))  # 1,000 TCP clients

@@ -55,17 +55,17 @@ def ede_option(code: int, text: str) -> bytes:
 
 
 def encode_negative(query: bytes, qname_end: int, origin: str, tail: tuple[bytes, bytes, bytes], rcode: int,
-                    edns: int, payload: int, option: bytes = b"") -> bytes:
+                    edns: int, payload: int, option: bytes = b"", ra: bool = False) -> bytes:
     """The negative response to ``query``.
 
     ``qname_end`` is the offset just past the question's name, ``origin`` the
     apex (a label-aligned suffix of that name, in plain ASCII), ``tail`` its
     :func:`soa_tail`; ``edns`` is -1 without OPT, else the query's DO bit
     (0 or 1); ``payload`` the UDP size we advertise; ``option`` one encoded
-    EDNS option or nothing.
+    EDNS option or nothing; ``ra`` sets RA, as answer() does when the server forwards.
     """
-    # QR and AA set; RD and CD echoed; opcode QUERY (the caller checked), RA, AD, TC clear.
-    flags = 0x8400 | (((query[2] << 8) | query[3]) & 0x0110) | rcode
+    # QR and AA set; RD and CD echoed; opcode QUERY (the caller checked); RA when forwarding; AD, TC clear.
+    flags = 0x8400 | (((query[2] << 8) | query[3]) & 0x0110) | (0x0080 if ra else 0) | rcode
     header = query[:2] + _AUTHORITY_ONLY.pack(flags, 1, 0, 1, 1 if edns >= 0 else 0)
     pointer = (0xC000 | (qname_end - len(origin) - 1)).to_bytes(2, "big")  # where the apex starts in the question
     head, rname, numbers = tail

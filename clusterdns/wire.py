@@ -326,7 +326,8 @@ class Responder:
                 option = ede_option(reason.code, reason.text)
             names = (name, *(reader.names - {name}))
         tail = soa_tail(origin, zone.serial, zone.settings.ttl)
-        response = encode_negative(data, question.qname_end, origin, tail, rcode, question.edns, self.max_udp, option)
+        response = encode_negative(data, question.qname_end, origin, tail, rcode, question.edns, self.max_udp, option,
+                                   zone.settings.recursion)
         if udp and len(response) > question.udp_limit:
             return None  # a long name and reason: let the slow path trim it
         return response, rcode, names

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dns.asyncquery
 import dns.edns
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -492,6 +493,8 @@ async def test_other_names_are_forwarded_to_the_upstream_the_setup_record_names(
         assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["www.example.com.", "example.com.",
                                                                              "192.0.2.10"]
         assert await answers(serving, "nope.shop.svc.cluster.local") == dns.rcode.NXDOMAIN  # never upstream
+        for name in ("nope.shop.svc.cluster.local", "api.shop.svc.cluster.local"):  # RA: this server recurses
+            assert (await ask(serving, name)).flags & dns.flags.RA, name
         assert upstream.count("nope.shop.svc.cluster.local.") == 0
     finally:
         upstream.stop()
