@@ -26,6 +26,7 @@ serve: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check clusterdns tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 check: $(BIN)/.installed

@@ -476,7 +476,8 @@ def free_port() -> int:
 
 
 def _dnsperf_version(tool: str) -> str:
-    text = subprocess.run([tool, "-h"], capture_output=True, text=True).stderr
+    done = subprocess.run([tool, "-h"], capture_output=True, text=True)
+    text = done.stdout + done.stderr
     return next((line.split()[-1] for line in text.splitlines() if line.startswith("Version")), "")
 
 

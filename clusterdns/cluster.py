@@ -181,6 +181,8 @@ class Cluster:
                 self._index_pod_ips(key[1], key[2], None, obj)  # type: ignore[arg-type]
 
     def _index_pod_ips(self, namespace: str, name: str, old: Pod | None, new: Pod | None) -> None:
+        if self.pods_by_ip is None:
+            return
         if old is not None and not old.host_network:
             for ip in old.ips:
                 if self.pods_by_ip.get(ip) == (namespace, name):

@@ -58,7 +58,7 @@ def rotation_plan(packet: bytes) -> Plan | None:
 
 def rotate(packet: bytes, plan: Plan, turn: int) -> bytes:
     """``packet`` with each run of ``plan`` turned left by ``turn`` records."""
-    parts = []
+    parts: list[bytes] = []
     done = 0
     for start, size, count in plan:
         shift = turn % count

@@ -25,6 +25,7 @@ from __future__ import annotations
 import platform
 import time
 from bisect import bisect_left
+from functools import partial
 from typing import Callable, Final, Iterator
 
 from prometheus_client import (
@@ -548,12 +549,12 @@ class Metrics:
         the scraping thread, the event loop's (they only read sizes).
         """
         for kind in KINDS:
-            self._objects.labels(kind).set_function(lambda kind=kind: objects(kind))
+            self._objects.labels(kind).set_function(partial(objects, kind))
         self._zone_records.set_function(records)
         self._zone_serial.set_function(serial)
         for cache_type in (CACHE_SUCCESS, CACHE_DENIAL):
             child = self._cache_entries.labels(self.server, cache_type, ".", self.view)
-            child.set_function(lambda cache_type=cache_type: cache_entries(cache_type))
+            child.set_function(partial(cache_entries, cache_type))
 
     def set_objects(self, kind: str, count: int) -> None:
         """The object store now holds ``count`` objects of ``kind``."""

@@ -36,6 +36,7 @@ from .objects import EndpointSlice, Service
 from .records import endpoint_label, pod_ip, ready_endpoints
 
 if TYPE_CHECKING:
+    from .answer import Reader
     from .zone import Zone
 
 EDE_OPTION = 15  # RFC 8914 option code
@@ -179,7 +180,7 @@ def service_facts(service: Service, slices: list[EndpointSlice], settings) -> Se
 # ---------------------------------------------------------------------- explaining
 
 
-def explain(zone: "Zone", name: str, qtype: int, rcode: int, types: Iterable[int] = ()) -> Reason | None:
+def explain(zone: "Zone | Reader", name: str, qtype: int, rcode: int, types: Iterable[int] = ()) -> Reason | None:
     """Why ``name`` (lower case, absolute) answered ``rcode`` with no ``qtype`` records.
 
     ``types`` are the record types the name does have (for NODATA).  None when
@@ -210,7 +211,7 @@ def explain(zone: "Zone", name: str, qtype: int, rcode: int, types: Iterable[int
     return Reason(OTHER, text)
 
 
-def _cluster_reason(zone: "Zone", name: str, nodata: bool) -> str | None:
+def _cluster_reason(zone: "Zone | Reader", name: str, nodata: bool) -> str | None:
     """The reason for a miss under the cluster zone; None to fall back to the generic words."""
     catalog: Catalog | None = zone.catalog
     settings = zone.settings
@@ -267,7 +268,7 @@ def _cluster_reason(zone: "Zone", name: str, nodata: bool) -> str | None:
     )
 
 
-def _missing_namespace(zone: "Zone", catalog: Catalog, namespace: str) -> str:
+def _missing_namespace(zone: "Zone | Reader", catalog: Catalog, namespace: str) -> str:
     text = f'no namespace "{namespace}"'
     suggestion = catalog.suggest_namespace(zone, namespace)
     if suggestion:
@@ -304,7 +305,7 @@ def _missing_port(service: str, port: str, protocol: str, facts: ServiceFacts) -
     return f'no port named "{port}" on {service} (ports: {_plain_list(names, len(names))})'
 
 
-def _pod_reason(zone: "Zone", catalog: Catalog, labels: list[str], nodata: bool) -> str | None:
+def _pod_reason(zone: "Zone | Reader", catalog: Catalog, labels: list[str], nodata: bool) -> str | None:
     settings = zone.settings
     if settings.pods == "disabled":
         return "pod records are disabled (--pods disabled)"

@@ -110,7 +110,7 @@ def _headless_records(
     ready = ready_endpoints(slices)
     if not ready:
         return  # a headless service without ready endpoints does not exist (spec 2.4.1)
-    srv = []
+    srv: list[tuple[str, str, int, str]] = []
     for endpoint, slice_, endpoint_name in _endpoint_records(name, ready, settings, out):
         for ip in endpoint.addresses:  # one SRV per address and port before repeats merge, as CoreDNS counts
             out.add(name, *address_record(ip))

@@ -100,6 +100,7 @@ class _Observer:
             return
         if zone is None and plugin == "kubernetes":
             record = self.recorder(proto, family)
+            assert record is not None  # there are metrics
             record(qtype, rcode, hit, perf_counter() - started, len(query), len(response) if response is not None else 0)
             return
         self.metrics.observe_query(

@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import struct
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
@@ -36,6 +36,9 @@ from .negative import NOERROR, NXDOMAIN, ede_option, encode_negative, soa_tail
 from .routing import goes_upstream
 from .packet import PacketError, question_end
 from .zone import Zone
+
+if TYPE_CHECKING:
+    from .autopath import Autopath
 
 HEADER = struct.Struct("!HHHHHH")
 MIN_UDP_PAYLOAD = 512
@@ -159,7 +162,7 @@ class Responder:
         self._turn = 0
         # When the server forwards, names it does not serve go upstream; otherwise they are REFUSED.
         self.forwarding = False
-        self.autopath = None  # an autopath.Autopath with --autopath: the server then passes client addresses
+        self.autopath: Autopath | None = None  # with --autopath: the server then passes client addresses
         pods = zone.settings.pods != "disabled"
         # Pod names are made up on the fly (answer.lookup): never a plain miss.
         self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
@@ -193,10 +196,10 @@ class Responder:
         ``client``, the query's source address, is given only with autopath.
         """
         data = bytes(data)
-        if client is not None:
+        if client is not None and self.autopath is not None:
             namespace = self.autopath.namespace_of(client)
             if namespace is not None:
-                searched = self._respond_searched(data, udp, namespace)
+                searched = self._respond_searched(data, udp, self.autopath, namespace)
                 if searched is not None:
                     return searched
         key = (udp, data[2:])
@@ -243,7 +246,9 @@ class Responder:
             self.cache.keep_exact(key, result[0], result[1], plan, names)
         return (*result, False)
 
-    def _respond_searched(self, data: bytes, udp: bool, namespace: str) -> tuple[bytes, int, int, bool] | None:
+    def _respond_searched(
+        self, data: bytes, udp: bool, autopath: Autopath, namespace: str
+    ) -> tuple[bytes, int, int, bool] | None:
         """The autopath answer for a pod in ``namespace``; None: answer it ordinarily.
 
         Kept in the question tier under the namespace too (b"\xff" cannot start a
@@ -251,16 +256,16 @@ class Responder:
         complete (CHASE), or b"" for "ordinary", so a repeat costs one lookup.
         """
         question = parse_question(data, self.max_udp)
-        if question is None or not question.key[: question.qname_end - 12].endswith(self.autopath.suffix(namespace)):
+        if question is None or not question.key[: question.qname_end - 12].endswith(autopath.suffix(namespace)):
             return None
         key = b"\xff" + namespace.encode() + b"\0" + question.key
         cached = self.cache.by_question.get(key)
         hit = cached is not None
         if cached is None:
             try:
-                reply, names, outside = self.autopath.resolve(parse_query(data), namespace)
+                reply, names, outside = autopath.resolve(parse_query(data), namespace)
             except (DNSError, ValueError, IndexError, struct.error, UnicodeDecodeError):
-                reply, names, outside = None, (), False
+                reply, names, outside = None, frozenset(), False
             if reply is None or outside and not self.forwarding:
                 stored = b""
             else:
@@ -310,8 +315,9 @@ class Responder:
         if self.hosts is not None and self.hosts.serves(name):
             return None
         sets = zone.records(name)
+        types: tuple[int, ...] = ()
         if sets is None:
-            rcode, types = (NOERROR if zone.exists(name) else NXDOMAIN), ()
+            rcode = NOERROR if zone.exists(name) else NXDOMAIN
         elif sets.get(qtype) or _CNAME in sets:
             return None  # records to answer, or an alias to follow
         else:
@@ -351,7 +357,7 @@ class Responder:
         if self.forwarding and _leaves_zone(reply, qtype, self.serves):
             return (full, qtype, CHASE), None
         cacheable = question is not None and reply.header.rcode in CACHED_RCODES
-        if cacheable:
+        if cacheable and question is not None:
             self.cache.keep_question(question.key, full, rotation_plan(full) if self.loadbalance else None, names)
         limit = question.udp_limit if question is not None else udp_limit(query, self.max_udp)
         if udp and len(full) > limit or len(full) > MAX_MESSAGE:

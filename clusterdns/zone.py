@@ -25,16 +25,20 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Callable, Hashable, Iterable
+from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RD, SRV, TXT, A
 
 from .settings import Settings
 
+if TYPE_CHECKING:
+    from .reasons import Catalog
+
 # A record's data is a plain value, not a dnslib object (a tenth of the memory):
 # an address or a name as a str, an SRV as (priority, weight, port, target).
 Value = Hashable
-RecordSets = dict[str, dict[int, tuple[Value, ...]]]  # owner name → qtype → values
+Sets = Mapping[int, tuple[Value, ...]]  # qtype → values (a dict, or a OneType)
+RecordSets = dict[str, Sets]  # owner name → its record sets
 Owner = Hashable
 
 _RDATA = {
@@ -104,8 +108,8 @@ class Zone:
         self.serial = int(time.time())
         self._by_owner: dict[Owner, RecordSets] = {}
         # name → its owner, or {owner: its sets there} when several owners share the name
-        self._contributions: dict[str, Owner | dict[Owner, dict[int, tuple[Value, ...]]]] = {}
-        self._records: dict[str, dict[int, tuple[Value, ...]]] = {}  # merged view, read by queries
+        self._contributions: dict[str, Owner | dict[Owner, Sets]] = {}
+        self._records: dict[str, Sets] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
         self._dirty = False
@@ -117,13 +121,13 @@ class Zone:
         self.complete = True
         self.incomplete_reason = "not synced with the Kubernetes API yet"  # the words of its SERVFAIL
         # The facts explanations read (reasons.Catalog), when --explain is on; set by the owner.
-        self.catalog = None
+        self.catalog: Catalog | None = None
         # Name → why it has no address, in words (clusterdns dev: a Service with no external address).
         self.notes: dict[str, str] = {}
 
     # ------------------------------------------------------------------ reading
 
-    def records(self, name: str) -> dict[int, tuple[Value, ...]] | None:
+    def records(self, name: str) -> Sets | None:
         """Record sets at ``name`` (lower case, absolute), or None if it owns none."""
         return self._records.get(name)
 
@@ -188,7 +192,7 @@ class Zone:
             listener(changed)
         return True
 
-    def _contribute(self, owner: Owner, name: str, sets: dict[int, tuple[Value, ...]]) -> None:
+    def _contribute(self, owner: Owner, name: str, sets: Sets) -> None:
         current = self._contributions.get(name)
         if current is None or (not isinstance(current, dict) and current == owner):
             if current is None:
@@ -216,7 +220,7 @@ class Zone:
         else:
             self._merge(name, current)
 
-    def _set_records(self, name: str, sets: dict[int, tuple[Value, ...]] | None) -> None:
+    def _set_records(self, name: str, sets: Sets | None) -> None:
         self._touched.add(name)
         old = self._records.pop(name, None)
         if old:
@@ -225,7 +229,7 @@ class Zone:
             self._records[name] = sets
             self.record_count += sum(map(len, sets.values()))
 
-    def _merge(self, name: str, by_owner: dict[Owner, dict[int, tuple[Value, ...]]]) -> None:
+    def _merge(self, name: str, by_owner: dict[Owner, Sets]) -> None:
         merged: dict[int, list[Value]] = {}
         for owner in sorted(by_owner, key=repr):  # stable order across updates
             for qtype, rds in by_owner[owner].items():

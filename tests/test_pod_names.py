@@ -55,3 +55,26 @@ def test_pod_names_are_off_by_default(tmp_path: Path):
     with RunningServer([_manifests(tmp_path)]) as server:
         assert server.query("spark-driver-7f9c.jobs.pod.cluster.local").rcode() == dns.rcode.NXDOMAIN
         assert server.query("7.1.244.10.in-addr.arpa", "PTR").rcode() == dns.rcode.NXDOMAIN
+
+
+async def test_serve_with_pod_names_watches_pods_of_a_live_cluster(fake_apiserver, kubeconfig):
+    import dns.asyncquery
+    import dns.message
+
+    from clusterdns.serving import ServeOptions, Serving
+    from tests.fake_apiserver import namespace, pod
+
+    fake_apiserver.add(namespace("jobs"))
+    fake_apiserver.add(pod("spark-driver", namespace="jobs", ip="10.244.3.3"))
+    serving = Serving(ServeOptions(settings=Settings(pod_names=True), listen=[("127.0.0.1", 0)], http=None,
+                                   kubeconfig=str(kubeconfig), startup_timeout=5))
+    await serving.start()
+    try:
+        host, port = serving.dns_server.addresses[0]
+        for name, qtype, expected in (("spark-driver.jobs.pod.cluster.local", "A", ["10.244.3.3"]),
+                                      ("3.3.244.10.in-addr.arpa", "PTR", ["spark-driver.jobs.pod.cluster.local."])):
+            reply = await dns.asyncquery.udp(dns.message.make_query(name, qtype), host, port=port, timeout=2)
+            assert sorted(rd.to_text() for rrset in reply.answer for rd in rrset) == expected
+        assert any(r.resource == "pods" for r in fake_apiserver.lists())
+    finally:
+        await serving.close()
