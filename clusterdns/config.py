@@ -336,6 +336,9 @@ class _Reader:
             if cache.success_size != cache.denial_size:
                 self.notes.append(f"cache: success {cache.success_size} and denial {cache.denial_size} entries: "
                                   f"clusterdns bounds each by {max(cache.success_size, cache.denial_size)}")
+            if cache.zones != (".",):
+                self.notes.append(f"cache {' '.join(cache.zones)}: clusterdns's cache keeps every forwarded answer, "
+                                  "not only those zones' (cluster answers are never TTL-cached)")
             if (cache.min_ttl, cache.denial_min_ttl) != (5, 5):
                 self.notes.append("cache: a minimum TTL is not applied by clusterdns (records keep their own)")
         fallthrough = config.kube_fallthrough or ()
@@ -416,8 +419,11 @@ class _Reader:
     def plugin_errors(self, d: Directive, config: Config, keys) -> None:
         self.no_args(d)
         for line in d.block or ():
-            if line.name != "consolidate":  # clusterdns always logs a repeating error once per burst
+            if line.name != "consolidate":
                 self.error(line, f'errors: option "{line.name}" is not supported by clusterdns (supported: consolidate)')
+            else:  # clusterdns always logs a repeating error once per burst, whatever the pattern
+                self.notes.append(f"{line.where}: errors consolidate: clusterdns reports every repeating error "
+                                  "once per 30 s burst with a count, whatever the pattern")
         config.errors_plugin = True
 
     def plugin_health(self, d: Directive, config: Config, keys) -> None:

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
 # A record's data is a plain value, not a dnslib object (a tenth of the memory):
 # an address or a name as a str, an SRV as (priority, weight, port, target).
 Value = Hashable
-Sets = Mapping[int, tuple[Value, ...]]  # qtype → values (a dict, or a OneType)
-RecordSets = dict[str, Sets]  # owner name → its record sets
+Sets = Mapping[int, tuple[Value, ...]]  # qtype → values (a dict, or a OneKey)
+RecordSets = Mapping[str, Sets]  # owner name → its record sets (a dict, or a OneKey)
 Owner = Hashable
 
 _RDATA = {
@@ -52,49 +52,50 @@ _RDATA = {
 }
 
 
-class OneType(Mapping):
-    """The record sets of a name with one record type (most names): a read-only mapping of one key.
+class OneKey(Mapping):
+    """A read-only mapping of one key: the record sets of a name with one record type
+    (most names), and the names of an owner with one name (every pod).
 
     48 bytes where a one-key dict takes 184; at 150,000 pods and 100,000
     endpoints that is most of the zone's memory.
     """
 
-    __slots__ = ("_qtype", "_values")
+    __slots__ = ("_key", "_value")
 
-    def __init__(self, qtype: int, values: tuple[Value, ...]):
-        self._qtype = qtype
-        self._values = values
+    def __init__(self, key, value):
+        self._key = key
+        self._value = value
 
-    def __getitem__(self, qtype: int) -> tuple[Value, ...]:
-        if qtype == self._qtype:
-            return self._values
-        raise KeyError(qtype)
+    def __getitem__(self, key):
+        if key == self._key:
+            return self._value
+        raise KeyError(key)
 
-    def get(self, qtype, default=None):
-        return self._values if qtype == self._qtype else default
+    def get(self, key, default=None):
+        return self._value if key == self._key else default
 
-    def __contains__(self, qtype) -> bool:
-        return qtype == self._qtype
+    def __contains__(self, key) -> bool:
+        return key == self._key
 
     def __iter__(self):
-        yield self._qtype
+        yield self._key
 
     def __len__(self) -> int:
         return 1
 
     def items(self):
-        return ((self._qtype, self._values),)
+        return ((self._key, self._value),)
 
     def __repr__(self) -> str:
-        return f"{{{self._qtype}: {self._values!r}}}"
+        return f"{{{self._key!r}: {self._value!r}}}"
 
 
-def compact(sets: Mapping[int, tuple[Value, ...]]) -> Mapping[int, tuple[Value, ...]]:
-    """``sets`` as the zone keeps them: a :class:`OneType` for one type, else a dict."""
-    if len(sets) == 1 and not isinstance(sets, OneType):
-        ((qtype, values),) = sets.items()
-        return OneType(qtype, values)
-    return sets
+def compact(mapping: Mapping) -> Mapping:
+    """``mapping`` as the zone keeps it: a :class:`OneKey` for one key, else as it is."""
+    if len(mapping) == 1 and not isinstance(mapping, OneKey):
+        ((key, value),) = mapping.items()
+        return OneKey(key, value)
+    return mapping
 
 
 def to_rdata(qtype: int, value: Value) -> RD:
@@ -153,7 +154,7 @@ class Zone:
     def replace(self, owner: Owner, records: RecordSets) -> None:
         """Make ``records`` the whole contribution of ``owner`` (empty: remove it)."""
         old = self._by_owner.get(owner, {})
-        records = {name: compact(sets) for name, sets in records.items()}
+        records = compact({name: compact(sets) for name, sets in records.items()})
         if old == records:
             return
         if records:

@@ -192,3 +192,17 @@ def test_forward_takes_the_nameservers_of_a_resolv_conf(tmp_path):
 def test_two_default_forwards_are_an_error():
     assert errors(".:53 {\n kubernetes cluster.local\n forward . 127.0.0.1\n forward . 127.0.0.2\n}\n") == [
         "Corefile:4: a second forward . (the first is at Corefile:3)"]
+
+
+def test_approximations_are_notes_not_silence():
+    config = load(
+        ".:53 {\n errors {\n  consolidate 5m \".* timeout$\"\n }\n kubernetes cluster.local\n"
+        " forward . 127.0.0.1 {\n  max_fails 5\n }\n cache 30 example.org {\n  success 100\n  denial 50 30 2\n }\n}\n"
+    )
+    notes = "\n".join(config.notes)
+    assert "Corefile:3: errors consolidate: clusterdns reports every repeating error once per 30 s burst" in notes
+    assert "forward max_fails 5: clusterdns marks an upstream down at its first failure" in notes
+    assert "cache example.org.: clusterdns's cache keeps every forwarded answer" in notes
+    assert "cache: success 100 and denial 50 entries: clusterdns bounds each by 100" in notes
+    assert "cache: a minimum TTL is not applied by clusterdns" in notes
+    assert "kubernetes without fallthrough in-addr.arpa ip6.arpa" in notes

@@ -9,6 +9,8 @@ the cluster zones there.  Modules:
 * :mod:`.upstreams` — where "everything else" goes: captured at setup, never back to us.
 * :mod:`.reach` — which address a Service answers with: cluster IP, external, or a forwarded loopback.
 * :mod:`.portforward` — loopback listeners relaying to pods through the API's port-forward.
-* :mod:`.responder` — one DNS front for many contexts: zones, short forms, SERVFAIL while unsure.
-* :mod:`.serving` — runs it all; :mod:`.status` — the status endpoint and ``dev status``.
+* :mod:`.context_dns` — one context's object store, answered under its zones; SERVFAIL while unsure.
+* :mod:`.responder` — one DNS front for many contexts: routes by zone, short forms, the rest forwarded.
+* :mod:`.serving` — runs it all; :mod:`.status` — ``dev status`` (the server's ``/status``);
+  :mod:`.cli` — the command line of ``dev``, ``dev setup`` and ``dev status``.
 """
