@@ -15,6 +15,7 @@ from . import transfer
 from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
 from .querylog import QueryLog
+from .forward.forwarder import Outcome
 from .wire import CHASE, FORWARD, Responder, servfail
 
 log = logging.getLogger(__name__)
@@ -212,9 +213,9 @@ class _UdpProtocol(asyncio.DatagramProtocol):
     async def _forward_later(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float):
         try:
             outcome, zone = await self.forwarding.answer(data, response, rcode, True)
-        except Exception as exc:
+        except Exception as exc:  # a bug: SERVFAIL, never silence
             self.observe.panic("udp", addr, exc)
-            return
+            outcome, zone = Outcome(servfail(data), RCODE.SERVFAIL, None), FORWARD_ZONE
         if outcome.response is not None and not self.transport.is_closing():
             self.transport.sendto(outcome.response, addr)
         self.forwarding.record("udp", self.family, qtype, outcome, zone, started, data, addr)
@@ -400,9 +401,9 @@ class DnsServer:
         forwarding = self._forwarding
         try:
             outcome, zone = await forwarding.answer(data, response, rcode, False)
-        except Exception as exc:
+        except Exception as exc:  # a bug: SERVFAIL, never silence
             observe.panic("tcp", peer, exc)
-            return
+            outcome, zone = Outcome(servfail(data), RCODE.SERVFAIL, None), FORWARD_ZONE
         if outcome.response is not None and await self._send(writer, outcome.response, conn):
             forwarding.record("tcp", family, qtype, outcome, zone, started, data, peer)
 

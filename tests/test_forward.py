@@ -357,3 +357,14 @@ def test_a_cname_chain_through_the_upstream_stops_after_eight_steps(tmp_path):
         reply = server.query("long.default.svc.cluster.local", "A")
     cnames = [r for r in reply.answer if r.rdtype == dns.rdatatype.CNAME]
     assert len(cnames) == 8 and not answers(reply, "A")  # the cluster's CNAME and seven from upstream, then it stops
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_an_internal_error_while_forwarding_answers_servfail_not_silence(upstream, tcp):
+    with RunningServer([ZONES], forward=settings(upstream)) as server:
+        async def broken(data, udp):
+            raise RuntimeError("injected fault")
+
+        server.forwarder.forward = broken  # fault injection in our own code, on the instance only
+        reply = server.query("example.com", "A", tcp=tcp)
+    assert reply.rcode() == dns.rcode.SERVFAIL

@@ -302,7 +302,7 @@ class ManifestSource:
 
         while not stop.is_set():
             identity = self._identity()
-            targets = sorted({p if p.is_dir() else p.parent for p in self.paths if p.is_dir() or p.parent.is_dir()})
+            targets = self._targets()
             restart = asyncio.Event()
             follower = asyncio.create_task(self._follow(awatch, targets, restart, stop, debounce_ms)) if targets else None
             try:
@@ -331,13 +331,21 @@ class ManifestSource:
         except Exception as exc:  # noqa: BLE001 (a watched directory removed under the watcher: rewatch)
             log.debug("watch of %s ended: %s", ", ".join(map(display, targets)), exc)
 
+    def _targets(self) -> list[Path]:
+        """What to watch: each named directory, and the directory of each named file.
+
+        A named directory that is gone is not watched through its parent (that could be
+        /tmp, or /, recursively): the checks every ROOT_CHECK_INTERVAL see it come back.
+        """
+        return sorted({p if p.is_dir() else p.parent for p in self.paths if p.is_dir() or p.is_file()})
+
     def _identity(self) -> tuple:
         """What each named path leads to now; a change means the watch must start again."""
         out = []
         for path in self.paths:
             try:
                 st = path.stat() if path.is_dir() else path.parent.stat()
-                out.append((st.st_dev, st.st_ino))
+                out.append((path.exists(), st.st_dev, st.st_ino))
             except OSError:
                 out.append(None)
         return tuple(out)
@@ -408,7 +416,9 @@ class ManifestSource:
             self._merged = update.merged
             if not quiet:
                 self.reloads += 1
-                log.info("reloaded %s: %d object change(s)", ", ".join(update.touched), len(update.events))
+                shown = update.touched if len(update.touched) <= 4 else [
+                    *update.touched[:3], f"{len(update.touched) - 3} more files"]
+                log.info("reloaded %s: %d object change(s)", ", ".join(shown), len(update.events))
                 if update.events:
                     self.sink(update.events)
         self._changed.set()
