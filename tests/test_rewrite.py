@@ -88,3 +88,14 @@ def test_no_rules_wraps_nothing_and_unmatched_names_pass_through():
     _, respond = make_respond("name exact db.example.org web.default.svc.cluster.local answer auto")
     reply = ask(respond, "web.default.svc.cluster.local")
     assert [str(rr.rdata) for rr in reply.rr] == ["10.96.0.5"]
+
+
+def test_queries_remembered_as_unmatched_stay_bounded_and_correct(monkeypatch):
+    import clusterdns.rewrite as rewrite_module
+
+    monkeypatch.setattr(rewrite_module, "MAX_REMEMBERED", 2)
+    _, respond = make_respond("name exact db.example.org web.default.svc.cluster.local answer auto")
+    for i in range(5):  # more distinct unmatched names than are remembered
+        assert ask(respond, f"n{i}.default.svc.cluster.local").header.rcode == 3  # NXDOMAIN, from the zone
+        reply = ask(respond, "db.example.org")  # the rule still applies after every clear
+        assert [(str(rr.rname), str(rr.rdata)) for rr in reply.rr] == [("db.example.org.", "10.96.0.5")]
