@@ -18,6 +18,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -136,6 +137,12 @@ class HostsTable:
     def names(self) -> set[str]:
         return set(self.addresses) | set(self.pointers)
 
+    def entry_count(self) -> int:
+        """Addresses by name plus names by address, as CoreDNS's hosts map counts its entries."""
+        return sum(len(rds) for sets in self.addresses.values() for rds in sets.values()) + sum(
+            len(rds) for rds in self.pointers.values()
+        )
+
     def changed_since(self, old: "HostsTable") -> set[str]:
         """Names whose answers differ between ``old`` and this table."""
         changed = {n for n in self.addresses.keys() | old.addresses.keys() if self.addresses.get(n) != old.addresses.get(n)}
@@ -165,6 +172,7 @@ class Hosts:
         self._log_errors(INLINE, inline_errors)
         self.table = HostsTable()
         self.reloads = 0
+        self.loaded_at = 0.0  # time.time() of the last read that replaced some file's entries
         # Called with the names whose answers changed (the wire cache's ``forget``).
         self.listeners: list[Callable[[Iterable[str] | None], None]] = []
         self.load()
@@ -176,6 +184,7 @@ class Hosts:
         touched = [f for f in self._files if self._read(f)]
         if not touched and self.reloads:
             return False
+        self.loaded_at = time.time()
         old, entries = self.table, [e for f in self._files for e in f.entries] + self._inline
         self.table = HostsTable.build(entries, self._zones, self.settings.reverse)
         changed = self.table.changed_since(old)

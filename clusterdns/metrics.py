@@ -395,6 +395,7 @@ class Metrics:
         # Created on first report: a server fed only by manifest files has no
         # API to reach, and a constant 0 would read as an outage.
         self._api_reachable: Gauge | None = None
+        self._hosts_gauges: tuple[Gauge, Gauge] | None = None  # created with the first hosts entries
 
     # --- query path ----------------------------------------------------------
 
@@ -602,6 +603,18 @@ class Metrics:
                 registry=self.registry,
             )
         self._api_reachable.set(1 if reachable else 0)
+
+    def watch_hosts(self, entries: Callable[[], float], reloaded_at: Callable[[], float]) -> None:
+        """CoreDNS's hosts plugin gauges, read at each scrape (only with --hosts; a reload re-points them)."""
+        if self._hosts_gauges is None:
+            self._hosts_gauges = (
+                Gauge("coredns_hosts_entries", "The combined number of entries in hosts files and inline entries.",
+                      registry=self.registry),
+                Gauge("coredns_hosts_reload_timestamp_seconds", "The timestamp of the last reload of a hosts file.",
+                      registry=self.registry),
+            )
+        self._hosts_gauges[0].set_function(entries)
+        self._hosts_gauges[1].set_function(reloaded_at)
 
     def count_manifest_error(self, count: int = 1) -> None:
         """``count`` manifest documents were rejected."""

@@ -130,8 +130,9 @@ class Serving:
             await self._start_kube()
         self.dns.responder.loadbalance = options.loadbalance
         if options.hosts is not None:
-            self.hosts = Hosts(options.hosts)
-            self.dns.responder.use_hosts(self.hosts)
+            self.hosts = hosts = Hosts(options.hosts)
+            self.dns.responder.use_hosts(hosts)
+            self.metrics.watch_hosts(lambda: hosts.table.entry_count(), lambda: hosts.loaded_at)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)

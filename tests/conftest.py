@@ -20,6 +20,24 @@ def zones_server():
         yield server
 
 
+@pytest.fixture
+async def serve_zones():
+    """``await serve_zones(**options)``: a Serving of zones/ on 127.0.0.1 (free port, no HTTP); all closed after."""
+    from clusterdns.serving import ServeOptions, Serving
+
+    started: list[Serving] = []
+
+    async def make(**options) -> Serving:
+        serving = Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None, **options))
+        started.append(serving)
+        await serving.start()
+        return serving
+
+    yield make
+    for serving in started:
+        await serving.close()
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_leftover_threads():
     """Every thread a test starts must be stopped by the end of the session."""

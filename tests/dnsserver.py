@@ -150,3 +150,14 @@ def answers(response: dns.message.Message, rdtype: str | None = None) -> list[st
         if rdtype is None or rrset.rdtype == dns.rdatatype.from_text(rdtype):
             out += [rd.to_text() for rd in rrset]
     return sorted(out)
+
+
+async def ask(serving, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
+    """One query over UDP (or TCP) to the first listener of a running :class:`~clusterdns.serving.Serving`."""
+    import dns.asyncquery
+
+    host, port = serving.dns_server.addresses[0]
+    query = dns.message.make_query(name, qtype)
+    if tcp:
+        return await dns.asyncquery.tcp(query, host, port=port, timeout=2)
+    return await dns.asyncquery.udp(query, host, port=port, timeout=2)

@@ -7,7 +7,6 @@ import logging
 import os
 from pathlib import Path
 
-import dns.asyncquery
 import dns.message
 import dns.rcode
 import dns.flags
@@ -17,7 +16,8 @@ import pytest
 
 from clusterdns.cli import main
 from clusterdns.hosts import Hosts, HostsSettings, parse_hosts
-from clusterdns.serving import ServeOptions, Serving
+from clusterdns.serving import Serving
+from tests.dnsserver import ask
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 WAIT = 5.0
@@ -66,27 +66,11 @@ def test_table_records_reverse_and_zones():
 
 
 @pytest.fixture
-async def serve(tmp_path):
-    """Start Serving on zones/ with the given hosts settings; closed after the test."""
-    started: list[Serving] = []
-
+def serve(serve_zones):
     async def make(hosts: HostsSettings) -> Serving:
-        serving = Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None, hosts=hosts))
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await serve_zones(hosts=hosts)
 
-    yield make
-    for serving in started:
-        await serving.close()
-
-
-async def ask(serving: Serving, name: str, qtype: str = "A", tcp: bool = False) -> dns.message.Message:
-    host, port = serving.dns_server.addresses[0]
-    query = dns.message.make_query(name, qtype)
-    if tcp:
-        return await dns.asyncquery.tcp(query, host, port=port, timeout=2)
-    return await dns.asyncquery.udp(query, host, port=port, timeout=2)
+    return make
 
 
 def data(reply: dns.message.Message) -> list[str]:
@@ -280,3 +264,31 @@ async def test_hosts_names_count_as_served_so_they_are_never_forwarded(serve):
     assert responder.serves("1.49.168.192.in-addr.arpa.")
     assert responder.serves("kubia.default.svc.cluster.local.")
     assert not responder.serves("example.com.")
+
+
+async def test_a_hosts_name_the_cluster_zone_lacks_is_not_a_negative_answer(tmp_path, serve):
+    hosts_file = tmp_path / "hosts"
+    hosts_file.write_text("10.0.0.7 legacy.default.svc.cluster.local\n")
+    serving = await serve(HostsSettings(files=(str(hosts_file),)))
+    assert data(await ask(serving, "legacy.default.svc.cluster.local")) == ["10.0.0.7"]
+    for _ in range(2):  # cached NXDOMAIN from the zone's fast negative path
+        assert (await ask(serving, "later.default.svc.cluster.local")).rcode() == dns.rcode.NXDOMAIN
+    event = await reloaded(serving)
+    write(hosts_file, "10.0.0.7 legacy.default.svc.cluster.local\n10.0.0.8 later.default.svc.cluster.local\n")
+    await asyncio.wait_for(event.wait(), WAIT)
+    assert data(await ask(serving, "later.default.svc.cluster.local")) == ["10.0.0.8"]
+
+
+async def test_corednss_hosts_metrics(tmp_path, serve):
+    import re
+    import time
+
+    hosts_file = tmp_path / "NodeHosts"
+    hosts_file.write_text(NODE_HOSTS)
+    before = time.time()
+    serving = await serve(HostsSettings(files=(str(hosts_file),)))
+    text = serving.metrics.exposition().decode()
+    # 6 addresses by name, 6 names by address (172.18.0.3 has two)
+    assert re.search(r"^coredns_hosts_entries 12\.0$", text, re.M), text
+    stamp = float(re.search(r"^coredns_hosts_reload_timestamp_seconds (\S+)$", text, re.M).group(1))
+    assert before <= stamp <= time.time()

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import dns.asyncquery
 import dns.message
 import dns.rdatatype
 import pytest
 from dnslib import QTYPE, RR, A, AAAA, CNAME, DNSHeader, DNSQuestion, DNSRecord
 
 from clusterdns.loadbalance import rotate, rotation_plan
-from clusterdns.serving import ServeOptions, Serving
+from clusterdns.serving import Serving
+from tests.dnsserver import ask
 
-ZONES = Path(__file__).resolve().parent.parent / "zones"
 HEADLESS = "zk-hs.default.svc.cluster.local."
 ZK_PODS = ["10.244.1.40", "10.244.1.42", "10.244.2.41"]  # zones/zookeeper.yaml
 
@@ -90,29 +87,14 @@ def test_nothing_to_rotate(packet):
 
 
 @pytest.fixture
-async def serve():
-    started: list[Serving] = []
-
-    async def make(**options) -> Serving:
-        serving = Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None, **options))
-        started.append(serving)
-        await serving.start()
-        return serving
-
-    yield make
-    for serving in started:
-        await serving.close()
+def serve(serve_zones):
+    return serve_zones
 
 
 async def orders(serving: Serving, name: str, count: int, tcp: bool = False) -> list[list[str]]:
-    host, port = serving.dns_server.addresses[0]
     out = []
     for _ in range(count):
-        query = dns.message.make_query(name, "A")
-        if tcp:
-            reply = await dns.asyncquery.tcp(query, host, port=port, timeout=2)
-        else:
-            reply = await dns.asyncquery.udp(query, host, port=port, timeout=2)
+        reply = await ask(serving, name, "A", tcp=tcp)
         out.append([rd.to_text() for rrset in reply.answer for rd in rrset])
     return out
 

@@ -15,25 +15,15 @@ import pytest
 from clusterdns.cli import build_parser, serve_options, settings_from
 from clusterdns.querylog import _seconds, format_line, parse_classes, response_class
 from clusterdns.server import _LoggingObserver, _Observer
-from clusterdns.serving import ServeOptions, Serving
+from clusterdns.serving import Serving
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 DURATION = r"0\.\d+s"  # Go's FormatFloat(secs, 'f', -1): fixed notation, shortest digits
 
 
 @pytest.fixture
-async def serve():
-    started: list[Serving] = []
-
-    async def make(**options) -> Serving:
-        serving = Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None, **options))
-        started.append(serving)
-        await serving.start()
-        return serving
-
-    yield make
-    for serving in started:
-        await serving.close()
+def serve(serve_zones):
+    return serve_zones
 
 
 async def udp_exchange(serving: Serving, query: dns.message.Message) -> tuple[int, bytes, bytes]:
