@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import signal
 import socket
 import subprocess
@@ -293,6 +294,10 @@ async def test_auto_is_external_where_it_exists_else_forward_and_per_context(clu
     lb = service("lb", namespace="shop", ip="10.96.3.1", type="LoadBalancer")
     lb["status"] = {"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}
     clusters["staging"].add(lb)
+    clusters["staging"].add(node("node-a", "192.0.2.11"))
+    np = service("np", namespace="shop", ip="10.96.3.4", type="NodePort", port=free_port())
+    np["spec"]["ports"][0]["nodePort"] = 30080
+    clusters["staging"].add(np)
     clusters["staging"].add(service("inner", namespace="shop", ip="10.96.3.5", port=28081))
     clusters["prod"].add(service("inner", namespace="shop", ip="10.200.3.5"))
     serving = await dev(reach=["prod=clusterip"])
@@ -300,6 +305,13 @@ async def test_auto_is_external_where_it_exists_else_forward_and_per_context(clu
     [loopback] = await answers(serving, "inner.shop.svc.cluster.local")
     assert loopback.startswith("127.") and not loopback.startswith("127.0.")
     assert await answers(serving, "inner.shop.svc.prod.k8s") == ["10.200.3.5"]
+    assert await answers(serving, "np.shop.svc.cluster.local") == ["192.0.2.11"]
+
+    async def inner_listening():
+        return ("staging", "shop", "inner", "") in serving.forwards.services
+
+    await eventually(inner_listening)
+    assert ("staging", "shop", "np", "") not in serving.forwards.services
 
 
 # --------------------------------------------------------------------------- status over HTTP
@@ -589,3 +601,22 @@ async def test_forward_gives_each_statefulset_pod_its_own_address(clusters, dev)
         for server in (echo_0, echo_1):
             server.close()
             await server.wait_closed()
+
+
+async def test_a_node_port_service_waits_for_the_nodes_before_it_is_forwarded(clusters, dev, caplog):
+    api = clusters["staging"]
+    api.add(node("node-a", "192.0.2.11"))
+    np = service("np", namespace="shop", ip="10.96.3.4", type="NodePort", port=free_port())
+    np["spec"]["ports"][0]["nodePort"] = 30080
+    api.add(np)
+    api.forbid("nodes")  # the nodes come late (here: after a 403 and a retry)
+    caplog.set_level(logging.INFO, logger="clusterdns.dev.forward")
+    serving = await dev()
+    api.clear_faults()
+
+    async def external():
+        return await answers(serving, "np.shop.svc.cluster.local") == ["192.0.2.11"]
+
+    await eventually(external, timeout=10)
+    assert ("staging", "shop", "np", "") not in serving.forwards.services
+    assert not any("shop/np" in r.getMessage() for r in caplog.records if r.name == "clusterdns.dev.forward")

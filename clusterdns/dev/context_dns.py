@@ -12,6 +12,7 @@ answering from the last state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Callable, Sequence
 from ..app import new_zone
 from ..cluster import Changes, Cluster
 from ..events import Event
+from ..objects import NODE
 from ..records import apply_changes, service_name
 from ..settings import Settings
 from ..wire import Responder
@@ -50,6 +52,7 @@ class ContextDNS:
     api_down_since: float | None = None
     # Called with the services a batch changed (the port forwarder follows them).
     on_services: Callable[["ContextDNS", set[tuple[str, str]]], None] | None = None
+    nodes_listed: asyncio.Event = field(default_factory=asyncio.Event)  # NodePort answers are known from then on
 
     def add_zone(self, settings: Settings) -> View:
         zone, responder = new_zone(settings, self.cluster)
@@ -64,6 +67,8 @@ class ContextDNS:
         """One batch from the context's KubeSource (on the event loop)."""
         changes = self.cluster.apply(events)
         self.api_back()
+        if NODE in self.cluster.synced:
+            self.nodes_listed.set()
         if changes:
             for view in self.views:
                 self._notes(view, changes)  # before apply_changes, which commits both

@@ -306,6 +306,14 @@ class DevServing:
     async def _follow(self, dns: ContextDNS, ref: tuple[str, str]) -> None:
         """Keep the port-forward listeners of one Service as its answer says."""
         service = dns.cluster.service(ref)
+        if service is not None and service.exposure is not None and service.exposure.node_ports:
+            # Its answer may be a node's address once the nodes are listed (often just after the
+            # Services): wait for them, a bounded while, rather than open a listener for nothing.
+            try:
+                await asyncio.wait_for(dns.nodes_listed.wait(), self.options.startup_timeout)
+            except asyncio.TimeoutError:
+                pass  # nodes not listable (RBAC): the answer stays a forward
+            service = dns.cluster.service(ref)
         context = dns.context.name
         reach = dns.policy.decide(service, dns.cluster.endpoint_slices(ref)) if service is not None else None
         wanted = {}  # label → (address, pod)
