@@ -12,6 +12,9 @@ Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods]
   names of services that do not change; how long until the last change is
   answered, and how many of the untouched names were still answered from the
   cache (coredns_cache_hits_total against the misses).
+* flood: 300,000 never-seen names through the answer path (in this process),
+  without and with EDNS: what the answer caches and their name index hold,
+  and how far RSS grows (bounded by the cache size, not by the flood).
 """
 
 from __future__ import annotations
@@ -184,12 +187,46 @@ def dig(port: int, name: str) -> str:
         return ""
 
 
+def flood_memory(names: int = 300_000) -> None:
+    """RSS growth under a flood of unique names: the caches evict, their index follows."""
+    import gc
+
+    import dns.message
+
+    from clusterdns.app import load_manifests
+    from clusterdns.settings import Settings
+
+    from cluster import unique_queries
+
+    work = Path(tempfile.mkdtemp(prefix="clusterdns-flood-"))
+    cluster = generate(1000, 20)
+    dns_, _ = load_manifests([write_manifests(cluster, work)], Settings())
+    shutil.rmtree(work)
+    responder = dns_.responder
+    print()
+    print(f"flood: {names:,} unique names, answer caches of {responder.cache.size:,} entries per tier")
+    for edns in (False, True):
+        responder.clear()
+        gc.collect()
+        before = rss_mb(os.getpid())
+        for line in unique_queries(cluster, f"flood{int(edns)}", names):
+            name, qtype = line.split()
+            responder.respond(dns.message.make_query(name, qtype, use_edns=edns).to_wire(), True)
+        gc.collect()
+        cache = responder.cache
+        grown = rss_mb(os.getpid()) - before
+        print(f"       {'with' if edns else 'without'} EDNS: {len(cache.exact):,} replayable answers, "
+              f"{len(cache.by_question):,} by question, {cache.index_size():,} names indexed; "
+              f"RSS +{grown:.0f} MB ({grown * 1e6 / max(1, len(cache.exact)):.0f} bytes per cached answer)")
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=10_000)
     parser.add_argument("--churn", type=int, default=10_000, help="EndpointSlice changes in the churn run")
     parser.add_argument("--skip-pods", action="store_true", help="skip the 150,000-pod run")
+    parser.add_argument("--flood", type=int, default=300_000, help="unique names in the flood run (0: skip it)")
     args = parser.parse_args()
     dnsperf = shutil.which("dnsperf")
     work = Path(tempfile.mkdtemp(prefix="clusterdns-scale-"))
@@ -210,6 +247,8 @@ def main() -> None:
         ready_from_api(work, small, label + " (churn run)", churn=args.churn, dnsperf=dnsperf)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if args.flood:
+        flood_memory(args.flood)
 
 
 if __name__ == "__main__":

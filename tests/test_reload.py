@@ -13,7 +13,7 @@ import pytest
 from clusterdns import config as corefile_config
 from clusterdns.reload import CorefileReloader
 from clusterdns.serving import Serving
-from tests.fake_apiserver import FakeApiServer, endpoint_slice, namespace, service
+from tests.fake_apiserver import FakeApiServer, endpoint_slice, namespace, service, write_kubeconfig
 
 COREFILE = """\
 .:53 {{
@@ -158,3 +158,34 @@ async def test_force_checks_at_once_without_a_reload_plugin(running):
     await task
     assert reloader.reloads == 1
     assert (await ask(reloader.serving, "web.default.svc.cluster.local")).answer[0].ttl == 9
+
+
+async def test_a_new_kubeconfig_watches_the_other_cluster_with_no_gap(running, tmp_path: Path):
+    reloader, write = running
+    other = FakeApiServer().start()
+    try:
+        other.add(service("web", ip="10.96.0.99"))
+        other_config = write_kubeconfig(tmp_path / "other-kubeconfig", other.url)
+        path = tmp_path / "Corefile"
+        path.write_text(path.read_text().replace(str(tmp_path / "kubeconfig"), str(other_config)))
+        answers = []
+        stop = asyncio.Event()
+
+        async def probe():
+            while not stop.is_set():
+                reply = await ask(reloader.serving, "web.default.svc.cluster.local")
+                answers.append((reply.rcode(), tuple(rd.to_text() for rrset in reply.answer for rd in rrset)))
+                await asyncio.sleep(0)
+
+        task = asyncio.create_task(probe())
+        assert await reloader.check() is True
+        while not answers or answers[-1][1] != ("10.96.0.99",):
+            await asyncio.sleep(0.01)
+        stop.set()
+        await task
+        # one cluster's answer, then the other's: never a miss in between
+        assert set(answers) <= {(dns.rcode.NOERROR, ("10.96.0.5",)), (dns.rcode.NOERROR, ("10.96.0.99",))}
+        assert answers[0][1] == ("10.96.0.5",)
+    finally:
+        await reloader.serving.close()  # its watch threads talk to `other`: stop them before it
+        other.stop()
