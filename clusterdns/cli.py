@@ -136,7 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     abuse = serve.add_argument_group("abuse limits")
     abuse.add_argument(
         "--max-udp-size", type=int, default=1232, metavar="BYTES",
-        help="the EDNS payload size advertised, and the largest UDP response sent whatever a client asks: "
+        help="the EDNS payload size advertised (to clients and upstreams), and the largest UDP response sent, "
+        "forwarded ones too, whatever a client asks: "
         "larger answers get TC and are retried over TCP (DNS Flag Day 2020, as CoreDNS; 512-65535; default %(default)s)",
     )
     abuse.add_argument(
@@ -349,6 +350,7 @@ def forward_settings_from(args: argparse.Namespace) -> ForwardSettings | None:
         cache_max_ttl=args.cache_max_ttl,
         denial_max_ttl=args.cache_max_denial_ttl,
         serve_stale=parse_duration(args.serve_stale, "--serve-stale") if args.serve_stale else 0.0,
+        payload=args.max_udp_size,  # forwarded answers are capped for clients as ours are
     )
 
 

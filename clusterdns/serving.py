@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from . import heap, rewrite
 from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
+from .events import Replace
 from .forward import Forwarder, ForwardSettings
 from .forward.loop import find_loop
 from .hosts import Hosts, HostsSettings
@@ -36,7 +37,7 @@ from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource
 log = logging.getLogger("clusterdns")
 
 GAUGE_REFRESH = 5.0  # seconds between housekeeping rounds (log flushes, the API-contact check)
-BIG_BATCH = 1000  # watch events in one batch worth freezing the heap after (see _freeze_heap)
+BIG_BATCH = 1000  # objects in one batch of watch events worth freezing the heap after (see _freeze_heap)
 # Tasks that end by themselves when _stop is set (cancelling a file watch would leave its thread behind).
 STOPPED_BY_EVENT = ("clusterdns-manifest-watch", "clusterdns-hosts-watch")
 
@@ -353,7 +354,8 @@ class Serving:
     def _kube_events(self, events) -> None:
         was_synced = self.dns.synced
         self.dns.sink(events)
-        if len(events) >= BIG_BATCH or (self.dns.synced and not was_synced):
+        size = sum(len(e.objects) if isinstance(e, Replace) else 1 for e in events)
+        if size >= BIG_BATCH or (self.dns.synced and not was_synced):  # a (re)list, or the first sync
             _freeze_heap()
         self._api_back()
         for kind in self.dns.cluster.synced:

@@ -404,6 +404,7 @@ async def test_too_many_requests_honours_retry_after(fake_apiserver: FakeApiServ
 
     first, second = fake_apiserver.lists("services")[:2]
     assert second.time - first.time >= 0.95
+    assert fake_apiserver.probes() == []  # an API server that asks us to slow down gets no extra requests
 
 
 async def test_server_errors_are_retried(

@@ -362,7 +362,7 @@ class KubeSource:
         while not self._stopping.wait(tick):
             now = time.monotonic()
             silent = [w for w in self._loops if w.silent_for(now) >= options.inactivity_timeout]
-            waiting = [w for w in self._loops if w.waiting]
+            waiting = [w for w in self._loops if w.kept_away]  # never probe an API that throttles or refuses us
             if not silent and not (waiting and now - last_probe >= options.probe_while_down):
                 continue
             last_probe = now

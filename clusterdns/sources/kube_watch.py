@@ -223,8 +223,8 @@ class ListWatch:
             while not self._stopping.is_set():
                 delay = self._attempt(api_client)
                 if delay > 0:
-                    self.waiting = True
                     self._wake.clear()
+                    self.waiting = True
                     if self._wake.wait(delay) and not self._stopping.is_set():
                         # The API answered again: go now, spread a little so replicas do not all hit it at once.
                         self._stopping.wait(random.uniform(0, 0.2))
@@ -252,9 +252,14 @@ class ListWatch:
         self._hung = True
         self.interrupt()
 
+    @property
+    def kept_away(self) -> bool:
+        """Waiting to retry because the API server could not be reached (not because it refused or throttled us)."""
+        return self.waiting and self._last_failure in UNREACHABLE
+
     def api_answered(self) -> None:
-        """The API server answers again: retry now with the backoff reset, if we were kept away by it."""
-        if self.waiting and self._last_failure in UNREACHABLE:
+        """The API server answers again: retry now with the backoff reset, if we were kept away from it."""
+        if self.kept_away:
             self._failures = 0
             self._wake.set()
 

@@ -276,10 +276,11 @@ class ManifestSource:
                 if await _stopped(stop, self.settle):
                     break
                 now = await asyncio.to_thread(_signatures, list(changed))
-                stable = {p for p, sig in now.items() if sig == changed[p]}
+                stable = {p: sig for p, sig in changed.items() if now[p] == sig}
                 changed = {p: sig for p, sig in now.items() if sig is not None and sig != changed[p]}
                 if stable:
-                    await self._apply(scan, stable, set())
+                    scan.files.update(stable)  # what is read: the files as they settled
+                    await self._apply(scan, set(stable), set())
             self._set_settling({})
 
     async def _apply(self, scan: _Scan, paths: set[Path], gone: set[Path]) -> None:
