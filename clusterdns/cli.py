@@ -24,6 +24,7 @@ from . import __version__, explain
 from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .forward import ForwardSettings, parse_addresses, parse_stub
+from .forward.loop import launch_token
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
 from .forward.settings import POLICIES
 from .objects import DNS_POLICIES, KINDS
@@ -481,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             options = corefile[0]
         else:
             options = serve_options(args, settings, command_parser)
+        launch_token(fresh=not args.reuse_port)  # before the workers start: they inherit it (loop probes)
         extra = Workers(args.workers - 1, sys.argv[1:] if argv is None else argv) if args.workers > 1 else None
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:
