@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from dnslib import EDNS0, OPCODE, EDNSOption, QTYPE, RCODE, RR, SOA, DNSHeader, DNSRecord
 
 from . import reasons
-from .records import dashed, pod_ip
+from .names import dashed, namespace_name, pod_ip, pod_name, pod_parent
 from .settings import DNS_VERSION_TTL
 from .zone import Zone, to_rdata
 
@@ -210,7 +210,7 @@ def _add_glue(zone: Reader, reply: DNSRecord, sets, types: list[int]) -> None:
 def lookup(zone: Reader | Zone, name: str):
     """Record sets at ``name``, including pod names made up on the fly (``--pods insecure``)."""
     settings = zone.settings
-    pod_suffix = "pod." + settings.zone
+    pod_suffix = pod_parent(settings.zone)
     if settings.pods != "disabled":
         if name == pod_suffix:
             return {}  # pod.<zone>: the parent of every pod name
@@ -224,16 +224,16 @@ def _pod_lookup(zone: Reader | Zone, prefix: str):
     settings = zone.settings
     # As CoreDNS: pod names exist only in namespaces that exist (<ns>.svc.<zone> does),
     # and <ns>.pod.<zone> is their parent, so it exists too (NODATA).
-    if len(labels) > 2 or not zone.exists(f"{labels[-1]}.svc.{settings.zone}"):
+    if len(labels) > 2 or not zone.exists(namespace_name(labels[-1], settings.zone)):
         return None
     if len(labels) == 1:
         return {}
     ip = pod_ip(labels[0])
     if ip is None:
         # --pod-names: <pod-name>.<ns>.pod.<zone>, held in the zone
-        return zone.records(f"{prefix}.pod.{settings.zone}") if settings.pod_names else None
+        return zone.records(pod_name(labels[0], labels[1], settings.zone)) if settings.pod_names else None
     if settings.pods == "verified":
-        return zone.records(f"{dashed(ip)}.{labels[1]}.pod.{settings.zone}")
+        return zone.records(pod_name(dashed(ip), labels[1], settings.zone))
     return {QTYPE.AAAA if ":" in ip else QTYPE.A: (ip,)}
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from dnslib import CNAME, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
 
+from .names import namespace_name
 from .answer import answer
 from .cluster import Cluster
 from .objects import POD
@@ -58,7 +59,7 @@ class Autopath:
         if wire is None:
             if len(self._suffixes) > 10_000:
                 self._suffixes.clear()  # bounded: namespaces come and go
-            name = f"{namespace}.svc.{self.zone.settings.zone}"
+            name = namespace_name(namespace, self.zone.settings.zone)
             wire = b"".join(bytes((len(label),)) + label.encode() for label in name.rstrip(".").split(".")) + b"\0"
             self._suffixes[namespace] = wire
         return wire

@@ -24,6 +24,7 @@ from . import __version__, explain
 from .dev import cli as dev_cli
 from .app import ClusterDNS, load_manifests
 from .forward import ForwardSettings, parse_addresses, parse_stub
+from .forward.loop import launch_token
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
 from .forward.settings import POLICIES
 from .objects import DNS_POLICIES, KINDS
@@ -136,7 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     abuse = serve.add_argument_group("abuse limits")
     abuse.add_argument(
         "--max-udp-size", type=int, default=1232, metavar="BYTES",
-        help="the EDNS payload size advertised, and the largest UDP response sent whatever a client asks: "
+        help="the EDNS payload size advertised (to clients and upstreams), and the largest UDP response sent, "
+        "forwarded ones too, whatever a client asks: "
         "larger answers get TC and are retried over TCP (DNS Flag Day 2020, as CoreDNS; 512-65535; default %(default)s)",
     )
     abuse.add_argument(
@@ -349,6 +351,7 @@ def forward_settings_from(args: argparse.Namespace) -> ForwardSettings | None:
         cache_max_ttl=args.cache_max_ttl,
         denial_max_ttl=args.cache_max_denial_ttl,
         serve_stale=parse_duration(args.serve_stale, "--serve-stale") if args.serve_stale else 0.0,
+        payload=args.max_udp_size,  # forwarded answers are capped for clients as ours are
     )
 
 
@@ -479,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
             options = corefile[0]
         else:
             options = serve_options(args, settings, command_parser)
+        launch_token(fresh=not args.reuse_port)  # before the workers start: they inherit it (loop probes)
         extra = Workers(args.workers - 1, sys.argv[1:] if argv is None else argv) if args.workers > 1 else None
         try:
             with asyncio.Runner(loop_factory=_loop_factory()) as runner:

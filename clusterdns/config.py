@@ -27,7 +27,7 @@ from .corefile import CorefileError, Directive, ServerBlock, Token, parse_file
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
 from .forward.settings import ForwardSettings, Stub, parse_address
 from .hosts import HostsSettings
-from .records import is_ip
+from .names import is_ip
 from .rewrite import Rewrite, RewriteError, parse_rewrite
 from .serving import ServeOptions
 from .settings import POD_MODES, REVERSE_ZONES, absolute

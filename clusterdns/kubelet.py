@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .names import namespace_name
 from .objects import PodDNSConfig, Service
 from .searchpath import DEFAULT_NDOTS, ResolvConf
 
@@ -50,7 +51,7 @@ def pod_resolv_conf(
         servers, search, options = [], [], []
     elif policy in ("ClusterFirst", "ClusterFirstWithHostNet") and cluster_dns:
         servers = list(cluster_dns)
-        cluster_search = [f"{namespace}.svc.{domain}", f"svc.{domain}", domain] if domain else []
+        cluster_search = [namespace_name(namespace, domain), f"svc.{domain}", domain] if domain else []
         search = _unique(cluster_search + list(base.search))
         options = [f"ndots:{DEFAULT_NDOTS}"]
     else:

@@ -33,7 +33,8 @@ from cachetools import LRUCache
 from dnslib import QTYPE, RCODE
 
 from .objects import EndpointSlice, Service
-from .records import endpoint_label, pod_ip, ready_endpoints
+from .names import pod_ip
+from .records import endpoint_label, ready_endpoints
 
 if TYPE_CHECKING:
     from .answer import Reader

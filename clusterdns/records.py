@@ -7,13 +7,14 @@ find where a record type comes from, search this file for its name.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import defaultdict
 from typing import Callable
 
 from dnslib import QTYPE
 
+from . import names
 from .cluster import Changes, Cluster, ServiceRef
+from .names import dashed, is_ip, reverse_name
 from .objects import Endpoint, EndpointSlice, Pod, Service
 from .settings import SCHEMA_VERSION, Settings
 from .zone import RecordSets, Zone
@@ -24,40 +25,11 @@ ServiceRecords = Callable[[Service, list[EndpointSlice], Settings], RecordSets]
 
 def service_name(service: Service | ServiceRef, settings: Settings) -> str:
     namespace, name = (service.namespace, service.name) if isinstance(service, Service) else service
-    return f"{name}.{namespace}.svc.{settings.zone}"
-
-
-def dashed(ip: str) -> str:
-    """``10.1.2.3`` → ``10-1-2-3``; ``fd00::1`` → ``fd00--1`` (CoreDNS's endpoint and pod names)."""
-    return ip.replace(".", "-").replace(":", "-")
-
-
-def pod_ip(label: str) -> str | None:
-    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1`` (the inverse of :func:`dashed`); None if not an address."""
-    if label.count("-") == 3 and "--" not in label:
-        text = label.replace("-", ".")
-    else:
-        text = label.replace("-", ":")
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return None
+    return names.service_name(namespace, name, settings.zone)
 
 
 def address_record(ip: str) -> tuple[int, str]:
     return (QTYPE.AAAA, ip) if ":" in ip else (QTYPE.A, ip)
-
-
-def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def reverse_name(ip: str) -> str:
-    return ipaddress.ip_address(ip).reverse_pointer + "."
 
 
 class _Sets:
@@ -127,7 +99,7 @@ def _endpoint_records(name: str, ready, settings: Settings, out: _Sets) -> list[
     """
     named = []
     for endpoint, slice_ in ready:
-        endpoint_name = f"{endpoint_label(endpoint, settings)}.{name}"
+        endpoint_name = names.endpoint_name(endpoint_label(endpoint, settings), name)
         for ip in endpoint.addresses:
             out.add(endpoint_name, *address_record(ip))
             if endpoint.hostname or not settings.ptr_hostnamed_only:
@@ -172,7 +144,7 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
     for port_name, protocol, port, target in ports:
         by_owner[name].append((port, target))
         if port_name:
-            by_owner[f"_{port_name}._{protocol.lower()}.{name}"].append((port, target))
+            by_owner[names.srv_owner(port_name, protocol, name)].append((port, target))
     for owner, entries in by_owner.items():
         weight = max(1, 100 // len(entries))
         for port, target in dict.fromkeys(entries):
@@ -190,9 +162,9 @@ def pod_records(pod: Pod, settings: Settings) -> RecordSets:
         return {}
     if settings.pods == "verified":
         for ip in pod.ips:
-            out.add(f"{dashed(ip)}.{pod.namespace}.pod.{settings.zone}", *address_record(ip))
+            out.add(names.pod_name(dashed(ip), pod.namespace, settings.zone), *address_record(ip))
     if settings.pod_names and pod.phase == "Running" and pod.ips and not pod.terminating:
-        name = f"{pod.name}.{pod.namespace}.pod.{settings.zone}"
+        name = names.pod_name(pod.name, pod.namespace, settings.zone)
         for ip in pod.ips:
             out.add(name, *address_record(ip))
             out.add(reverse_name(ip), QTYPE.PTR, name)
@@ -201,7 +173,7 @@ def pod_records(pod: Pod, settings: Settings) -> RecordSets:
 
 def namespace_records(namespace: str, exists: bool, settings: Settings) -> RecordSets:
     """An existing namespace's ``<ns>.svc.<zone>`` answers NODATA rather than NXDOMAIN."""
-    return {f"{namespace}.svc.{settings.zone}": {}} if exists else {}
+    return {names.namespace_name(namespace, settings.zone): {}} if exists else {}
 
 
 def apex_records(dns_service: Service | None, settings: Settings) -> RecordSets:

@@ -21,7 +21,7 @@ from .acl import LOOPBACK, parse_networks
 from .app import ClusterDNS
 from .events import Replace
 from .forward import Forwarder, ForwardSettings
-from .forward.loop import find_loop
+from .forward.loop import arm, find_loop
 from .hosts import Hosts, HostsSettings
 from .http import PATHS, HttpServer, start_http
 from .metrics import Metrics
@@ -137,6 +137,8 @@ class Serving:
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
         if options.forward is not None:
             self.forwarder = Forwarder(options.forward, self.metrics)
+            if options.forward.loop_check:
+                arm(self.forwarder)  # know every probe name of this launch before the listeners open
             self.forwarder.loadbalance = options.loadbalance
         if options.rewrites:  # only then: the responder's own respond stays the hot path
             self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)

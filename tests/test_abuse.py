@@ -7,6 +7,7 @@ import socket
 import struct
 import time
 
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -19,6 +20,7 @@ from clusterdns.metrics import Metrics
 from clusterdns.server import TcpLimits, _Observer, _UdpProtocol
 
 from .builders import endpoint_slice, service
+from .conftest import ZONES
 from .dnsserver import RunningServer, answers
 
 WEB = "web.default.svc.cluster.local"
@@ -250,3 +252,45 @@ def test_clients_resetting_mid_reply_leave_no_traceback(loop, caplog):
         _web(srv)
         assert _tcp_query_succeeds(srv)
     assert not [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_forwarded_udp_answers_are_capped_at_max_udp_size_too():
+    from .test_cli import Serve
+    from .upstreams import FakeUpstream
+
+    with FakeUpstream() as upstream:
+        serve = Serve("--manifests", str(ZONES), "--upstream", upstream.address, "--max-udp-size", "512", http="")
+        try:
+            q = dns.message.make_query("many.example.com", "TXT", use_edns=0, payload=4096)
+            for _ in range(2):  # from the upstream, then from the forward cache
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.settimeout(3)
+                    sock.sendto(q.to_wire(), ("127.0.0.1", serve.port))
+                    raw = sock.recv(65535)
+                assert len(raw) <= 512 and dns.message.from_wire(raw).flags & dns.flags.TC
+            full = dns.query.tcp(q, "127.0.0.1", port=serve.port, timeout=3)
+            assert len(full.answer[0]) == 7  # all of it over TCP
+        finally:
+            assert serve.stop() == 0
+
+
+def test_a_name_too_long_to_pack_is_formerr_and_never_forwarded():
+    from .test_cli import Serve
+    from .upstreams import FakeUpstream
+
+    labels = [b"x" * 20] * 13 + [b"example", b"com"]  # 288 bytes in short labels: outside the cluster
+    name = b"".join(bytes([len(label)]) + label for label in labels) + b"\0"
+    query = struct.pack("!HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1)
+    with FakeUpstream() as upstream:
+        serve = Serve("--manifests", str(ZONES), "--upstream", upstream.address, http="")
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(3)
+                sock.sendto(query, ("127.0.0.1", serve.port))
+                reply = sock.recv(512)
+            assert reply[:2] == b"\x42\x42" and reply[3] & 0x0F == dns.rcode.FORMERR
+            asked = [n for n, _, _ in upstream.asked if "example.com" in n and "x" * 20 in n]
+            assert asked == []
+        finally:
+            assert serve.stop() == 0
+    assert "Traceback" not in serve.text

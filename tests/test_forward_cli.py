@@ -114,3 +114,19 @@ def test_a_loopback_stub_is_replaced_by_systemd_resolveds_file(tmp_path):
     empty.write_text("search example.com\n")
     with pytest.raises(ResolvConfError, match="no nameserver lines"):
         upstreams_from_file(empty)
+
+
+def test_a_forwarding_loop_is_detected_with_several_workers_on_one_port():
+    # The probe may come back to the other worker (SO_REUSEPORT): every worker of the launch knows every probe.
+    for _ in range(3):
+        port = free_port()
+        with FakeUpstream(relay_to=("127.0.0.1", port)) as looping:
+            serve = Serve("--manifests", str(ZONES), "--upstream", looping.address, "--workers", "2",
+                          listen=f"127.0.0.1:{port}", http="")
+            status = exit_status(serve)
+            probes = [name for name, qtype, _ in looping.asked if qtype == "HINFO"]
+        if status != EXIT_BIND:
+            break
+    assert status == EXIT_LOOP
+    assert "forwarding loop detected" in serve.text
+    assert len(probes) <= 4  # each worker's one probe, plus at most a hop each: no spinning

@@ -178,6 +178,8 @@ async def test_a_new_kubeconfig_watches_the_other_cluster_with_no_gap(running, t
                 await asyncio.sleep(0)
 
         task = asyncio.create_task(probe())
+        while not answers:  # the old cluster answered once before the reload starts
+            await asyncio.sleep(0.01)
         assert await reloader.check() is True
         while not answers or answers[-1][1] != ("10.96.0.99",):
             await asyncio.sleep(0.01)

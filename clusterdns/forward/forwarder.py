@@ -18,7 +18,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from dnslib import QTYPE, RCODE, DNSRecord
+from dnslib import QTYPE, RCODE, RD, RR, DNSRecord
 
 from cachetools import LRUCache
 
@@ -133,8 +133,8 @@ class Forwarder:
             return Outcome(None, 0, None)  # the zone's parser took it; nothing sane to forward
         payload = self.settings.payload
         if query.name in self.probes:
-            self.probes_seen.add(query.name)  # our loop probe came back: never send it on (see loop.py)
-            return Outcome(error_response(query, SERVFAIL, payload, (OTHER, "forwarding loop: this query came back")), SERVFAIL, None)
+            self.probes_seen.add(query.name)  # a loop probe of ours came back: answer it, never send it on
+            return Outcome(probe_answer(query.data), RCODE.NOERROR, None)
         group = self.group_for(query.name)
         if group is None:  # only stubs configured, and none matches
             why = (NOT_AUTHORITATIVE, "outside the cluster zones and no forward zone matches")
@@ -318,6 +318,13 @@ class Forwarder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def probe_answer(data: bytes) -> bytes:
+    """Our answer to a returning loop probe: an HINFO whose bytes carry loop.MARKER, seen by the prober."""
+    reply = DNSRecord.parse(data).reply()
+    reply.add_answer(RR(reply.q.qname, QTYPE.HINFO, ttl=0, rdata=RD(b"\x0aclusterdns\x15clusterdns-loop-probe")))
+    return bytes(reply.pack())
 
 
 def question_key(question: bytes, do: bool, cd: bool) -> bytes:
