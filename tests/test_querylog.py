@@ -151,3 +151,20 @@ def test_cli_classes():
     with pytest.raises(SystemExit) as exc:
         options("--log-queries", "denials")
     assert exc.value.code == 2
+
+
+async def test_a_forwarded_query_is_logged_when_its_answer_is_sent(serve, capsys):
+    from clusterdns.forward import ForwardSettings
+    from tests.upstreams import FakeUpstream
+
+    with FakeUpstream() as upstream:
+        forward = ForwardSettings(upstreams=((upstream.host, upstream.port),), loop_check=False, try_timeout=0.5,
+                                  timeout=1.0)
+        serving = await serve(forward=forward, log_queries=frozenset({"all"}))
+        port, sent, received = await udp_exchange(serving, dns.message.make_query("example.com", "A", id=9))
+    [line] = lines(capsys)
+    assert re.fullmatch(
+        rf'\[INFO\] 127\.0\.0\.1:{port} - 9 "A IN example\.com\. udp {len(sent)} false 512" '
+        rf"NOERROR qr,aa,rd,ra {len(received)} {DURATION}",  # the upstream's flags (dnslib sets aa), with RA
+        line,
+    ), line
