@@ -53,7 +53,8 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 TOTAL_BUDGET = 570.0  # seconds for the whole run: make soak stays under 10 minutes
 ZONE = "cluster.local"
 STALL_BOUND_MS = 250  # big reload: no answer may wait longer (it was 600-1,300 ms)
-FLOOD_RSS_BOUND_MB = 100  # unique-name flood: RSS may grow by at most this (bounded caches)
+FLOOD_RSS_BOUND_MB = 100
+ATTACK_DEADLINE = 60.0  # seconds a bench/abuse.py attack may take  # unique-name flood: RSS may grow by at most this (bounded caches)
 
 
 # --------------------------------------------------------------------------- a server under test
@@ -75,12 +76,15 @@ _NO_FORWARD: list[str] | None = None
 class Server:
     """``clusterdns serve`` as a process: its ports (read from its log), its log, its RSS."""
 
+    started: list["Server"] = []  # every one, so that none outlives a scenario that failed half-way
+
     def __init__(self, *args: str, workdir: Path, http: str = "127.0.0.1:0", wait: bool = True):
         argv = serve_argv("--listen", "127.0.0.1:0", *args)
         if http is not None and "--http" not in args:
             argv += ["--http", http]
         self.proc = subprocess.Popen(argv, cwd=workdir, env=ENV, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, text=True)
+        Server.started.append(self)
         self.lines: list[str] = []
         self._logged = threading.Condition()
         self.rss_peak = 0
@@ -444,9 +448,9 @@ def with_fake_api(work: Path, services: int = 50):
 def frozen_api(work: Path) -> Row:
     row = Row("frozen API (TCP open, no answer)")
     api, kubeconfig, service = with_fake_api(work)
-    server = Server("--kubeconfig", str(kubeconfig), "--ready-grace", "2", "--watch-inactivity-timeout", "1",
-                    workdir=work)
     try:
+        server = Server("--kubeconfig", str(kubeconfig), "--ready-grace", "2", "--watch-inactivity-timeout", "1",
+                        workdir=work)
         load = names_load(server.port, [svc(f"s{i}") for i in range(50)], 300)
         mark = server.mark()
         load.start()
@@ -457,7 +461,9 @@ def frozen_api(work: Path) -> Row:
         while time.monotonic() < deadline and ready != 503:
             ready = server.get("/ready")[0]
             time.sleep(0.2)
-        row.load = f"300 q/s; API frozen, /ready 503 after {time.monotonic() - frozen:.0f} s (--ready-grace 2)"
+        waited = time.monotonic() - frozen
+        row.load = (f"300 q/s; API frozen, /ready 503 after {waited:.0f} s (--ready-grace 2)" if ready == 503 else
+                    f"300 q/s; API frozen, /ready still {ready} after {waited:.0f} s (--ready-grace 2)")
         reachable_down = server.metric("clusterdns_api_reachable")
         api.thaw()
         api.modify(service("s1", ip="10.99.9.9"))
@@ -472,9 +478,9 @@ def frozen_api(work: Path) -> Row:
                    row.check(reachable_down == 0, f"clusterdns_api_reachable {reachable_down} while frozen"),
                    row.check(addresses(server.ask(svc("s1"))) == ["10.99.9.9"], "no catch-up after thawing"),
                    delivered)
-    finally:
         server.stop()
-        api.stop()
+    finally:
+        api.stop()  # a server left running is stopped by main()
     return row
 
 
@@ -482,8 +488,8 @@ def quiet_api(work: Path) -> Row:
     row = Row("quiet API (no bookmarks)")
     api, kubeconfig, _ = with_fake_api(work)
     api.quiet()
-    server = Server("--kubeconfig", str(kubeconfig), "--watch-inactivity-timeout", "1", workdir=work)
     try:
+        server = Server("--kubeconfig", str(kubeconfig), "--watch-inactivity-timeout", "1", workdir=work)
         load = names_load(server.port, [svc(f"s{i}") for i in range(50)], 200)
         row.load = "200 q/s; 10 s without a byte on the watches, timeout 1 s"
         mark = server.mark()
@@ -492,21 +498,21 @@ def quiet_api(work: Path) -> Row:
         load.stop()
         restarts = server.metric("clusterdns_watch_restarts_total") or 0
         delivered = row.tally(load, server, mark)
-        row.load += f"; {int(restarts)} watch restarts, {len(api.probes()) if hasattr(api, 'probes') else 0} probes"
+        row.load += f"; {int(restarts)} watch restarts, {len(api.probes())} probes"
         row.finish(server, row.check(restarts == 0, f"{int(restarts)} watch restarts of quiet watches"),
                    row.check(server.get("/ready")[0] == 200, "not ready"),
                    delivered)
-    finally:
         server.stop()
-        api.stop()
+    finally:
+        api.stop()  # a server left running is stopped by main()
     return row
 
 
 def api_returns(work: Path) -> Row:
     row = Row("API back after 6 s away: catch-up")
     api, kubeconfig, service = with_fake_api(work)
-    server = Server("--kubeconfig", str(kubeconfig), workdir=work)
     try:
+        server = Server("--kubeconfig", str(kubeconfig), workdir=work)
         load = names_load(server.port, [svc(f"s{i}") for i in range(50)], 200)
         mark = server.mark()
         load.start()
@@ -524,9 +530,9 @@ def api_returns(work: Path) -> Row:
         delivered = row.tally(load, server, mark)
         row.finish(server, row.check(took <= 2.0, f"the change took {took:.1f} s"),
                    delivered)
-    finally:
         server.stop()
-        api.stop()
+    finally:
+        api.stop()  # a server left running is stopped by main()
     return row
 
 
@@ -616,10 +622,20 @@ def abuse(title: str, scenario: str, *server_args: str, headless_endpoints: int 
 
         server = zones_server(work, *server_args, headless_endpoints=headless_endpoints)
         mark = server.mark()
-        try:
-            result = attacks.run(scenario, "127.0.0.1", server.port, http_port=server.http, **options)
-        finally:
-            time.sleep(0.5)  # what the server logs about it
+        done: list = []
+        # An attack waits for each reply in turn: against a server that answers nothing it would
+        # take for ever, so it runs on a thread and is given up on after ATTACK_DEADLINE.
+        attack = threading.Thread(target=lambda: done.append(
+            attacks.run(scenario, "127.0.0.1", server.port, http_port=server.http, **options)), daemon=True)
+        attack.start()
+        attack.join(ATTACK_DEADLINE)
+        time.sleep(0.5)  # what the server logs about it
+        if not done:
+            row = Row(title, f"did not finish within {ATTACK_DEADLINE:g} s", errors=server.errors_logged(mark))
+            row.finish(server, row.check(False, f"the attack was still waiting for replies after {ATTACK_DEADLINE:g} s"))
+            server.stop()
+            return row
+        result = done[0]
         row = Row(title, f"{result.load}; {result.note}" if result.note else result.load, result.answered,
                   result.lost, server.errors_logged(mark))
         tracebacks = server.tracebacks(mark)
@@ -661,24 +677,35 @@ def source_port_zero(work: Path) -> Row:
         row.verdict = "SKIP"
         server.stop()
         return row
+    sniffer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 23)  # it sees every UDP packet on the host
     sniffer.settimeout(0.2)
     mark = server.mark()
     sent, control = 200, 40053  # the same queries from an ordinary port show the sniffer sees replies
+    replies: Counter[int] = Counter()
+    listening = threading.Event()
+
+    def sniff() -> None:
+        deadline = time.monotonic() + 3.0
+        listening.set()
+        while time.monotonic() < deadline:
+            try:
+                packet = sniffer.recv(65535)
+            except TimeoutError:
+                continue
+            ihl = (packet[0] & 0x0F) * 4
+            src, dst = struct.unpack("!2H", packet[ihl:ihl + 4])
+            if src == server.port:
+                replies[dst] += 1
+
+    sniffing = threading.Thread(target=sniff, daemon=True)
+    sniffing.start()
+    listening.wait(5)
     for src in (0, control):
         for _ in range(sent):
             udp = struct.pack("!4H", src, server.port, 8 + len(query), 0) + query  # checksum 0: none (IPv4)
             sender.sendto(udp, ("127.0.0.1", 0))
-    replies: Counter[int] = Counter()
-    deadline = time.monotonic() + 1.5
-    while time.monotonic() < deadline:
-        try:
-            packet = sniffer.recv(65535)
-        except TimeoutError:
-            continue
-        ihl = (packet[0] & 0x0F) * 4
-        src, dst = struct.unpack("!2H", packet[ihl:ihl + 4])
-        if src == server.port:
-            replies[dst] += 1
+            time.sleep(0.001)
+    sniffing.join(10)
     sender.close()
     sniffer.close()
     row.load = f"{sent} queries from port 0 and {sent} from port {control} (raw socket)"
@@ -829,6 +856,9 @@ def main() -> int:
         except Exception as exc:  # noqa: BLE001 (one broken scenario must not hide the others)
             row = Row(name, notes=[f"{type(exc).__name__}: {exc}"])
         finally:
+            for server in Server.started:
+                server.stop(signal.SIGKILL)  # a no-op for those the scenario stopped
+            Server.started.clear()
             shutil.rmtree(work, ignore_errors=True)
         rows.append(row)
         print(f"{row.verdict:<4} {row.scenario} ({time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
