@@ -25,7 +25,7 @@ import yaml
 
 from .app import ClusterDNS, load_manifests
 from .kubelet import pod_resolv_conf, service_env
-from .objects import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, ObjectError, Pod, read_dns_config
+from .objects import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, ObjectError, Pod, PodDNSConfig, read_dns_config
 from .searchpath import ResolvConf, parse_resolv_conf
 from .server import parse_listen
 from .settings import Settings
@@ -212,7 +212,7 @@ def walk_table(result: Walk, conf: ResolvConf, source: str) -> list[str]:
     if result.winner:
         winner = result.steps[result.winner - 1].name
         lines.append(f"→ answered by #{result.winner} {winner} after {count} quer{'y' if count == 1 else 'ies'}")
-    elif result.steps and result.steps[-1].outcome == "stop" and len(result.steps) > 0:
+    elif result.steps and result.steps[-1].outcome == "stop":
         lines.append(f"→ the resolver gives up at #{len(result.steps)} after {count} queries: the lookup fails")
     else:
         lines.append(f"→ no candidate answered after {count} queries: the lookup fails")
@@ -315,7 +315,7 @@ def _pod(state: ClusterDNS, ref: str) -> Pod:
     return pod  # type: ignore[return-value]
 
 
-def _read_dns_config(path: str) -> object:
+def _read_dns_config(path: str) -> PodDNSConfig:
     try:
         doc = yaml.safe_load(Path(path).read_text())
     except OSError as exc:
