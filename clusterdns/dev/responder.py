@@ -32,7 +32,6 @@ class DevResponder:
         self.short_forms = short_forms
         self.namespace = namespace
         self.forwarding = forwarding
-        self.short_answers = 0
 
     @property
     def hits(self) -> int:
@@ -99,7 +98,6 @@ class DevResponder:
         for rr in (*reply.rr, *reply.auth):
             if rr.rname == wanted:
                 rr.rname = asked
-        self.short_answers += 1
         return bytes(reply.pack()), qtype, rcode, hit
 
 

@@ -48,7 +48,6 @@ class Upstream:
         self.healthy = True
         self.checking: asyncio.Task | None = None  # the health check while down
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, asyncio.TimerHandle]] = []
-        self.tcp_connections_opened = 0
 
     def __repr__(self) -> str:
         return f"Upstream({self.label})"
@@ -86,7 +85,6 @@ class Upstream:
             except (ConnectionError, asyncio.IncompleteReadError, OSError):
                 pass  # the upstream closed it while idle: one retry on a new connection
         reader, writer = await asyncio.open_connection(*self.address)
-        self.tcp_connections_opened += 1
         return await self._over((reader, writer), qid, question, query)
 
     async def _over(self, connection, qid: int, question: bytes, query: bytes) -> bytes:

@@ -331,10 +331,6 @@ class KubeSource:
         return {kind: state.synced for kind, state in self._states.items()}
 
     @property
-    def all_synced(self) -> bool:
-        return bool(self._states) and all(state.synced for state in self._states.values())
-
-    @property
     def last_sync_time(self) -> dict[str, float | None]:
         """Per kind: wall-clock time of the last list, event or bookmark (when we last knew we were current)."""
         return {kind: state.last_sync_time for kind, state in self._states.items()}
