@@ -497,6 +497,9 @@ def main(argv: list[str] | None = None) -> int:
                 extra.stop(options.lameduck + 10)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", stream=sys.stderr)
     if args.command == "check" and args.corefile:
+        ignored = flags_beside_corefile(args, command_parser, frozenset({"corefile", "help"}))
+        if ignored:
+            command_parser.error(f"{', '.join(ignored)}: not used with --corefile, which checks the Corefile only")
         return check_corefile(args.corefile)
     if args.command in ("resolve", "resolv-conf", "env"):
         return explain.run(args, settings)
@@ -587,9 +590,11 @@ def _workers(given: int | None, parser: argparse.ArgumentParser) -> int:
 COREFILE_FLAGS = frozenset({"corefile", "relocate", "manifests", "workers", "log_level", "reuse_port", "help"})
 
 
-def flags_beside_corefile(args: argparse.Namespace, parser: argparse.ArgumentParser) -> list[str]:
-    """The serve flags given with --corefile that it would ignore (the Corefile sets them)."""
-    allowed = COREFILE_FLAGS | ({"http"} if args.reuse_port else set())  # an extra worker gets --http ''
+def flags_beside_corefile(args: argparse.Namespace, parser: argparse.ArgumentParser,
+                          allowed: frozenset[str] = COREFILE_FLAGS) -> list[str]:
+    """The flags given with --corefile that it would ignore (the Corefile sets them)."""
+    if getattr(args, "reuse_port", False):
+        allowed = allowed | {"http"}  # an extra worker gets --http ''
     return [action.option_strings[0] for action in parser._actions
             if action.option_strings and action.dest not in allowed
             and getattr(args, action.dest, action.default) != action.default]

@@ -190,6 +190,16 @@ def test_serve_refuses_flags_a_corefile_would_silently_override(tmp_path, capsys
     assert "--ttl, --listen, --no-forward: not used with --corefile" in err and "--relocate" in err
 
 
+def test_check_refuses_manifest_flags_beside_a_corefile(tmp_path, capsys):
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(".:53 {\n kubernetes cluster.local\n}\n")
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "--corefile", str(corefile), "--records", "--manifests", "zones"])
+    assert exited.value.code == 2
+    assert "--manifests, --records: not used with --corefile" in capsys.readouterr().err
+    assert main(["check", "--corefile", str(corefile)]) == 0
+
+
 def test_the_flags_kept_beside_a_corefile_are_not_refused(tmp_path):
     from clusterdns.cli import build_parser, flags_beside_corefile
 
