@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import sys
 from pathlib import Path
 
@@ -118,7 +119,13 @@ def over_network(host: str, port: int, payload: int) -> Ask:
             if tcp:
                 response = dns.query.tcp(query, host, port=port, timeout=timeout)
             else:
-                response = dns.query.udp(query, host, port=port, timeout=timeout, raise_on_truncation=False)
+                # A connected socket hears the ICMP "port unreachable" of a port nothing listens on, so a wrong
+                # --server is told at once instead of as a timeout of every try of every name.
+                with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.setblocking(False)  # dnspython waits with select() on a socket it is given
+                    sock.connect((host, port))
+                    response = dns.query.udp(query, host, port=port, timeout=timeout, raise_on_truncation=False,
+                                             sock=sock)
         except dns.exception.Timeout:
             return None
         except OSError as exc:

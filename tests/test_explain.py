@@ -112,6 +112,15 @@ def test_a_server_that_never_answers_times_out_after_the_attempts(tmp_path):
     }
 
 
+def test_a_server_address_nothing_listens_on_is_told_at_once():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run("resolve", "web", "--server", f"127.0.0.1:{port}")  # not 3 names x 2 tries x 5 s of timeouts
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == f"clusterdns resolve: cannot ask 127.0.0.1 port {port}: Connection refused\n"
+
+
 def test_resolve_against_a_live_cluster(fake_apiserver: FakeApiServer, kubeconfig):
     fake_apiserver.add(namespace("default"))
     fake_apiserver.add(namespace("shop"))
