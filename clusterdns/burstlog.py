@@ -4,7 +4,8 @@ A fault that hits every packet (a dead upstream, a bug on one query shape) must
 not write a line per packet: the first occurrence of a kind is logged at once,
 later ones within ``interval`` are only counted, and the count is logged when
 the interval ends (on the next occurrence, or by :meth:`BurstLog.flush`, which
-the server calls periodically so a burst that stops is still reported).
+the server calls periodically so a burst that stops is still reported, and
+once more at shutdown with ``everything=True`` so no count is lost).
 """
 
 from __future__ import annotations
@@ -53,11 +54,11 @@ class BurstLog:
         # A traceback at most once per burst, so a bug is still diagnosable.
         self.logger.log(self.level, "%s", message, exc_info=exc_info)
 
-    def flush(self) -> None:
-        """Log the counts of bursts whose interval is over (and forget them)."""
+    def flush(self, everything: bool = False) -> None:
+        """Log the counts of bursts whose interval is over, or of all of them (and forget them)."""
         now = self.clock()
         for key, burst in list(self._bursts.items()):
-            if now - burst.started >= self.interval:
+            if everything or now - burst.started >= self.interval:
                 self._summarise(burst, now)
                 del self._bursts[key]
 

@@ -442,7 +442,7 @@ class DnsServer:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-        self.errors.flush()
+        self.errors.flush(everything=True)  # a burst cut short by the stop still reports its count
         for server in self.tcp:
             await server.wait_closed()
         self.udp.clear()

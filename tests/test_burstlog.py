@@ -34,3 +34,16 @@ def test_kinds_are_separate_and_a_quiet_burst_logs_no_summary(caplog):
         burst.flush()
         burst.report("a", "A again")
     assert [r.getMessage() for r in caplog.records] == ["A", "B", "A again"]
+
+
+def test_flush_everything_reports_a_burst_cut_short(caplog):
+    clock = Clock()
+    burst = BurstLog(logging.getLogger("t"), interval=30, clock=clock)
+    with caplog.at_level(logging.ERROR, logger="t"):
+        for _ in range(5):
+            burst.report("k", "boom")
+        clock.now = 2
+        burst.flush()  # the interval is not over: nothing yet
+        assert len(caplog.records) == 1
+        burst.flush(everything=True)  # at shutdown
+    assert caplog.records[-1].getMessage() == "4 more like this in the last 2s; latest: boom"

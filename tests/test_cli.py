@@ -270,7 +270,7 @@ def test_http_is_required_only_when_given():
         (["--http", "127.0.0.1:8080"], ("127.0.0.1", 8080), True),
         (["--http", ""], None, True),
     ):
-        args = parser.parse_args(["serve", "--manifests", str(ZONES), *argv])
+        args = parser.parse_args(["serve", "--manifests", str(ZONES), "--no-forward", *argv])  # not this machine's resolv.conf
         options = serve_options(args, settings_from(args), parser)
         assert (options.http, options.http_required) == (http, required)
 

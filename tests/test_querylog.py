@@ -141,7 +141,7 @@ def test_cli_classes():
     parser = build_parser()
 
     def options(*argv: str):
-        args = parser.parse_args(["serve", "--manifests", str(ZONES), *argv])
+        args = parser.parse_args(["serve", "--manifests", str(ZONES), "--no-forward", *argv])  # not this machine's resolv.conf
         return serve_options(args, settings_from(args), parser)
 
     assert options().log_queries is None

@@ -311,7 +311,7 @@ class Forwarder:
         self.burst.flush()
 
     async def close(self) -> None:
-        self.burst.flush()
+        self.burst.flush(everything=True)
         tasks = [t for t in self._in_flight.values()] + [u.checking for u in self.upstreams if u.checking]
         for upstream in self.upstreams:
             upstream.close()
