@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import logging
 import os
 import re
@@ -48,6 +49,8 @@ from .zone import to_rdata
 log = logging.getLogger("clusterdns")
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_BIND, EXIT_LOOP = 0, 1, 2, 3, 4
+# The forwarding flags default to ForwardSettings's own values, so each default is written once.
+FORWARD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ForwardSettings)}
 DEFAULT_MANIFESTS = "zones"
 DEFAULT_LISTEN = "127.0.0.1:5353"
 DEFAULT_HTTP = "127.0.0.1:8080"
@@ -286,23 +289,23 @@ def _add_forward_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--no-forward", action="store_true", help="answer REFUSED to names outside the cluster zones")
     group.add_argument(
-        "--upstream-policy", choices=POLICIES, default="random",
+        "--upstream-policy", choices=POLICIES, default=FORWARD_DEFAULTS["policy"],
         help="order in which upstreams are tried (default %(default)s)",
     )
     group.add_argument(
-        "--max-concurrent", type=int, default=1000, metavar="N",
+        "--max-concurrent", type=int, default=FORWARD_DEFAULTS["max_concurrent"], metavar="N",
         help="forwarded queries in flight before new ones get REFUSED at once (default %(default)s)",
     )
     group.add_argument(
-        "--cache-size", type=int, default=10_000, metavar="N",
+        "--cache-size", type=int, default=FORWARD_DEFAULTS["cache_size"], metavar="N",
         help="forwarded answers cached, N successes and N denials (default %(default)s)",
     )
     group.add_argument(
-        "--cache-max-ttl", type=int, default=3600, metavar="SECONDS",
+        "--cache-max-ttl", type=int, default=FORWARD_DEFAULTS["cache_max_ttl"], metavar="SECONDS",
         help="cache a forwarded answer at most this long (default %(default)s)",
     )
     group.add_argument(
-        "--cache-max-denial-ttl", type=int, default=1800, metavar="SECONDS",
+        "--cache-max-denial-ttl", type=int, default=FORWARD_DEFAULTS["denial_max_ttl"], metavar="SECONDS",
         help="cache NXDOMAIN/NODATA at most this long; otherwise per the SOA minimum (default %(default)s)",
     )
     group.add_argument(
