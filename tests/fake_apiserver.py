@@ -485,6 +485,12 @@ class FakeApiServer:
             self._unavailable_until = time.monotonic() + seconds
         self.drop_connections()
 
+    def come_back(self) -> None:
+        """End an outage begun by ``unavailable_for`` now: tests that check state during an
+        outage make it long and end it themselves, so the check never races its end."""
+        with self._cond:
+            self._unavailable_until = 0.0
+
     @property
     def available(self) -> bool:
         return time.monotonic() >= self._unavailable_until

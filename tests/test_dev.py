@@ -211,7 +211,7 @@ async def test_one_context_down_leaves_the_other_answering_and_its_misses_servfa
     clusters["prod"].add(service("api", namespace="shop", ip="10.200.1.1"))
     serving = await dev(reach=["clusterip"])
     clusters["prod"].bookmark_interval = 0.2  # a watch that is back says so soon
-    clusters["prod"].unavailable_for(3)
+    clusters["prod"].unavailable_for(60)  # the checks below run during the outage; not ended here
 
     async def prod_down():
         return await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.SERVFAIL
@@ -227,6 +227,8 @@ async def test_one_context_down_leaves_the_other_answering_and_its_misses_servfa
     assert prod["api_reachable"] is False and prod["synced"] is True
     assert "API unreachable" in render(status)
     assert 'the API server of context "prod" is unreachable' in ede_text(reply)
+
+    clusters["prod"].come_back()
 
     async def prod_back():  # the API is back: misses are denied again
         return await answers(serving, "nope.shop.svc.prod.k8s") == dns.rcode.NXDOMAIN
