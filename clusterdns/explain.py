@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import json
+import os
 import socket
 import sys
 from pathlib import Path
@@ -40,6 +42,10 @@ class InputError(Exception):
     """Bad input named in the message (a file, a pod, a type); exit 2."""
 
 
+class NotInData(InputError):
+    """What was asked for is not in the cluster data (a pod, the DNS Service); exit 1."""
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.command == "resolve":
@@ -49,7 +55,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return env(args, settings)
     except InputError as exc:
         print(f"clusterdns {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_NOT_FOUND if isinstance(exc, NotInData) else EXIT_USAGE
+    except BrokenPipeError:  # `clusterdns env | head`: the reader stopped early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 # ----------------------------------------------------------------- data sources
@@ -269,7 +278,7 @@ def cluster_dns(state: ClusterDNS, settings: Settings, args: argparse.Namespace)
     service = state.cluster.service(settings.dns_service)
     if service is None or not service.cluster_ips:
         namespace, name = settings.dns_service
-        raise InputError(
+        raise NotInData(
             f"no Service {namespace}/{name} with a cluster IP in the data: give the cluster DNS address with --cluster-dns IP"
         )
     return service.cluster_ips[:1]  # kubelet's clusterDNS is usually the one primary IP
@@ -304,6 +313,7 @@ def env(args: argparse.Namespace, settings: Settings) -> int:
         pod = _pod(state, args.pod)
         namespace, links = pod.namespace, pod.enable_service_links
     services = [obj for key, obj in state.cluster.objects.items() if key[0] == SERVICE]
+    _warn_unknown_namespace(state, namespace)
     variables = service_env(services, namespace, links)  # type: ignore[arg-type]
     if not links:
         print(f"# enableServiceLinks: false: only the master services of 'default' ({len(variables)} variables)")
@@ -312,13 +322,24 @@ def env(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _warn_unknown_namespace(state: ClusterDNS, namespace: str) -> None:
+    """A namespace nothing in the data lives in is most likely a typo: say so (the variables still print)."""
+    known = {key[1] for key in state.cluster.objects if key[1]} | {
+        key[2] for key in state.cluster.objects if key[0] == NAMESPACE}
+    if namespace in known:
+        return
+    close = difflib.get_close_matches(namespace, sorted(known), n=1, cutoff=0.75)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    print(f'warning: no namespace "{namespace}" in the data{hint}', file=sys.stderr)
+
+
 def _pod(state: ClusterDNS, ref: str) -> Pod:
     namespace, sep, name = ref.partition("/")
     if not sep or not namespace or not name:
         raise InputError(f"--pod {ref!r}: expected NAMESPACE/NAME")
     pod = state.cluster.get(POD, namespace, name)
     if pod is None:
-        raise InputError(f"no Pod {namespace}/{name} in the data")
+        raise NotInData(f"no Pod {namespace}/{name} in the data")
     return pod  # type: ignore[return-value]
 
 

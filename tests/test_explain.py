@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 
 import pytest
 
 from tests.fake_apiserver import FakeApiServer, endpoint_slice, namespace, service
 from tests.dnsserver import RunningServer
 
-from .test_cli import run
+from .test_cli import CLI, ENV, ROOT, run
 
 
 def walk_of(*args) -> tuple[int, dict]:
@@ -133,7 +134,7 @@ def test_resolve_against_a_live_cluster(fake_apiserver: FakeApiServer, kubeconfi
     assert code == 0 and walk["answered_by"] == 2
     assert walk["candidates"][1]["queries"][0]["answers"] == ["A 10.96.0.5"]
     result = run("resolv-conf", "--namespace", "shop", "--kubeconfig", str(kubeconfig))
-    assert result.returncode == 2 and "--cluster-dns" in result.stderr  # this cluster has no kube-dns Service
+    assert result.returncode == 1 and "--cluster-dns" in result.stderr  # this cluster has no kube-dns Service
 
 
 # ----------------------------------------------------------------- resolv-conf
@@ -181,8 +182,8 @@ def test_resolv_conf_of_a_pod_reads_its_dns_policy_and_config(tmp_path):
     (tmp_path / "bad.yaml").write_text("nameservers: [192.0.2.9]\nsearch: [a.example]\n")
     bad = run("resolv-conf", "--dns-config", str(tmp_path / "bad.yaml"))
     assert bad.returncode == 2 and "bad.yaml: dnsConfig.search: unknown field" in bad.stderr
-    missing = run("resolv-conf", "--pod", "shop/nope")
-    assert missing.returncode == 2 and "no Pod shop/nope" in missing.stderr
+    missing = run("resolv-conf", "--pod", "shop/nope")  # not in the data: an input error, not bad usage
+    assert missing.returncode == 1 and "no Pod shop/nope" in missing.stderr
 
 
 @pytest.mark.parametrize("option", ["--ttl", "--pods", "--server"])
@@ -206,3 +207,18 @@ def test_env_prints_kubelets_service_variables(tmp_path):
     lines = off.stdout.splitlines()
     assert lines[0].startswith("# enableServiceLinks: false")
     assert all(line.startswith("KUBERNETES_") for line in lines[1:]) and len(lines) > 1
+
+
+def test_env_warns_of_a_namespace_nothing_lives_in():
+    typo = run("env", "--namespace", "defualt")
+    assert typo.returncode == 0 and 'warning: no namespace "defualt" in the data (did you mean "default"?)' in typo.stderr
+    assert typo.stdout.startswith("KUBERNETES_")  # what a pod there would still get
+    assert "warning" not in run("env", "--namespace", "default").stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    with subprocess.Popen([*CLI, "env", "--namespace", "default"], cwd=ROOT, env=ENV, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE) as cli:
+        cli.stdout.close()  # as `| head -0` does: every write is a broken pipe
+        _, stderr = cli.communicate(timeout=60)
+    assert cli.returncode == 0 and b"Traceback" not in stderr, stderr

@@ -13,7 +13,7 @@ from clusterdns.forward.resolvconf import ResolvConfError, nameservers, upstream
 
 from .conftest import ZONES
 from .test_cli import Serve, run
-from .upstreams import FakeUpstream
+from .upstreams import FakeUpstream, dead_address
 
 EXIT_BIND, EXIT_LOOP = 3, 4
 
@@ -67,6 +67,20 @@ def test_serve_forwards_outside_names_and_sends_one_loop_probe():
             assert serve.stop() == 0
         assert upstream.count(qtype="HINFO") == 1  # the loop probe, which came back NXDOMAIN: no loop
     assert f"forwarding the rest to {upstream.address}" in serve.text
+    assert "did not answer the start-up probe" not in serve.text
+
+
+def test_an_upstream_that_does_not_answer_the_start_up_probe_is_named_and_cluster_names_still_answer():
+    dead = "%s:%d" % dead_address()
+    serve = Serve("--manifests", str(ZONES), "--upstream", dead, http="")
+    try:
+        warning = serve.wait_for_log("did not answer the start-up probe")
+        reply = dns.query.udp(dns.message.make_query("kubia.default.svc.cluster.local", "A"), "127.0.0.1",
+                              port=serve.port, timeout=3)
+        assert [rd.to_text() for rrset in reply.answer for rd in rrset] == ["10.96.100.10"]
+    finally:
+        assert serve.stop() == 0  # not a loop: it keeps serving
+    assert f"upstream {dead} (for .)" in warning and "Connection refused" in warning and "--upstream" in warning
 
 
 @pytest.mark.parametrize(

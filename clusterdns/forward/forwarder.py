@@ -299,13 +299,15 @@ class Forwarder:
 
     # ------------------------------------------------------------------ lifecycle
 
-    async def check_now(self, upstream: Upstream, question: bytes, timeout: float) -> bytes | None:
-        """One direct exchange with ``upstream`` (the loop probe), bypassing cache and health."""
+    async def check_now(self, upstream: Upstream, question: bytes, timeout: float) -> tuple[bytes | None, str]:
+        """One direct exchange with ``upstream`` (the loop probe), bypassing cache and health: (reply, why none)."""
         try:
             reply, _ = await upstream.exchange(question, False, False, timeout)
-            return reply
-        except (OSError, asyncio.TimeoutError, ValueError):
-            return None
+            return reply, ""
+        except asyncio.TimeoutError:
+            return None, f"no reply within {timeout:g}s"
+        except (OSError, ValueError) as exc:
+            return None, str(exc) or type(exc).__name__
 
     def flush_logs(self) -> None:
         self.burst.flush()

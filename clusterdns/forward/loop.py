@@ -67,7 +67,12 @@ async def find_loop(forwarder: Forwarder, timeout: float | None = None) -> str |
     """A message naming the looping upstream, or None.  One probe per (zone, upstream), one at a time."""
     timeout = forwarder.settings.try_timeout if timeout is None else timeout
     for name, upstream, zone in arm(forwarder):
-        reply = await forwarder.check_now(upstream, name_question(name, QTYPE.HINFO), timeout)
+        reply, problem = await forwarder.check_now(upstream, name_question(name, QTYPE.HINFO), timeout)
+        if reply is None and name not in forwarder.probes_seen:
+            # Not a loop, but the user should hear now, not at the first SERVFAIL.
+            log.warning("upstream %s (for %s) did not answer the start-up probe: %s. Names forwarded to it fail "
+                        "until it answers; check the address, or pass --upstream with a resolver that works",
+                        upstream.label, zone, problem)
         if name in forwarder.probes_seen or (reply is not None and MARKER in reply):
             return (
                 f"forwarding loop detected: upstream {upstream.label} (for {zone}) sent our probe query "
