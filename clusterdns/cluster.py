@@ -18,7 +18,6 @@ watch source leaves ``derive_endpoints`` off and only slices count.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -314,7 +313,7 @@ def _service_families(service: Service) -> set[str]:
 
 
 def _family(ip: str) -> str:
-    return "IPv6" if ipaddress.ip_address(ip).version == 6 else "IPv4"
+    return "IPv6" if ":" in ip else "IPv4"  # ip is canonical (objects.py read it)
 
 
 def _by_family(endpoints: Iterable[Endpoint]) -> dict[str, list[Endpoint]]:

@@ -10,11 +10,12 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+from .names import canonical_ip
 
 # Kinds we keep, by the name used in store keys.
 SERVICE = "Service"
@@ -277,11 +278,10 @@ class _Reader:
         return proto
 
     def ip(self, value: Any, path: str) -> str:
-        text = self.string(value, path)
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            raise self.fail(path, f"expected an IP address, got {_show(value)}") from None
+        ip = canonical_ip(self.string(value, path))
+        if ip is None:
+            raise self.fail(path, f"expected an IP address, got {_show(value)}")
+        return ip
 
     def dns_label(self, value: Any, path: str) -> str:
         text = self.string(value, path)
