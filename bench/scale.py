@@ -1,6 +1,6 @@
 """Memory, start-up and churn at cluster scale, with the real server process.
 
-Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods]
+Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods] [--ready-only]
 
 * 10,000 Services / ~30,000 endpoints: ``clusterdns serve`` from manifests and
   from the API (tests/fake_apiserver.py, run in this process and spoken to by
@@ -227,6 +227,8 @@ def main() -> None:
     parser.add_argument("--churn", type=int, default=10_000, help="EndpointSlice changes in the churn run")
     parser.add_argument("--skip-pods", action="store_true", help="skip the 150,000-pod run")
     parser.add_argument("--flood", type=int, default=300_000, help="unique names in the flood run (0: skip it)")
+    parser.add_argument("--ready-only", action="store_true",
+                        help="only the two ready rows (manifests, API) of --services: no pods, churn or flood run")
     args = parser.parse_args()
     dnsperf = shutil.which("dnsperf")
     work = Path(tempfile.mkdtemp(prefix="clusterdns-scale-"))
@@ -239,6 +241,8 @@ def main() -> None:
         label = f"{args.services} services, {small.endpoint_count} endpoints"
         ready_from_manifests(work, small, label)
         ready_from_api(work, small, label)
+        if args.ready_only:
+            return
         if not args.skip_pods:
             big = generate(args.services, namespaces=100, endpoints_per_service=(11, 11), pods=150_000)
             ready_from_api(work, big, f"{args.services} services, {big.endpoint_count} endpoints, "

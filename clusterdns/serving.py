@@ -335,8 +335,7 @@ class Serving:
         options = self.options
         if not options.kube_endpoint:
             return None
-        from kubernetes import client
-
+        from .sources import kube_client as client
         from .sources.kube import load_client_configuration
 
         configuration = load_client_configuration(options.kubeconfig, options.context) if options.kubeconfig else client.Configuration()

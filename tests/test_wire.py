@@ -2,6 +2,7 @@
 
 import socket
 import struct
+import threading
 import time
 
 import dns.edns
@@ -18,7 +19,7 @@ from .builders import endpoint_slice, service
 from .dnsserver import RunningServer, answers
 
 from clusterdns.events import Upsert
-from clusterdns.server import TcpLimits
+from clusterdns.server import UDP_BUFFER, TcpLimits
 from clusterdns.settings import Settings
 
 MANY = 80  # endpoints: their A records cannot fit in 512 bytes
@@ -215,6 +216,48 @@ def test_too_short_and_responses_are_dropped(server):
     response = dns.message.make_response(dns.message.make_query("web.default.svc.cluster.local", "A"))
     assert server.send_raw_or_drop(response.to_wire()) is None
     assert answers(server.query("web.default.svc.cluster.local")) == ["10.96.0.100"]  # still serving
+
+
+BURST = 400  # queries in flight at once: more than Linux's default receive buffer holds (~256 small datagrams)
+
+
+def test_udp_listener_asks_for_big_socket_buffers(server):
+    """The kernel's default receive buffer is what dropped a burst; the listener's is the grant for UDP_BUFFER."""
+    listener = server.server.udp[0].get_extra_info("socket")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as asked:
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            asked.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
+            granted = asked.getsockopt(socket.SOL_SOCKET, option)
+            assert listener.getsockopt(socket.SOL_SOCKET, option) == granted > plain.getsockopt(socket.SOL_SOCKET, option)
+
+
+def test_a_burst_queued_while_the_server_is_busy_is_answered_whole(server):
+    """BURST queries arrive while the server's loop is stuck: every one waits in the socket buffer and is answered."""
+    stalled, release = threading.Event(), threading.Event()
+
+    def stall():
+        stalled.set()
+        release.wait(10)
+
+    server._loop.call_soon_threadsafe(stall)
+    assert stalled.wait(10)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_BUFFER)
+        client.settimeout(5)
+        try:
+            for n in range(BURST):
+                query = dns.message.make_query("web.default.svc.cluster.local", "A")
+                query.id = n
+                client.sendto(query.to_wire(), (server.host, server.port))
+        finally:
+            release.set()
+        ids = set()
+        try:
+            while len(ids) < BURST:
+                ids.add(int.from_bytes(client.recv(65535)[:2], "big"))
+        except TimeoutError:
+            pass  # a lost query: the assertion says how many
+    assert len(ids) == BURST
 
 
 def _mutations():

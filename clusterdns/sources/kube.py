@@ -32,7 +32,7 @@ import time
 import weakref
 from typing import Any, Callable, Collection, Iterable, Sequence
 
-from kubernetes import client, config
+from . import kube_client as client
 
 from ..events import Delete, Event, Replace, Sink, Synced, Upsert
 from ..objects import ENDPOINT_SLICE, ENDPOINTS, NAMESPACE, NODE, POD, SERVICE, Key, KubeObject
@@ -69,13 +69,13 @@ def load_client_configuration(kubeconfig: str | None = None, context: str | None
     in_pod = bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:
         if kubeconfig is None and context is None and in_pod:
-            config.load_incluster_config(client_configuration=configuration)
+            client.load_incluster_config(client_configuration=configuration)
         else:
             path = kubeconfig or os.environ.get("KUBECONFIG") or os.path.expanduser("~/.kube/config")
             # persist_config=False: never write refreshed tokens back into the user's file.
-            config.load_kube_config(config_file=path, context=context, client_configuration=configuration,
+            client.load_kube_config(config_file=path, context=context, client_configuration=configuration,
                                     persist_config=False)
-    except (config.ConfigException, OSError) as err:
+    except (client.ConfigException, OSError) as err:
         where = kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise KubeConfigError(
             f"cannot load Kubernetes credentials: {err} (not in a pod; tried kubeconfig {where}"
@@ -379,11 +379,9 @@ class KubeSource:
     def _probe(self, watch: ListWatch) -> bool:
         """One limit=1 list for ``watch``'s resource: did the API server answer (any HTTP status)?"""
         self.probes += 1
-        call = watch.spec.list_call(self._probe_client)
         try:
-            resp = call(limit=1, resource_version="0", _preload_content=False,
-                        _request_timeout=(self.options.connect_timeout, self.options.probe_timeout),
-                        **watch.spec.selectors())
+            resp = watch.spec.get(self._probe_client, (self.options.connect_timeout, self.options.probe_timeout),
+                                  limit=1, resourceVersion="0")
             resp.release_conn()
         except client.ApiException:
             pass  # an error status is an answer

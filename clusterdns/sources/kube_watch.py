@@ -11,9 +11,11 @@ The loop follows the Kubernetes reflector protocol:
 4. Only when the server says that resourceVersion is gone (410, as an HTTP
    status or as an ``ERROR`` event) go back to 1.
 
-It reads raw JSON (``_preload_content=False``) rather than the client's models:
-deserialising every Service into generated classes is slow, and we keep only
-the DNS fields anyway (:func:`clusterdns.objects.read_object`).
+It reads raw JSON rather than the client's models: deserialising every Service
+into generated classes is slow, and we keep only the DNS fields anyway
+(:func:`clusterdns.objects.read_object`).  The requests go through the official
+client's ``ApiClient`` (credentials, TLS, the connection pool) without the
+generated API classes (see :mod:`.kube_client`).
 """
 
 from __future__ import annotations
@@ -30,8 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import urllib3
-from kubernetes import client
 
+from . import kube_client as client
 from .watch_options import UNREACHABLE, WatchOptions
 from ..objects import (
     ENDPOINT_SLICE,
@@ -60,46 +62,35 @@ POD_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed,status.phase!
 
 @dataclass(frozen=True)
 class Resource:
-    """An API resource and the client methods that list (and watch) it."""
+    """An API resource (version v1) and where it is listed and watched."""
 
     kind: str
-    plural: str  # as RBAC names it
+    plural: str  # as RBAC names it, and in the URL
     group: str  # "" for the core group
-    api: Callable[[client.ApiClient], Any]  # CoreV1Api or DiscoveryV1Api
-    list_all: str  # every namespace, or the whole cluster for cluster-scoped kinds
-    list_namespaced: str | None  # None for cluster-scoped kinds
+    namespaced: bool
 
     @property
     def rbac_name(self) -> str:
         """``endpointslices.discovery.k8s.io``: how kubectl and RBAC errors name it."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
+    def path(self, namespace: str | None) -> str:
+        """The collection's URL path: in ``namespace``, or across every namespace (or the cluster) for None."""
+        prefix = f"/apis/{self.group}/v1" if self.group else "/api/v1"
+        if namespace is not None and self.namespaced:
+            return f"{prefix}/namespaces/{namespace}/{self.plural}"
+        return f"{prefix}/{self.plural}"
+
 
 RESOURCES: dict[str, Resource] = {
     r.kind: r
     for r in (
-        Resource(NAMESPACE, "namespaces", "", client.CoreV1Api, "list_namespace", None),
-        Resource(
-            SERVICE, "services", "", client.CoreV1Api, "list_service_for_all_namespaces", "list_namespaced_service"
-        ),
-        Resource(
-            ENDPOINT_SLICE,
-            "endpointslices",
-            "discovery.k8s.io",
-            client.DiscoveryV1Api,
-            "list_endpoint_slice_for_all_namespaces",
-            "list_namespaced_endpoint_slice",
-        ),
-        Resource(
-            ENDPOINTS,
-            "endpoints",
-            "",
-            client.CoreV1Api,
-            "list_endpoints_for_all_namespaces",
-            "list_namespaced_endpoints",
-        ),
-        Resource(POD, "pods", "", client.CoreV1Api, "list_pod_for_all_namespaces", "list_namespaced_pod"),
-        Resource(NODE, "nodes", "", client.CoreV1Api, "list_node", None),  # clusterdns dev: NodePort addresses
+        Resource(NAMESPACE, "namespaces", "", namespaced=False),
+        Resource(SERVICE, "services", "", namespaced=True),
+        Resource(ENDPOINT_SLICE, "endpointslices", "discovery.k8s.io", namespaced=True),
+        Resource(ENDPOINTS, "endpoints", "", namespaced=True),
+        Resource(POD, "pods", "", namespaced=True),
+        Resource(NODE, "nodes", "", namespaced=False),  # clusterdns dev: NodePort addresses
     )
 }
 
@@ -142,23 +133,16 @@ class StreamSpec:
         where = self.namespace or self.name
         return f"{THREAD_PREFIX}-{self.resource.plural}" + (f"-{where}" if where else "")
 
-    def list_call(self, api_client: client.ApiClient) -> Callable[..., Any]:
-        """The client method for this stream, with the namespace already bound."""
-        api = self.resource.api(api_client)
-        if self.namespace is None or self.resource.list_namespaced is None:
-            return getattr(api, self.resource.list_all)
-        method = getattr(api, self.resource.list_namespaced)
-        namespace = self.namespace
-        return lambda **kwargs: method(namespace, **kwargs)
+    def get(self, api_client: client.ApiClient, timeout: tuple[float, float], **query: Any) -> Any:
+        """One list (or, with ``watch=True``, watch) request of this stream; the response, unread.
 
-    def selectors(self) -> dict[str, str]:
-        out = {}
-        if self.label_selector:
-            out["label_selector"] = self.label_selector
+        ``query`` holds the API's own parameter names (``limit``, ``continue``,
+        ``resourceVersion``, ...); this adds the stream's selectors.
+        """
+        query["labelSelector"] = self.label_selector or None
         fields = [f for f in (self.field_selector, f"metadata.name={self.name}" if self.name else None) if f]
-        if fields:
-            out["field_selector"] = ",".join(fields)
-        return out
+        query["fieldSelector"] = ",".join(fields) or None
+        return client.get(api_client, self.resource.path(self.namespace), query, timeout)
 
 
 class KindStore(Protocol):
@@ -265,11 +249,10 @@ class ListWatch:
 
     def _attempt(self, api_client: client.ApiClient) -> float:
         """List if we must, then watch until the stream ends; returns seconds to wait before the next try."""
-        call = self.spec.list_call(api_client)
         try:
             if self.resource_version is None:
-                self._list(call)
-            if self._watch(call):
+                self._list(api_client)
+            if self._watch(api_client):
                 return self._restarted("closed", logging.DEBUG, "", immediate=True)
             # Ended at once without a byte: a proxy or a broken server; do not spin.
             return self._restarted("closed", logging.WARNING,
@@ -281,16 +264,15 @@ class ListWatch:
 
     # ------------------------------------------------------------------ list
 
-    def _list(self, call: Callable[..., Any]) -> None:
+    def _list(self, api_client: client.ApiClient) -> None:
         objects: list[KubeObject] = []
         token: str | None = None
         while True:
-            resp = call(
+            resp = self.spec.get(
+                api_client,
+                (self.options.connect_timeout, self.options.request_timeout),
                 limit=self.options.page_size,
-                _continue=token,
-                _preload_content=False,
-                _request_timeout=(self.options.connect_timeout, self.options.request_timeout),
-                **self.spec.selectors(),
+                **{"continue": token},
             )
             self.last_answer = time.time()
             try:
@@ -318,22 +300,21 @@ class ListWatch:
 
     # ------------------------------------------------------------------ watch
 
-    def _watch(self, call: Callable[..., Any]) -> bool:
+    def _watch(self, api_client: client.ApiClient) -> bool:
         """Follow one watch request until it ends; False if it ended at once with nothing in it."""
         started = time.monotonic()
         timeout = random.randint(*self.options.watch_timeout)
         self._last_byte, self._watching, self._hung = started, True, False
         try:
-            resp = call(
-                watch=True,
-                resource_version=self.resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout,
-                _preload_content=False,
+            resp = self.spec.get(
+                api_client,
                 # Silence is the prober's business (quiet or hung?); the read timeout only catches
                 # a watch the server must have ended already, its end lost on the way.
-                _request_timeout=(self.options.connect_timeout, timeout + self.options.stall_margin),
-                **self.spec.selectors(),
+                (self.options.connect_timeout, timeout + self.options.stall_margin),
+                watch=True,
+                resourceVersion=self.resource_version,
+                allowWatchBookmarks=True,
+                timeoutSeconds=timeout,
             )
             self.last_answer = time.time()
             clean = received = False
