@@ -1,6 +1,6 @@
 """Memory, start-up and churn at cluster scale, with the real server process.
 
-Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods] [--ready-only]
+Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods] [--ready-only] [--only pods,...]
 
 * 10,000 Services / ~30,000 endpoints: ``clusterdns serve`` from manifests and
   from the API (tests/fake_apiserver.py, run in this process and spoken to by
@@ -220,6 +220,17 @@ def flood_memory(names: int = 300_000) -> None:
               f"RSS +{grown:.0f} MB ({grown * 1e6 / max(1, len(cache.exact)):.0f} bytes per cached answer)")
 
 
+RUNS = ("manifests", "api", "pods", "churn", "flood")
+
+
+def _runs(text: str) -> tuple[str, ...]:
+    runs = tuple(r.strip() for r in text.split(",") if r.strip())
+    unknown = [r for r in runs if r not in RUNS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown run {', '.join(unknown)}; the runs are {', '.join(RUNS)}")
+    return runs
+
+
 def main() -> None:
     sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -229,7 +240,10 @@ def main() -> None:
     parser.add_argument("--flood", type=int, default=300_000, help="unique names in the flood run (0: skip it)")
     parser.add_argument("--ready-only", action="store_true",
                         help="only the two ready rows (manifests, API) of --services: no pods, churn or flood run")
+    parser.add_argument("--only", type=_runs, default=RUNS,
+                        help=f"comma-separated runs to do, of {','.join(RUNS)} (default: all)")
     args = parser.parse_args()
+    runs = set(("manifests", "api") if args.ready_only else args.only) - ({"pods"} if args.skip_pods else set())
     dnsperf = shutil.which("dnsperf")
     work = Path(tempfile.mkdtemp(prefix="clusterdns-scale-"))
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
@@ -239,19 +253,20 @@ def main() -> None:
     try:
         small = generate(args.services, namespaces=100, endpoints_per_service=(2, 5))
         label = f"{args.services} services, {small.endpoint_count} endpoints"
-        ready_from_manifests(work, small, label)
-        ready_from_api(work, small, label)
-        if args.ready_only:
-            return
-        if not args.skip_pods:
+        if "manifests" in runs:
+            ready_from_manifests(work, small, label)
+        if "api" in runs:
+            ready_from_api(work, small, label)
+        if "pods" in runs:
             big = generate(args.services, namespaces=100, endpoints_per_service=(11, 11), pods=150_000)
             ready_from_api(work, big, f"{args.services} services, {big.endpoint_count} endpoints, "
                                       f"{big.pod_count} pods, --pods verified", ["--pods", "verified"])
             del big
-        ready_from_api(work, small, label + " (churn run)", churn=args.churn, dnsperf=dnsperf)
+        if "churn" in runs:
+            ready_from_api(work, small, label + " (churn run)", churn=args.churn, dnsperf=dnsperf)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if args.flood:
+    if args.flood and "flood" in runs:
         flood_memory(args.flood)
 
 

@@ -57,6 +57,10 @@ class Reader:
     def read(self, key: str) -> None:
         self.names.add(key)
 
+    def has_pod(self, ip: str, namespace: str) -> bool:
+        self.names.add(pod_name(dashed(ip), namespace, self.settings.zone))  # what Zone.move_pod reports
+        return self.zone.pods.has(ip, namespace)
+
     def origin_for(self, name: str) -> str | None:
         return self.zone.origin_for(name)
 
@@ -232,8 +236,8 @@ def _pod_lookup(zone: Reader | Zone, prefix: str):
     if ip is None:
         # --pod-names: <pod-name>.<ns>.pod.<zone>, held in the zone
         return zone.records(pod_name(labels[0], labels[1], settings.zone)) if settings.pod_names else None
-    if settings.pods == "verified":
-        return zone.records(pod_name(dashed(ip), labels[1], settings.zone))
+    if settings.pods == "verified" and not zone.has_pod(ip, labels[1]):
+        return None  # as CoreDNS: only an address a pod in that namespace has
     return {QTYPE.AAAA if ":" in ip else QTYPE.A: (ip,)}
 
 

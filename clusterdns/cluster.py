@@ -49,7 +49,7 @@ class Changes:
 
     services: set[ServiceRef] = field(default_factory=set)
     namespaces: set[str] = field(default_factory=set)
-    pods: set[Key] = field(default_factory=set)
+    pods: dict[Key, Pod | None] = field(default_factory=dict)  # each pod as it was before the batch
 
     def __bool__(self) -> bool:
         return bool(self.services or self.namespaces or self.pods)
@@ -85,6 +85,9 @@ class Cluster:
 
     def service(self, ref: ServiceRef) -> Service | None:
         return self.objects.get((SERVICE, *ref))  # type: ignore[return-value]
+
+    def pod(self, namespace: str, name: str) -> Pod | None:
+        return self.objects.get((POD, namespace, name))  # type: ignore[return-value]
 
     def namespace_exists(self, name: str) -> bool:
         return name in self.implicit_namespaces or (NAMESPACE, "", name) in self.objects
@@ -169,7 +172,7 @@ class Cluster:
                 self._pods_by_namespace[namespace].discard(name)
             else:
                 self._pods_by_namespace[namespace].add(name)
-            changes.pods.add(key)
+            changes.pods.setdefault(key, old)  # type: ignore[arg-type]
             if self.derive_endpoints:
                 changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
+from .acl import parse_networks
 from .corefile import CorefileError, Directive, ServerBlock, Token, parse_file
 from .forward.resolvconf import ResolvConfError, upstreams_from_file
 from .forward.settings import ForwardSettings, Stub, parse_address
@@ -33,8 +34,8 @@ from .serving import ServeOptions
 from .settings import POD_MODES, REVERSE_ZONES, absolute
 
 SUPPORTED = (
-    "bind", "cache", "errors", "forward", "health", "hosts", "kubernetes", "loadbalance", "log", "loop",
-    "prometheus", "ready", "reload", "rewrite",
+    "autopath", "bind", "cache", "errors", "forward", "health", "hosts", "kubernetes", "loadbalance", "log", "loop",
+    "prometheus", "ready", "reload", "rewrite", "transfer",
 )
 DEFAULT_PORT = 53
 HEALTH_ADDRESS, READY_ADDRESS, PROMETHEUS_ADDRESS = ":8080", ":8181", "localhost:9153"  # the plugins' defaults
@@ -148,7 +149,8 @@ def describe(config: Config) -> list[str]:
     lines.append(f"zones: {' '.join(zones)} (ttl {settings.ttl}, pods {settings.pods}"
                  + (", endpoint_pod_names" if settings.endpoint_pod_names else "")
                  + (", noendpoints" if settings.noendpoints else "")
-                 + (", ignore empty_service" if settings.ignore_empty_service else "") + ")")
+                 + (", ignore empty_service" if settings.ignore_empty_service else "")
+                 + (", autopath" if settings.autopath else "") + ")")
     if config.kube_fallthrough:
         lines.append(f"  fallthrough: {' '.join(config.kube_fallthrough)}")
     source = (f"kubeconfig {options.kubeconfig}" + (f" context {options.context}" if options.context else "")
@@ -176,6 +178,8 @@ def describe(config: Config) -> list[str]:
         lines.append(f"hosts: {', '.join(hosts.files) or 'no file'}" + (f" + {len(hosts.inline)} inline" if hosts.inline else "")
                      + f" (ttl {hosts.ttl}" + (", fallthrough" if hosts.fallthrough else "")
                      + ("" if hosts.reverse else ", no_reverse") + ")")
+    if options.transfer_to is not None:
+        lines.append(f"transfer to: {', '.join(map(str, options.transfer_to))} (AXFR over TCP)")
     for rule in config.rewrites:
         lines.append(f"rewrite: name {rule.kind} {rule.source} {rule.target}" + (f" (answer {rule.answer})" if rule.answer else ""))
     plugins = [name for name, on in (("errors", config.errors_plugin), ("loop", config.loop),
@@ -204,7 +208,8 @@ def forward_settings(config: Config) -> ForwardSettings | None:
     """The forward blocks and the cache as the forwarder's one settings value (None: no forward at all)."""
     if not config.forwards:
         return None
-    default, stubs, errors = (), [], []
+    default: tuple[tuple[str, int], ...] = ()
+    stubs, errors = [], []
     for forward in config.forwards:
         upstreams = forward.upstreams
         if forward.resolv_conf is not None:
@@ -409,6 +414,11 @@ class _Reader:
                 if not any(zone == z or zone.endswith("." + z) for z in served):
                     self.error(line, f"cache disable {line.values[0]} {zone}: clusterdns can turn its cache off only "
                                      f"for the cluster zones ({', '.join(served)}), whose answers it never TTL-caches")
+        # After the block: these read the kubernetes plugin's settings, which may come later in it.
+        if "autopath" in seen:
+            self.autopath(seen["autopath"], config)
+        if "transfer" in seen:
+            self.transfer(seen["transfer"], config)
         if "hosts" in seen:
             hosts = [d for d in block.directives if d.name == "hosts"]
             for extra in hosts[1:]:
@@ -555,7 +565,8 @@ class _Reader:
     def plugin_hosts(self, d: Directive, config: Config, keys) -> None:
         files = [d.args[0].text] if d.args else ["/etc/hosts"]  # the plugin's default file
         zones = [self.zone_of(a) for a in d.args[1:]]
-        inline, ttl, reload, reverse, fallthrough, fall_zones = [], 3600, 5.0, True, False, ()
+        inline, ttl, reload, reverse, fallthrough = [], 3600, 5.0, True, False
+        fall_zones: tuple[str, ...] = ()
         for line in d.block or ():
             name, values = line.name, line.values
             if name == "ttl" and len(values) == 1 and values[0].isdigit():
@@ -574,6 +585,47 @@ class _Reader:
             files=tuple(files), inline=tuple(inline), zones=tuple(zones) or (".",), ttl=ttl,
             reverse=reverse, fallthrough=fallthrough, fallthrough_zones=fall_zones, reload=reload,
         )
+
+    def autopath(self, d: Directive, config: Config) -> None:
+        """``autopath @kubernetes``: the search walk done server-side for queries from known pods (--autopath)."""
+        self.no_block(d)
+        if [a.text for a in d.args] != ["@kubernetes"]:
+            self.error(d, "autopath: clusterdns takes the search path from the kubernetes plugin only "
+                          "(autopath @kubernetes), not from a resolv.conf")
+            return
+        settings = config.options.settings
+        if settings.pods != "verified":
+            # CoreDNS quietly does nothing then; a setting that does nothing is an error here.
+            self.error(d, "autopath @kubernetes needs pods verified in the kubernetes plugin: the server finds "
+                          "the asking pod by its address among known pods")
+            return
+        config.options.settings = replace(settings, autopath=True)
+
+    def transfer(self, d: Directive, config: Config) -> None:
+        """``transfer [ZONES] { to ADDRESS... }``: who may AXFR the cluster zones (--transfer-to)."""
+        served = config.options.settings.zones
+        for zone in (self.zone_of(a) for a in d.args):
+            if zone not in served:
+                self.error(d, f"transfer {zone}: clusterdns transfers only the zones it serves")
+        networks: list[str] = []
+        for line in d.block or ():
+            if line.name != "to" or not line.values:
+                self.error(line, _option_error("transfer", line, ("to ADDRESS...",)))
+                continue
+            for value in line.values:
+                host, port = _host_port(value)
+                if host and port.isdigit():  # an address to NOTIFY in CoreDNS; clusterdns sends none
+                    self.notes.append(f"{line.where}: transfer to {value}: clusterdns sends no NOTIFY; "
+                                      f"{host} may transfer")
+                    value = host
+                networks += ["0.0.0.0/0", "::/0"] if value == "*" else [value.strip("[]")]
+        if not networks:
+            self.error(d, "transfer: no \"to ADDRESS...\" in its block: nobody could transfer")
+            return
+        try:
+            config.options.transfer_to = parse_networks(",".join(networks), "transfer to")
+        except ValueError as exc:
+            self.error(d, str(exc))
 
     def plugin_forward(self, d: Directive, config: Config, keys) -> None:
         forward = self.forward(d)
@@ -760,6 +812,17 @@ KUBERNETES_OPTIONS = ("kubeconfig", "endpoint", "namespaces", "labels", "namespa
 FORWARD_OPTIONS = ("prefer_udp", "expire", "max_fails", "policy", "health_check", "max_concurrent")
 CACHE_OPTIONS = ("success", "denial", "prefetch", "serve_stale", "disable")
 HOSTS_OPTIONS = ("inline entries", "ttl", "reload", "no_reverse", "fallthrough")
+
+
+def _host_port(value: str) -> tuple[str, str]:
+    """``192.0.2.1:53`` or ``[2001:db8::1]:53`` → (host, port); anything else → ("", "")."""
+    if value.startswith("[") and "]:" in value:
+        host, port = value[1:].split("]:", 1)
+        return host, port
+    if value.count(":") == 1:
+        host, port = value.split(":")
+        return host, port
+    return "", ""
 
 
 def _option_error(plugin: str, line: Directive, supported) -> str:

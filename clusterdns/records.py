@@ -155,20 +155,23 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
 
 
 def pod_records(pod: Pod, settings: Settings) -> RecordSets:
-    """``a-b-c-d.<ns>.pod.<zone>`` for each pod IP (``--pods verified``), and with ``--pod-names``
-    ``<pod-name>.<ns>.pod.<zone>`` for a running pod, with a PTR from each of its IPs to that name."""
+    """With ``--pod-names``, ``<pod-name>.<ns>.pod.<zone>`` for a running pod, and a PTR from each of its
+    IPs to that name.  (``--pods verified`` names are answered from :attr:`Zone.pods`: see pod_addresses.)"""
     out = _Sets()
-    if pod.phase in ("Succeeded", "Failed") or pod.terminating:  # CoreDNS drops a pod being deleted
-        return {}
-    if settings.pods == "verified":
-        for ip in pod.ips:
-            out.add(names.pod_name(dashed(ip), pod.namespace, settings.zone), *address_record(ip))
     if settings.pod_names and pod.phase == "Running" and pod.ips and not pod.terminating:
         name = names.pod_name(pod.name, pod.namespace, settings.zone)
         for ip in pod.ips:
             out.add(name, *address_record(ip))
             out.add(reverse_name(ip), QTYPE.PTR, name)
     return out.done()
+
+
+def pod_addresses(pod: Pod | None) -> tuple[str, ...]:
+    """The addresses ``a-b-c-d.<ns>.pod.<zone>`` answers for under ``--pods verified``: every IP of a pod
+    that has not finished and is not being deleted (CoreDNS drops a pod being deleted)."""
+    if pod is None or pod.phase in ("Succeeded", "Failed") or pod.terminating:
+        return ()
+    return pod.ips
 
 
 def namespace_records(namespace: str, exists: bool, settings: Settings) -> RecordSets:
@@ -214,8 +217,11 @@ def apply_changes(
         zone.replace(("ns", namespace), namespace_records(namespace, exists, settings))
         if zone.catalog is not None:
             zone.catalog.namespace_changed(namespace, exists)
-    if settings.pods == "verified" or settings.pod_names:
+    if settings.pods == "verified":
+        for (_, namespace, name), before in changes.pods.items():
+            zone.move_pod(namespace, pod_addresses(before), pod_addresses(cluster.pod(namespace, name)))
+    if settings.pod_names:
         for key in changes.pods:
-            pod = cluster.get(*key)
-            zone.replace(key, pod_records(pod, settings) if pod else {})  # type: ignore[arg-type]
+            pod = cluster.pod(key[1], key[2])
+            zone.replace(key, pod_records(pod, settings) if pod else {})
     return zone.commit()

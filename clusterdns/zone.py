@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Hashable, Iterable
 
 from dnslib import AAAA, CNAME, NS, PTR, QTYPE, RD, SRV, TXT, A
 
+from .names import dashed, pod_name
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -98,6 +99,59 @@ def compact(mapping: Mapping) -> Mapping:
     return mapping
 
 
+class PodAddresses:
+    """Which namespaces have a pod at each address: all a ``--pods verified`` answer needs.
+
+    CoreDNS answers ``a-b-c-d.<ns>.pod.<zone>`` by looking the address up in
+    its pod index at query time; so does :func:`clusterdns.answer.lookup`,
+    rather than the zone holding a name and a record set per pod (at 150,000
+    pods that was most of the memory).  One pod at an address (almost every
+    address) is stored as its namespace alone; several (hostNetwork pods share
+    their node's) as a Counter of namespaces, so one leaving keeps the others.
+    """
+
+    __slots__ = ("_by_ip",)
+
+    def __init__(self) -> None:
+        self._by_ip: dict[str, str | Counter[str]] = {}
+
+    def has(self, ip: str, namespace: str) -> bool:
+        held = self._by_ip.get(ip)
+        return held == namespace if isinstance(held, str) else held is not None and namespace in held
+
+    def __len__(self) -> int:
+        return len(self._by_ip)
+
+    def add(self, ip: str, namespace: str) -> bool:
+        """One more pod at ``ip`` in ``namespace``; True if it is the first there."""
+        held = self._by_ip.get(ip)
+        if held is None:
+            self._by_ip[ip] = namespace
+            return True
+        if isinstance(held, str):
+            held = self._by_ip[ip] = Counter((held,))
+        held[namespace] += 1
+        return held[namespace] == 1
+
+    def remove(self, ip: str, namespace: str) -> bool:
+        """One pod fewer at ``ip`` in ``namespace``; True if it was the last there."""
+        held = self._by_ip.get(ip)
+        if held is None or isinstance(held, str):
+            if held == namespace:
+                del self._by_ip[ip]
+                return True
+            return False
+        if namespace not in held:
+            return False
+        held[namespace] -= 1
+        if held[namespace] > 0:
+            return False
+        del held[namespace]
+        if len(held) == 1 and sum(held.values()) == 1:
+            (self._by_ip[ip],) = held  # back to the plain form
+        return True
+
+
 def to_rdata(qtype: int, value: Value) -> RD:
     """The dnslib record data for a stored value (built when an answer is encoded, then cached as bytes)."""
     return value if isinstance(value, RD) else _RDATA[qtype](value)
@@ -113,6 +167,7 @@ class Zone:
         self._records: dict[str, Sets] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
+        self.pods = PodAddresses()  # --pods verified: pod addresses by namespace, not zone names
         self._dirty = False
         self._touched: set[str] = set()  # names whose answers may differ since the last commit
         # Called with the names that changed, or None for "everything".
@@ -134,6 +189,10 @@ class Zone:
 
     def exists(self, name: str) -> bool:
         return name in self._records or name in self._below
+
+    def has_pod(self, ip: str, namespace: str) -> bool:
+        """Is there a pod at ``ip`` (canonical text) in ``namespace``?  Kept only with --pods verified."""
+        return self.pods.has(ip, namespace)
 
     def read(self, key: str) -> None:
         """A fact other than a name was read (see :class:`~clusterdns.answer.Reader`); the zone itself keeps no list."""
@@ -167,6 +226,19 @@ class Zone:
             if old.get(name) != sets:
                 self._contribute(owner, name, sets)
         self._dirty = True
+
+    def move_pod(self, namespace: str, before: Iterable[str], after: Iterable[str]) -> None:
+        """A pod in ``namespace`` answered for the addresses ``before`` and now for ``after`` (--pods verified).
+
+        The pod names whose answers change are reported at the next commit, as
+        a record change is, so the answer cache drops exactly those.
+        """
+        before, after = set(before), set(after)
+        pods = self.pods
+        changed = [ip for ip in before - after if pods.remove(ip, namespace)]
+        changed += [ip for ip in after - before if pods.add(ip, namespace)]
+        if changed:
+            self.touch(pod_name(dashed(ip), namespace, self.settings.zone) for ip in changed)
 
     def touch(self, names: Iterable[str]) -> None:
         """Mark ``names`` changed without a record change (facts the reasons read): the next commit reports them."""

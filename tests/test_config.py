@@ -239,3 +239,27 @@ def test_approximations_are_notes_not_silence():
     assert "cache: success 100 and denial 50 entries: clusterdns bounds each by 100" in notes
     assert "cache: a minimum TTL is not applied by clusterdns" in notes
     assert "kubernetes without fallthrough in-addr.arpa ip6.arpa" in notes
+
+
+def test_autopath_and_transfer_map_onto_their_flags():
+    config = load(".:53 {\n autopath @kubernetes\n transfer {\n  to 10.0.0.0/8 192.0.2.1:53\n  to *\n }\n"
+                  " kubernetes cluster.local in-addr.arpa ip6.arpa {\n  pods verified\n }\n}\n")
+    assert config.options.settings.autopath  # written before kubernetes: read after the whole block
+    assert [str(n) for n in config.options.transfer_to] == ["10.0.0.0/8", "192.0.2.1/32", "0.0.0.0/0", "::/0"]
+    assert "Corefile:4: transfer to 192.0.2.1:53: clusterdns sends no NOTIFY; 192.0.2.1 may transfer" in config.notes
+    plain = load(".:53 {\n kubernetes cluster.local\n}\n")
+    assert not plain.options.settings.autopath and plain.options.transfer_to is None  # the flags' defaults
+
+
+def test_autopath_and_transfer_errors_name_the_line():
+    assert errors(".:53 {\n autopath @kubernetes\n kubernetes cluster.local {\n  pods insecure\n }\n}\n") == [
+        "Corefile:2: autopath @kubernetes needs pods verified in the kubernetes plugin: the server finds the asking "
+        "pod by its address among known pods"]
+    assert errors(".:53 {\n autopath /etc/resolv.conf\n kubernetes cluster.local\n}\n") == [
+        "Corefile:2: autopath: clusterdns takes the search path from the kubernetes plugin only (autopath "
+        "@kubernetes), not from a resolv.conf"]
+    assert errors(".:53 {\n kubernetes cluster.local\n transfer example.org {\n  to nonsense\n }\n}\n") == [
+        "Corefile:3: transfer example.org.: clusterdns transfers only the zones it serves",
+        "Corefile:3: transfer to 'nonsense': expected an address or CIDR, e.g. 10.0.0.0/8 or ::1"]
+    assert errors(".:53 {\n kubernetes cluster.local\n transfer\n}\n") == [
+        'Corefile:3: transfer: no "to ADDRESS..." in its block: nobody could transfer']

@@ -255,3 +255,23 @@ async def test_each_stock_corefile_serves_the_cluster_through_real_sockets(
         assert (await http_get(ports["/metrics"], "/ready"))[0] == 404
     finally:
         await serving.close()
+
+
+@pytest.mark.parametrize("to, allowed", [("127.0.0.1", True), ("192.0.2.1", False)])
+async def test_a_corefiles_transfer_plugin_decides_who_may_axfr(to, allowed, cluster, tmp_path, kubeconfig):
+    path = tmp_path / "Corefile"
+    path.write_text(f".:53 {{\n    kubernetes cluster.local {{\n       kubeconfig {kubeconfig}\n    }}\n"
+                    f"    transfer cluster.local {{\n       to {to}\n    }}\n}}\n")
+    options = corefile_config.relocate(corefile_config.serve_options(corefile_config.load(path)), {"*": "127.0.0.1:0"})
+    serving = Serving(options)
+    await serving.start()
+    try:
+        host, port = serving.dns_server.addresses[0]
+        reply = await dns.asyncquery.tcp(dns.message.make_query("cluster.local.", "AXFR"), host, port=port, timeout=5)
+    finally:
+        await serving.close()
+    if allowed:
+        assert reply.rcode() == dns.rcode.NOERROR
+        assert "web.default.svc.cluster.local." in {rrset.name.to_text() for rrset in reply.answer}
+    else:  # loopback is allowed by default; the Corefile's list replaced that
+        assert reply.rcode() == dns.rcode.REFUSED and not reply.answer
