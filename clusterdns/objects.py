@@ -185,8 +185,9 @@ class PodDNSConfig:
 
 @dataclass(frozen=True, slots=True)
 class Pod:
-    namespace: str
-    name: str
+    # (POD, namespace, name), made once: the store and the watch's own record share this one tuple
+    # rather than building one each (at 150,000 pods, 20 MB).
+    key: Key
     ips: tuple[str, ...] = ()
     hostname: str = ""
     subdomain: str = ""
@@ -204,8 +205,12 @@ class Pod:
     enable_service_links: bool = True
 
     @property
-    def key(self) -> Key:
-        return (POD, self.namespace, self.name)
+    def namespace(self) -> str:
+        return self.key[1]
+
+    @property
+    def name(self) -> str:
+        return self.key[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -583,7 +588,7 @@ def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
     # The few words every pod repeats are interned: one string for all, not one per pod.
     phase = sys.intern(r.string(status.get("phase"), "status.phase"))
     pod = Pod(
-        namespace=r.namespace, name=r.name, ips=tuple(ips), phase=phase, ready=ready,
+        key=(POD, r.namespace, r.name), ips=tuple(ips), phase=phase, ready=ready,
         terminating=meta.get("deletionTimestamp") is not None,
         dns_policy=sys.intern(policy),
         dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
