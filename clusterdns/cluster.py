@@ -168,12 +168,12 @@ class Cluster:
         elif kind == POD:
             if self.pods_by_ip is not None:
                 self._index_pod_ips(namespace, name, old, new)  # type: ignore[arg-type]
-            if new is None:
-                self._pods_by_namespace[namespace].discard(name)
-            else:
-                self._pods_by_namespace[namespace].add(name)
             changes.pods.setdefault(key, old)  # type: ignore[arg-type]
-            if self.derive_endpoints:
+            if self.derive_endpoints:  # only our EndpointSlice controller looks for pods by namespace
+                if new is None:
+                    self._pods_by_namespace[namespace].discard(name)
+                else:
+                    self._pods_by_namespace[namespace].add(name)
                 changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
 
     def index_pod_ips(self) -> None:

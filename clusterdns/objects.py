@@ -9,6 +9,7 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import sys
@@ -556,7 +557,10 @@ def read_endpoints(doc: Mapping[str, Any]) -> Endpoints:
     return Endpoints(namespace=r.namespace, name=r.name, subsets=tuple(subsets))
 
 
-def read_pod(doc: Mapping[str, Any]) -> Pod:
+def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
+    """A Pod.  ``live``: from a live cluster's watch, which runs its own EndpointSlice controller, so
+    what only ours reads (labels, container ports, hostname, subdomain, node) is not kept: at 150,000
+    pods that is most of their memory.  CoreDNS keeps even less (name, namespace, IPs, deleting)."""
     r, meta = _metadata(doc, POD, namespaced=True)
     spec = r.mapping(doc.get("spec"), "spec")
     status = r.mapping(doc.get("status"), "status")
@@ -576,6 +580,18 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
     policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
     if policy not in DNS_POLICIES:
         raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
+    # The few words every pod repeats are interned: one string for all, not one per pod.
+    phase = sys.intern(r.string(status.get("phase"), "status.phase"))
+    pod = Pod(
+        namespace=r.namespace, name=r.name, ips=tuple(ips), phase=phase, ready=ready,
+        terminating=meta.get("deletionTimestamp") is not None,
+        dns_policy=sys.intern(policy),
+        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
+        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
+        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
+    )
+    if live:
+        return pod
 
     container_ports = []
     for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
@@ -590,23 +606,13 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
                     protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
                 )
             )
-
-    return Pod(
-        namespace=r.namespace,
-        name=r.name,
-        ips=tuple(ips),
+    return dataclasses.replace(
+        pod,
         hostname=r.dns_label(spec.get("hostname"), "spec.hostname"),
         subdomain=r.dns_label(spec.get("subdomain"), "spec.subdomain"),
         labels=r.labels(meta.get("labels"), "metadata.labels"),
-        phase=r.string(status.get("phase"), "status.phase"),
-        ready=ready,
         container_ports=tuple(container_ports),
         node_name=r.string(spec.get("nodeName"), "spec.nodeName"),
-        terminating=meta.get("deletionTimestamp") is not None,
-        dns_policy=sys.intern(policy),
-        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
-        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
-        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
     )
 
 
@@ -662,10 +668,11 @@ READERS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], KubeObje
 }
 
 
-def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject | None:
+def read_object(doc: Mapping[str, Any], kind: str | None = None, live: bool = False) -> KubeObject | None:
     """Read one API object; None for a kind DNS does not use.
 
-    ``kind`` is given by the watch source, whose list items carry no ``kind``.
+    ``kind`` is given by the watch source, whose list items carry no ``kind``;
+    ``live`` too: a live cluster runs its own endpoint controllers (see read_pod).
     """
     kind = kind or doc.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -679,7 +686,7 @@ def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject |
         # e.g. discovery.k8s.io/v1beta1, gone since Kubernetes 1.25: say so rather than skip quietly
         raise _object_error(doc, kind, "apiVersion", f"expected {' or '.join(versions)}, got {_show(api_version)}",
                             default_namespace="" if kind == NAMESPACE else "default")
-    return reader(doc)
+    return read_pod(doc, live=True) if live and kind == POD else reader(doc)
 
 
 # Built-in API groups and their kinds, as a v1.30+ apiserver serves them.  A kind that is
