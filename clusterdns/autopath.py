@@ -29,7 +29,7 @@ from dnslib import CNAME, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
 from .names import namespace_name
 from .answer import answer
 from .cluster import Cluster
-from .objects import POD
+from .objects import POD, Pod
 from .zone import Zone
 
 SEARCHING_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet")
@@ -47,7 +47,7 @@ class Autopath:
         if ref is None:
             return None
         pod = self.cluster.get(POD, *ref)
-        if pod is None or pod.host_network or pod.dns_policy not in SEARCHING_POLICIES:
+        if not isinstance(pod, Pod) or pod.host_network or pod.dns_policy not in SEARCHING_POLICIES:
             return None
         if pod.dns_config is not None and pod.dns_config.searches:
             return None

@@ -18,6 +18,7 @@ import sys
 from dataclasses import replace
 from collections import Counter
 from pathlib import Path
+from typing import TypedDict
 
 from dnslib import QTYPE, RR
 
@@ -440,13 +441,20 @@ def _byte_size(text: str) -> int:
     return value
 
 
+class _SettingsGiven(TypedDict, total=False):
+    """Settings that keep their defaults unless their option was given."""
+
+    autopath: bool
+    max_udp_size: int
+
+
 def settings_from(args: argparse.Namespace) -> Settings:
     """The answer settings; commands without the answer options (resolv-conf, env) get the defaults."""
     if not hasattr(args, "ttl"):
         return Settings(zone=absolute(getattr(args, "zone", "cluster.local")))
     if not 0 <= args.ttl <= 3600:
         raise ValueError(f"--ttl {args.ttl}: expected 0-3600 seconds")
-    extra = {}
+    extra: _SettingsGiven = {}
     if getattr(args, "autopath", False):
         if args.pods != "verified":
             raise ValueError("--autopath needs --pods verified: the server finds the asking pod by its address among known pods")
@@ -468,10 +476,16 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of one sub-command (argparse keeps it on the sub-parsers action)."""
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices[command]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    command_parser = parser._subparsers._group_actions[0].choices[args.command]  # for errors in its usage
+    command_parser = _command_parser(parser, args.command)  # for errors in its usage
     if args.command == "dev":
         return dev_cli.run(args, command_parser)
     try:
@@ -540,7 +554,7 @@ def check(paths: list[str], settings: Settings, show_records: bool, summary: boo
         print(f"{len(files)} file(s) read, {len(errors)} error(s)")
         for kind in KINDS:
             print(f"  {kind:<16} {dns.cluster.count(kind)}")
-        by_type = Counter(QTYPE.get(t) for name in dns.zone.names() for t, rds in dns.zone.records(name).items() for _ in rds)
+        by_type = Counter(QTYPE.get(t) for name in dns.zone.names() for t, rds in (dns.zone.records(name) or {}).items() for _ in rds)
         print(f"{len(dns.zone.names())} names, {dns.zone.record_count} records: " + ", ".join(f"{n} {t}" for t, n in sorted(by_type.items())))
     if show_records:
         for line in zone_lines(dns):
@@ -552,7 +566,7 @@ def zone_lines(dns: ClusterDNS) -> list[str]:
     """Every stored record in zone-file form, by name."""
     lines = []
     for name in dns.zone.names():
-        for qtype, rds in dns.zone.records(name).items():
+        for qtype, rds in (dns.zone.records(name) or {}).items():
             lines += [RR(name, qtype, ttl=dns.settings.ttl, rdata=to_rdata(qtype, rd)).toZone() for rd in rds]
     return lines
 
@@ -776,7 +790,7 @@ async def serve(options: ServeOptions, corefile=None) -> int:
         stopped.cancel()
         if serving.failed.is_set():
             stop.set()  # ends the reloader too
-        if reloading is not None:
+        if reloader is not None and reloading is not None:
             await reloading  # a reload under way finishes first
             serving = reloader.serving
         if serving.failed.is_set():
@@ -792,7 +806,7 @@ async def serve(options: ServeOptions, corefile=None) -> int:
                 pass
     finally:
         log.info("shutting down")
-        if reloading is not None:
+        if reloader is not None and reloading is not None:
             reloading.cancel()
             await asyncio.gather(reloading, return_exceptions=True)
             serving = reloader.serving

@@ -18,7 +18,6 @@ watch source leaves ``derive_endpoints`` off and only slices count.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
@@ -71,7 +70,8 @@ class Cluster:
         # ones every cluster has).
         self.implicit_namespaces = frozenset(implicit_namespaces)
         # Indexes, so one event touches only what it affects.
-        self._slices_by_service: dict[ServiceRef, set[str]] = defaultdict(set)
+        # (a tuple, not a set: a service has one slice or a few, and a set is 216 bytes)
+        self._slices_by_service: dict[ServiceRef, tuple[str, ...]] = {}
         self._pods_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._selector_services_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._services_by_namespace: dict[str, set[str]] = defaultdict(set)
@@ -168,12 +168,12 @@ class Cluster:
         elif kind == POD:
             if self.pods_by_ip is not None:
                 self._index_pod_ips(namespace, name, old, new)  # type: ignore[arg-type]
-            if new is None:
-                self._pods_by_namespace[namespace].discard(name)
-            else:
-                self._pods_by_namespace[namespace].add(name)
             changes.pods.setdefault(key, old)  # type: ignore[arg-type]
-            if self.derive_endpoints:
+            if self.derive_endpoints:  # only our EndpointSlice controller looks for pods by namespace
+                if new is None:
+                    self._pods_by_namespace[namespace].discard(name)
+                else:
+                    self._pods_by_namespace[namespace].add(name)
                 changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
 
     def index_pod_ips(self) -> None:
@@ -219,11 +219,16 @@ class Cluster:
     def _index_slice(self, namespace: str, name: str, old: EndpointSlice | None, new: EndpointSlice | None) -> None:
         if old is not None and old.service_name:
             ref = (namespace, old.service_name)
-            self._slices_by_service[ref].discard(name)
-            if not self._slices_by_service[ref]:
-                del self._slices_by_service[ref]
+            rest = tuple(n for n in self._slices_by_service.get(ref, ()) if n != name)
+            if rest:
+                self._slices_by_service[ref] = rest
+            else:
+                self._slices_by_service.pop(ref, None)
         if new is not None and new.service_name:
-            self._slices_by_service[(namespace, new.service_name)].add(name)
+            ref = (namespace, new.service_name)
+            names = self._slices_by_service.get(ref, ())
+            if name not in names:
+                self._slices_by_service[ref] = (*names, name)
 
     def _services_selecting(self, namespace: str, *pods: Pod | None) -> set[ServiceRef]:
         refs = set()
@@ -317,7 +322,7 @@ def _service_families(service: Service) -> set[str]:
 
 
 def _family(ip: str) -> str:
-    return "IPv6" if ipaddress.ip_address(ip).version == 6 else "IPv4"
+    return "IPv6" if ":" in ip else "IPv4"  # ip is canonical (objects.py read it)
 
 
 def _by_family(endpoints: Iterable[Endpoint]) -> dict[str, list[Endpoint]]:

@@ -208,7 +208,8 @@ def forward_settings(config: Config) -> ForwardSettings | None:
     """The forward blocks and the cache as the forwarder's one settings value (None: no forward at all)."""
     if not config.forwards:
         return None
-    default, stubs, errors = (), [], []
+    default: tuple[tuple[str, int], ...] = ()
+    stubs, errors = [], []
     for forward in config.forwards:
         upstreams = forward.upstreams
         if forward.resolv_conf is not None:
@@ -564,7 +565,8 @@ class _Reader:
     def plugin_hosts(self, d: Directive, config: Config, keys) -> None:
         files = [d.args[0].text] if d.args else ["/etc/hosts"]  # the plugin's default file
         zones = [self.zone_of(a) for a in d.args[1:]]
-        inline, ttl, reload, reverse, fallthrough, fall_zones = [], 3600, 5.0, True, False, ()
+        inline, ttl, reload, reverse, fallthrough = [], 3600, 5.0, True, False
+        fall_zones: tuple[str, ...] = ()
         for line in d.block or ():
             name, values = line.name, line.values
             if name == "ttl" and len(values) == 1 and values[0].isdigit():

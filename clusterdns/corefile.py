@@ -234,6 +234,7 @@ class _Parser:
     def _server_block(self, first: bool) -> ServerBlock:
         keys: list[Token] = []
         start = self._peek()
+        assert start is not None  # parse() calls this at a token
         while True:
             token = self._peek()
             if token is None or self._is(token, "{"):
@@ -253,8 +254,8 @@ class _Parser:
             directives = self._directives(closing=True, opened=start)
         elif first:  # a single server block may leave out its braces
             directives = self._directives(closing=False, opened=start)
-            if self._peek() is not None:
-                token = self._peek()
+            token = self._peek()
+            if token is not None:
                 raise CorefileError(token.file, token.line, "unexpected token after a server block without braces")
         else:
             raise CorefileError(start.file, start.line, f"server block {keys[0].text} needs a {{ block }}")
@@ -297,7 +298,7 @@ class _Parser:
         """Replace ``import X`` at the cursor (first on its line) by what X holds."""
         while True:
             token = self._peek()
-            if not self._is(token, "import") or not self._at_line_start():
+            if token is None or not self._is(token, "import") or not self._at_line_start():
                 return
             self._next()
             args = []

@@ -28,7 +28,7 @@ import yaml
 
 from .app import ClusterDNS, load_manifests
 from .kubelet import pod_resolv_conf, service_env
-from .objects import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, ObjectError, Pod, PodDNSConfig, read_dns_config
+from .objects import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, ObjectError, Pod, PodDNSConfig, Service, read_dns_config
 from .searchpath import ResolvConf, parse_resolv_conf
 from .server import parse_listen
 from .settings import Settings
@@ -114,6 +114,7 @@ def in_process(state: ClusterDNS, payload: int) -> Ask:
             return Reply(dns.rcode.REFUSED, outside=True)
         query = dns.message.make_query(name, qtype, use_edns=0, payload=payload)
         data, _, _, _ = state.responder.respond(query.to_wire(), udp=not tcp)
+        assert data is not None  # a query made by dnspython is never dropped
         return _reply(dns.message.from_wire(data))
 
     return ask
@@ -312,9 +313,9 @@ def env(args: argparse.Namespace, settings: Settings) -> int:
     if args.pod:
         pod = _pod(state, args.pod)
         namespace, links = pod.namespace, pod.enable_service_links
-    services = [obj for key, obj in state.cluster.objects.items() if key[0] == SERVICE]
+    services = [obj for obj in state.cluster.objects.values() if isinstance(obj, Service)]
     _warn_unknown_namespace(state, namespace)
-    variables = service_env(services, namespace, links)  # type: ignore[arg-type]
+    variables = service_env(services, namespace, links)
     if not links:
         print(f"# enableServiceLinks: false: only the master services of 'default' ({len(variables)} variables)")
     for name, value in variables.items():
@@ -338,9 +339,9 @@ def _pod(state: ClusterDNS, ref: str) -> Pod:
     if not sep or not namespace or not name:
         raise InputError(f"--pod {ref!r}: expected NAMESPACE/NAME")
     pod = state.cluster.get(POD, namespace, name)
-    if pod is None:
+    if not isinstance(pod, Pod):
         raise NotInData(f"no Pod {namespace}/{name} in the data")
-    return pod  # type: ignore[return-value]
+    return pod
 
 
 def _read_dns_config(path: str) -> PodDNSConfig:

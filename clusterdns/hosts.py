@@ -69,15 +69,17 @@ def parse_hosts(text: str, where: str) -> tuple[list[Entry], list[str]]:
             problem = f"{fields[0]!r} has no host name after it"
         else:
             address = _address(fields[0])
-            names = [_host_name(f) for f in fields[1:]]
+            checked = [_host_name(f) for f in fields[1:]]
+            names = [name for name in checked if name is not None]
             if address is None:
                 problem = f"{fields[0]!r} is not an IPv4 or IPv6 address"
-            elif None in names:
-                bad = fields[1 + names.index(None)]
+            elif None in checked:
+                bad = fields[1 + checked.index(None)]
                 problem = f"{bad!r} is not a valid host name"
         if problem is not None:
             errors.append(f"{where}:{number}: {problem}; line skipped")
             continue
+        assert address is not None  # else a problem was reported
         entries += [Entry(address, name, number) for name in names]
     return entries, errors
 
@@ -116,9 +118,9 @@ class HostsTable:
             if not in_zones(entry.name, zones):
                 continue
             qtype = QTYPE.AAAA if ":" in entry.address else QTYPE.A
-            addresses = by_name.setdefault(entry.name, {}).setdefault(qtype, [])
-            if entry.address not in addresses:
-                addresses.append(entry.address)
+            known = by_name.setdefault(entry.name, {}).setdefault(qtype, [])
+            if entry.address not in known:
+                known.append(entry.address)
             names = by_address.setdefault(entry.address, [])
             if entry.name not in names:
                 names.append(entry.name)

@@ -175,6 +175,7 @@ class HttpServer:
     async def _answer(self, reader: asyncio.StreamReader, client: str = "") -> bytes | None:
         """The response to the request on ``reader``; None to close without one."""
         task = asyncio.current_task()
+        assert task is not None  # each connection is handled in its own task
         self._reading[task] = asyncio.get_running_loop().time()
         try:
             async with asyncio.timeout(self._read_timeout):
@@ -200,7 +201,7 @@ class HttpServer:
         elif path == "/metrics":
             # Rendering takes milliseconds.  In a thread, the event loop keeps
             # answering DNS in between (the metrics tolerate a concurrent read).
-            body = await asyncio.to_thread(self._metrics.exposition)
+            body: str | bytes = await asyncio.to_thread(self._metrics.exposition)
             return _response(HTTPStatus.OK, body, METRICS_CONTENT_TYPE, head_only=head_only)
         if path == "/zone" and self._zone_view is not None:
             if not allowed(client, self._zone_clients):

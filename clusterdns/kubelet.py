@@ -81,8 +81,7 @@ def _merge_options(existing: list[str], extra: tuple[tuple[str, str | None], ...
     for text in existing:
         name, sep, value = text.partition(":")
         merged[name] = value if sep else None
-    for name, value in extra:
-        merged[name] = value
+    merged.update(extra)
     return [name if not value else f"{name}:{value}" for name, value in merged.items()]
 
 

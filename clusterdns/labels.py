@@ -378,8 +378,7 @@ class _Parser:
         if negated or self.peek().kind in (_END, ","):
             # "!key" is complete as it is; anything after it is reported by the
             # caller ("expected ',' or end of string"), as Kubernetes does.
-            op = Operator.DOES_NOT_EXIST if negated else Operator.EXISTS
-            return Requirement(key, op, ())
+            return Requirement(key, Operator.DOES_NOT_EXIST if negated else Operator.EXISTS, ())
 
         op_tok = self.take()
         op = _OPERATOR_TOKENS.get(op_tok.text) if op_tok.kind != _END else None

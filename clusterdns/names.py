@@ -18,6 +18,7 @@ with them.
 from __future__ import annotations
 
 import ipaddress
+import socket
 
 
 def service_name(namespace: str, service: str, zone: str) -> str:
@@ -52,26 +53,44 @@ def dashed(ip: str) -> str:
     return ip.replace(".", "-").replace(":", "-")
 
 
-def pod_ip(label: str) -> str | None:
-    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1`` (the inverse of :func:`dashed`); None if not an address."""
-    if label.count("-") == 3 and "--" not in label:
-        text = label.replace("-", ".")
-    else:
-        text = label.replace("-", ":")
+def _plain_ipv4(text: str) -> bool:
+    """``text`` is an IPv4 address written the one way ipaddress writes it (dotted quad, no leading zeros).
+
+    The C library checks it in a fraction of ipaddress's time; a zone load
+    checks every address of every object once or twice.
+    """
+    try:
+        return socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, text)) == text
+    except (OSError, ValueError):  # not IPv4 (or not text socket takes): ipaddress decides
+        return False
+
+
+def canonical_ip(text: str) -> str | None:
+    """``text`` as ipaddress spells the address (IPv6 compressed, lower case), or None if it is no address."""
+    if _plain_ipv4(text):
+        return text
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
         return None
 
 
+def pod_ip(label: str) -> str | None:
+    """``10-1-2-3`` → ``10.1.2.3``, ``fd00--1`` → ``fd00::1`` (the inverse of :func:`dashed`); None if not an address."""
+    if label.count("-") == 3 and "--" not in label:
+        text = label.replace("-", ".")
+    else:
+        text = label.replace("-", ":")
+    return canonical_ip(text)
+
+
 def is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return canonical_ip(text) is not None
 
 
 def reverse_name(ip: str) -> str:
     """The PTR owner of ``ip``: ``4.3.2.1.in-addr.arpa.`` or the nibbles under ``ip6.arpa.``."""
+    if _plain_ipv4(ip):
+        a, b, c, d = ip.split(".")
+        return f"{d}.{c}.{b}.{a}.in-addr.arpa."
     return ipaddress.ip_address(ip).reverse_pointer + "."

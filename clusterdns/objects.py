@@ -9,12 +9,14 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import ipaddress
 import re
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+from .names import canonical_ip
 
 # Kinds we keep, by the name used in store keys.
 SERVICE = "Service"
@@ -240,7 +242,7 @@ class _Reader:
     def mapping(self, value: Any, path: str) -> Mapping[str, Any]:
         if value is None:
             return {}
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):  # dict first: the ABC check is slow
             raise self.fail(path, f"expected a mapping, got {_show(value)}")
         return value
 
@@ -258,6 +260,10 @@ class _Reader:
             raise self.fail(path, f"expected a string, got {_show(value)}")
         return value
 
+    def token(self, value: Any, path: str, default: str = "") -> str:
+        """A string that repeats across objects (a namespace, port name, node, label), interned: one copy in memory."""
+        return sys.intern(self.string(value, path, default))
+
     def boolean(self, value: Any, path: str, default: bool = False) -> bool:
         if value is None:
             return default
@@ -271,17 +277,16 @@ class _Reader:
         return value
 
     def protocol(self, value: Any, path: str) -> str:
-        proto = self.string(value, path, "TCP")
+        proto = self.token(value, path, "TCP")
         if proto not in ("TCP", "UDP", "SCTP"):
             raise self.fail(path, f"expected TCP, UDP or SCTP, got {_show(value)}")
         return proto
 
     def ip(self, value: Any, path: str) -> str:
-        text = self.string(value, path)
-        try:
-            return str(ipaddress.ip_address(text))
-        except ValueError:
-            raise self.fail(path, f"expected an IP address, got {_show(value)}") from None
+        ip = canonical_ip(self.string(value, path))
+        if ip is None:
+            raise self.fail(path, f"expected an IP address, got {_show(value)}")
+        return ip
 
     def dns_label(self, value: Any, path: str) -> str:
         text = self.string(value, path)
@@ -299,7 +304,7 @@ class _Reader:
                 v = ""
             if isinstance(v, bool | int | float):
                 raise self.fail(f"{path}.{k}", f"label values must be strings, got {_show(v)} (quote it)")
-            out.append((k, self.string(v, f"{path}.{k}")))
+            out.append((sys.intern(k), self.token(v, f"{path}.{k}")))
         return tuple(sorted(out))
 
 
@@ -329,10 +334,11 @@ _SERVICE_NAME_RULE = "an RFC 1035 label (a-z, 0-9, '-', starting with a letter, 
 _NAMESPACE_NAME_RULE = "an RFC 1123 label (a-z, 0-9, '-', at most 63)"
 
 
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")  # 1-63 of a-z, 0-9, '-', no '-' at either end
+
+
 def _is_dns_label(text: str) -> bool:
-    if not 1 <= len(text) <= 63 or text[0] == "-" or text[-1] == "-":
-        return False
-    return all(c.isascii() and (c.isalnum() or c == "-") for c in text.lower()) and text == text.lower()
+    return _DNS_LABEL.fullmatch(text) is not None
 
 
 def _metadata(doc: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[_Reader, Mapping[str, Any]]:
@@ -344,7 +350,7 @@ def _metadata(doc: Mapping[str, Any], kind: str, namespaced: bool) -> tuple[_Rea
         raise probe.fail("metadata.name", f"expected a non-empty string, got {_show(name)}")
     namespace = ""
     if namespaced:
-        namespace = probe.string(meta.get("namespace"), "metadata.namespace", "default") or "default"
+        namespace = probe.token(meta.get("namespace"), "metadata.namespace", "default") or "default"
     reader = _Reader(kind, namespace, name)
     if namespaced and not _is_dns_label(namespace):
         raise reader.fail("metadata.namespace", f"expected a DNS label, got {_show(namespace)}")
@@ -361,7 +367,7 @@ def read_service(doc: Mapping[str, Any]) -> Service:
     r, meta = _metadata(doc, SERVICE, namespaced=True)
     _check_name(r, _DNS_1035_LABEL, _SERVICE_NAME_RULE)
     spec = r.mapping(doc.get("spec"), "spec")
-    svc_type = r.string(spec.get("type"), "spec.type", "ClusterIP")
+    svc_type = r.token(spec.get("type"), "spec.type", "ClusterIP")
     if svc_type not in ("ClusterIP", "NodePort", "LoadBalancer", "ExternalName"):
         raise r.fail("spec.type", f"expected ClusterIP, NodePort, LoadBalancer or ExternalName, got {_show(svc_type)}")
 
@@ -374,7 +380,7 @@ def read_service(doc: Mapping[str, Any]) -> Service:
             target = r.port(target, f"{path}.targetPort")
         ports.append(
             ServicePort(
-                name=r.string(p.get("name"), f"{path}.name"),
+                name=r.token(p.get("name"), f"{path}.name"),
                 port=r.port(p.get("port"), f"{path}.port"),
                 protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
                 target_port=target,
@@ -402,7 +408,7 @@ def read_service(doc: Mapping[str, Any]) -> Service:
             _check_cluster_ip_agrees(r, single, ips)
 
     families = tuple(
-        r.string(v, f"spec.ipFamilies[{i}]") for i, v in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies"))
+        r.token(v, f"spec.ipFamilies[{i}]") for i, v in enumerate(r.sequence(spec.get("ipFamilies"), "spec.ipFamilies"))
     )
     for i, family in enumerate(families):
         if family not in ("IPv4", "IPv6"):
@@ -470,7 +476,7 @@ def _endpoint_ports(r: _Reader, raw_ports: Any, path: str) -> tuple[EndpointPort
             continue
         ports.append(
             EndpointPort(
-                name=r.string(p.get("name"), f"{path}[{i}].name"),
+                name=r.token(p.get("name"), f"{path}[{i}].name"),
                 port=r.port(p.get("port"), f"{path}[{i}].port"),
                 protocol=r.protocol(p.get("protocol"), f"{path}[{i}].protocol"),
             )
@@ -490,7 +496,7 @@ def _target_pod(r: _Reader, raw: Any, path: str, namespace: str) -> str:
 def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
     r, meta = _metadata(doc, ENDPOINT_SLICE, namespaced=True)
     labels = dict(r.labels(meta.get("labels"), "metadata.labels"))
-    address_type = r.string(doc.get("addressType"), "addressType", "IPv4")
+    address_type = r.token(doc.get("addressType"), "addressType", "IPv4")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
         raise r.fail("addressType", f"expected IPv4, IPv6 or FQDN, got {_show(address_type)}")
     endpoints = []
@@ -510,7 +516,7 @@ def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
                 addresses=addresses,
                 ready=ready,
                 hostname=r.dns_label(e.get("hostname"), f"{path}.hostname"),
-                node_name=r.string(e.get("nodeName"), f"{path}.nodeName"),
+                node_name=r.token(e.get("nodeName"), f"{path}.nodeName"),
                 target_pod=_target_pod(r, e.get("targetRef"), f"{path}.targetRef", r.namespace),
                 serving=r.boolean(cond.get("serving"), f"{path}.conditions.serving", ready),
                 terminating=r.boolean(cond.get("terminating"), f"{path}.conditions.terminating"),
@@ -543,7 +549,7 @@ def read_endpoints(doc: Mapping[str, Any]) -> Endpoints:
                         ready=ready,
                         serving=ready,
                         hostname=r.dns_label(a.get("hostname"), f"{apath}.hostname"),
-                        node_name=r.string(a.get("nodeName"), f"{apath}.nodeName"),
+                        node_name=r.token(a.get("nodeName"), f"{apath}.nodeName"),
                         target_pod=_target_pod(r, a.get("targetRef"), f"{apath}.targetRef", r.namespace),
                     )
                 )
@@ -551,7 +557,10 @@ def read_endpoints(doc: Mapping[str, Any]) -> Endpoints:
     return Endpoints(namespace=r.namespace, name=r.name, subsets=tuple(subsets))
 
 
-def read_pod(doc: Mapping[str, Any]) -> Pod:
+def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
+    """A Pod.  ``live``: from a live cluster's watch, which runs its own EndpointSlice controller, so
+    what only ours reads (labels, container ports, hostname, subdomain, node) is not kept: at 150,000
+    pods that is most of their memory.  CoreDNS keeps even less (name, namespace, IPs, deleting)."""
     r, meta = _metadata(doc, POD, namespaced=True)
     spec = r.mapping(doc.get("spec"), "spec")
     status = r.mapping(doc.get("status"), "status")
@@ -571,6 +580,18 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
     policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
     if policy not in DNS_POLICIES:
         raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
+    # The few words every pod repeats are interned: one string for all, not one per pod.
+    phase = sys.intern(r.string(status.get("phase"), "status.phase"))
+    pod = Pod(
+        namespace=r.namespace, name=r.name, ips=tuple(ips), phase=phase, ready=ready,
+        terminating=meta.get("deletionTimestamp") is not None,
+        dns_policy=sys.intern(policy),
+        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
+        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
+        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
+    )
+    if live:
+        return pod
 
     container_ports = []
     for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
@@ -585,23 +606,13 @@ def read_pod(doc: Mapping[str, Any]) -> Pod:
                     protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
                 )
             )
-
-    return Pod(
-        namespace=r.namespace,
-        name=r.name,
-        ips=tuple(ips),
+    return dataclasses.replace(
+        pod,
         hostname=r.dns_label(spec.get("hostname"), "spec.hostname"),
         subdomain=r.dns_label(spec.get("subdomain"), "spec.subdomain"),
         labels=r.labels(meta.get("labels"), "metadata.labels"),
-        phase=r.string(status.get("phase"), "status.phase"),
-        ready=ready,
         container_ports=tuple(container_ports),
         node_name=r.string(spec.get("nodeName"), "spec.nodeName"),
-        terminating=meta.get("deletionTimestamp") is not None,
-        dns_policy=sys.intern(policy),
-        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
-        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
-        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
     )
 
 
@@ -657,10 +668,11 @@ READERS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, Any]], KubeObje
 }
 
 
-def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject | None:
+def read_object(doc: Mapping[str, Any], kind: str | None = None, live: bool = False) -> KubeObject | None:
     """Read one API object; None for a kind DNS does not use.
 
-    ``kind`` is given by the watch source, whose list items carry no ``kind``.
+    ``kind`` is given by the watch source, whose list items carry no ``kind``;
+    ``live`` too: a live cluster runs its own endpoint controllers (see read_pod).
     """
     kind = kind or doc.get("kind")
     if not isinstance(kind, str) or not kind:
@@ -674,7 +686,7 @@ def read_object(doc: Mapping[str, Any], kind: str | None = None) -> KubeObject |
         # e.g. discovery.k8s.io/v1beta1, gone since Kubernetes 1.25: say so rather than skip quietly
         raise _object_error(doc, kind, "apiVersion", f"expected {' or '.join(versions)}, got {_show(api_version)}",
                             default_namespace="" if kind == NAMESPACE else "default")
-    return reader(doc)
+    return read_pod(doc, live=True) if live and kind == POD else reader(doc)
 
 
 # Built-in API groups and their kinds, as a v1.30+ apiserver serves them.  A kind that is

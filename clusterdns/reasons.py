@@ -87,7 +87,8 @@ class Catalog:
         self.zone = zone
         self.namespaces: set[str] = set()
         self.services: dict[tuple[str, str], ServiceFacts] = {}
-        self.namespaces_of: dict[str, set[str]] = {}  # service name → namespaces holding one
+        # service name → namespaces holding one (a tuple: most names live in one namespace, and a set is 216 bytes)
+        self.namespaces_of: dict[str, tuple[str, ...]] = {}
         self._suggestions: LRUCache[str, str | None] = LRUCache(maxsize=SUGGESTION_CACHE)
 
     # ------------------------------------------------------------------ updates
@@ -99,13 +100,16 @@ class Catalog:
             return
         if facts is None:
             self.services.pop(ref, None)
-            holders = self.namespaces_of.get(name, set())
-            holders.discard(namespace)
-            if not holders:
+            holders = tuple(n for n in self.namespaces_of.get(name, ()) if n != namespace)
+            if holders:
+                self.namespaces_of[name] = holders
+            else:
                 self.namespaces_of.pop(name, None)
         else:
             self.services[ref] = facts
-            self.namespaces_of.setdefault(name, set()).add(namespace)
+            holders = self.namespaces_of.get(name, ())
+            if namespace not in holders:
+                self.namespaces_of[name] = (*holders, namespace)
         self.zone.touch((_service_key(namespace, name), _by_name_key(name)))
 
     def namespace_changed(self, namespace: str, exists: bool) -> None:
@@ -144,6 +148,13 @@ class Catalog:
         return self._suggestions[label]
 
 
+_LOWER = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}  # the protocols objects.py admits, one string each
+
+
+def _lower(protocol: str) -> str:
+    return _LOWER.get(protocol) or protocol.lower()
+
+
 def service_facts(service: Service, slices: list[EndpointSlice], settings) -> ServiceFacts:
     ready = ready_endpoints(slices)
     ready_ips = {ip for endpoint, _ in ready for ip in endpoint.addresses}
@@ -164,9 +175,9 @@ def service_facts(service: Service, slices: list[EndpointSlice], settings) -> Se
     else:
         kind = "ClusterIP"
     if kind == "headless":
-        ports = {(p.name, p.protocol.lower()) for _, slice_ in ready for p in slice_.ports if p.name}
+        ports = {(p.name, _lower(p.protocol)) for _, slice_ in ready for p in slice_.ports if p.name}
     else:
-        ports = {(p.name, p.protocol.lower()) for p in service.ports if p.name}
+        ports = {(p.name, _lower(p.protocol)) for p in service.ports if p.name}
     return ServiceFacts(
         kind=kind,
         ready=len(ready_ips),

@@ -124,6 +124,7 @@ class CorefileReloader:
             old, self.serving, self.config, self.applied = self.serving, new, config, current
             await old.close()  # its sources and tasks; the listeners are the new one's now
             self.reloads += 1
+            assert new.dns_server is not None  # start() took over the listeners
             log.info("reload: applied %s (listeners %s)", self.path,
                      ", ".join(f"{h}:{p}" for h, p in new.dns_server.addresses))
             return True

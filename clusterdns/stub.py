@@ -130,7 +130,7 @@ def _ask(ask: Ask, name: str, qtype: str, conf: ResolvConf, resolver: str) -> Qu
     if reply.outside:
         return Query(qtype, "-", reason="outside the cluster zones: a pod's cluster DNS forwards it; not asked here")
     code, text = reply.reason if reply.reason else (None, "")
-    return Query(qtype, dns.rcode.to_text(reply.rcode), reply.answers, text, code, transport, attempt)
+    return Query(qtype, dns.rcode.Rcode.to_text(reply.rcode), reply.answers, text, code, transport, attempt)
 
 
 def _outcome(queries: list[Query], resolver: str) -> str:

@@ -58,7 +58,9 @@ def transfer(zone: Zone, data: bytes, client: str, networks: Sequence[Network]) 
         if zone.origin_for(origin) is None:
             reason = reasons.Reason(reasons.NOT_AUTHORITATIVE, "outside the cluster zones and forwarding is off")
             return [_error(query, RCODE.REFUSED, edns, reason, zone)]
-        return [_error(query, NOTAUTH, edns, reasons.explain(Reader(zone), origin, question.qtype, NOTAUTH), zone)]
+        not_apex = reasons.explain(Reader(zone), origin, question.qtype, NOTAUTH)
+        assert not_apex is not None  # NOTAUTH always has a reason: the name is no zone apex
+        return [_error(query, NOTAUTH, edns, not_apex, zone)]
     records = [soa_record(zone, origin), *zone_records(zone, origin), soa_record(zone, origin)]
     messages = []
     for start in range(0, len(records), RECORDS_PER_MESSAGE):

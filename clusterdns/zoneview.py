@@ -11,7 +11,7 @@ from __future__ import annotations
 from dnslib import QTYPE
 
 from .app import ClusterDNS
-from .objects import SERVICE
+from .objects import SERVICE, Service
 from .records import endpoint_label, service_name
 from .zone import to_rdata
 
@@ -25,6 +25,7 @@ def zone_json(dns: ClusterDNS) -> dict:
     services = []
     for key in sorted(k for k in dns.cluster.objects if k[0] == SERVICE):
         service = dns.cluster.objects[key]
+        assert isinstance(service, Service)  # the key's kind is SERVICE
         ref = (service.namespace, service.name)
         if not dns.cluster.visible(service.namespace):
             continue

@@ -90,6 +90,40 @@ def test_pod_keeps_only_dns_fields():
     assert not hasattr(pod, "annotations")
 
 
+def test_a_pod_from_a_live_watch_keeps_only_what_dns_and_kubelet_read():
+    doc = {
+        "metadata": {"name": "p", "namespace": "shop", "labels": {"app": "a"}, "deletionTimestamp": "2026-12-01T00:00:00Z"},
+        "spec": {"hostname": "h", "subdomain": "s", "nodeName": "node-1", "dnsPolicy": "ClusterFirstWithHostNet",
+                 "hostNetwork": True, "enableServiceLinks": False, "dnsConfig": {"searches": ["corp.example"]},
+                 "containers": [{"name": "c", "ports": [{"name": "http", "containerPort": 8080}]}]},
+        "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.9"}, {"ip": "fd00::9"}],
+                   "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    pod = read_object(doc, "Pod", live=True)
+    assert (pod.namespace, pod.name, pod.ips, pod.phase, pod.ready, pod.terminating) == (
+        "shop", "p", ("10.0.0.9", "fd00::9"), "Running", True, True)
+    assert (pod.dns_policy, pod.host_network, pod.enable_service_links, pod.dns_config.searches) == (
+        "ClusterFirstWithHostNet", True, False, ("corp.example",))
+    # what only our own EndpointSlice controller reads (manifests) is left out: a live cluster runs its own
+    assert (pod.labels, pod.container_ports, pod.hostname, pod.subdomain, pod.node_name) == ((), (), "", "", "")
+    full = read_object(doc, "Pod")
+    assert (full.labels, full.hostname, full.node_name) == ((("app", "a"),), "h", "node-1")
+    assert pod.phase is full.phase  # interned: one string for every pod, not one each
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("10.0.0.9", "10.0.0.9"), ("fd00:0:0::9", "fd00::9"),
+    ("010.0.0.9", None), ("10.0.9", None), ("10.0.0.9 ", None), ("0x0a.0.0.9", None), ("10.0.0.256", None),
+])
+def test_pod_addresses_are_canonical_or_refused(text, expected):
+    doc = {"metadata": {"name": "p"}, "status": {"podIP": text}}
+    if expected is None:
+        with pytest.raises(ObjectError, match="status.podIP: expected an IP address"):
+            read_object(doc, "Pod", live=True)
+    else:
+        assert read_object(doc, "Pod", live=True).ips == (expected,)
+
+
 def test_unchanged_dns_fields_compare_equal():
     a = read_object(service(clusterIP="10.0.0.1"))
     b_doc = service(clusterIP="10.0.0.1")

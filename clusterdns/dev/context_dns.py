@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 from ..app import new_zone
 from ..cluster import Changes, Cluster
 from ..events import Event
-from ..objects import NODE
+from ..objects import NODE, Service
 from ..records import apply_changes, service_name
 from ..settings import Settings
 from ..wire import Responder
@@ -133,6 +133,7 @@ class ContextDNS:
         out = []
         for key in sorted(k for k in self.cluster.objects if k[0] == "Service"):
             service = self.cluster.objects[key]
+            assert isinstance(service, Service)  # the key's kind is Service
             slices = self.cluster.endpoint_slices((key[1], key[2]))
-            out.append((key[1], key[2], self.policy.decide(service, slices)))  # type: ignore[arg-type]
+            out.append((key[1], key[2], self.policy.decide(service, slices)))
         return out

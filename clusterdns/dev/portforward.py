@@ -19,15 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import socket
 import sys
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ..objects import Service
 from ..records import ready_endpoints
+
+if TYPE_CHECKING:
+    from kubernetes.client import CoreV1Api  # imported on the first forward: it loads the kubernetes client
 
 log = logging.getLogger("clusterdns.dev.forward")
 
@@ -116,7 +120,7 @@ class PortForwards:
         for port in sorted(wanted - set(forwarded.ports)):
             try:
                 forwarded.ports[port] = await asyncio.start_server(
-                    lambda r, w, k=key, p=port: self._accept(r, w, k, p), address, port, reuse_address=True
+                    functools.partial(self._accept, key=key, port=port), address, port, reuse_address=True
                 )
             except OSError as exc:
                 if (address, port) not in self._refused:
@@ -147,8 +151,10 @@ class PortForwards:
         for server in forwarded.ports.values():
             await server.wait_closed()
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, key, port: int) -> None:
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                      key: tuple[str, str, str, str], port: int) -> None:
         task = asyncio.current_task()
+        assert task is not None  # asyncio runs each connection's callback as a task
         self._relays.add(task)
         forwarded = self.services.get(key)
         context, namespace, name, _ = key
@@ -214,7 +220,7 @@ class KubePortForward:
 
     def __init__(self, configuration_for: Callable[[str], object]):
         self._configuration_for = configuration_for
-        self._apis: dict[str, object] = {}
+        self._apis: dict[str, CoreV1Api] = {}
         self._lock = threading.Lock()
 
     def __call__(self, context: str, backend: Backend) -> socket.socket:

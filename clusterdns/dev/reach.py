@@ -27,7 +27,7 @@ from dnslib import QTYPE
 from ..objects import EndpointSlice, Node, Service
 from ..records import ready_endpoints, service_name, service_records
 from ..settings import Settings
-from ..zone import RecordSets
+from ..zone import RecordSets, Value
 
 log = logging.getLogger("clusterdns.dev")
 
@@ -171,7 +171,8 @@ class ReachPolicy:
 
     def records(self, service: Service, slices: list[EndpointSlice], settings: Settings) -> RecordSets:
         """:func:`~clusterdns.records.service_records`, with the service name answering as :meth:`decide` says."""
-        sets = service_records(service, slices, settings)
+        # Rewritten in place below: a mutable copy of what service_records built.
+        sets = {owner: dict(by_type) for owner, by_type in service_records(service, slices, settings).items()}
         reach = self.decide(service, slices)
         if reach.mode == "clusterip":
             return sets
@@ -195,12 +196,12 @@ class ReachPolicy:
         return sets
 
 
-def _use_node_ports(sets: RecordSets, name: str, node_ports: dict[int, int]) -> None:
+def _use_node_ports(sets: dict[str, dict[int, tuple[Value, ...]]], name: str, node_ports: dict[int, int]) -> None:
     """SRV records of the service carry the node port, which is what a client outside must dial."""
     for owner, by_type in sets.items():
         if owner != name and not owner.endswith("." + name):
             continue
-        srv = by_type.get(QTYPE.SRV)
+        srv = [value for value in by_type.get(QTYPE.SRV, ()) if isinstance(value, tuple)]  # records.py's tuples
         if srv and srv[0][3].lower() == name:  # (priority, weight, port, target)
             by_type[QTYPE.SRV] = tuple(
                 (priority, weight, node_ports.get(port, port), target) for priority, weight, port, target in srv

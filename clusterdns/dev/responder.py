@@ -89,6 +89,7 @@ class DevResponder:
         query = DNSRecord.parse(data)
         asked = query.questions[0].qname
         query.questions[0].qname = DNSLabel(target)
+        assert self.short_forms is not None  # _short_form found target there
         response, qtype, rcode, hit = self.short_forms.responder.respond(bytes(query.pack()), udp)
         if response is None or rcode < 0:
             return response, qtype, rcode, hit

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from ..cluster import Cluster
 from ..forward import Forwarder, ForwardSettings, parse_addresses
@@ -24,7 +26,7 @@ from ..forward.loop import find_loop
 from ..forward.settings import format_address
 from ..http import HttpServer, start_http
 from ..metrics import Metrics
-from ..objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE
+from ..objects import ENDPOINT_SLICE, NAMESPACE, NODE, POD, SERVICE, Node
 from ..server import DnsServer
 from ..settings import Settings, absolute
 from ..sources import KubeConfigError
@@ -35,6 +37,9 @@ from .portforward import Backend, KubePortForward, PortForwards, pick_backend
 from .reach import LoopbackAddresses, ReachPolicy, parse_reach
 from .responder import DevResponder
 from .upstreams import dev_upstreams
+
+if TYPE_CHECKING:
+    from ..sources.kube import KubeSource  # imported when serving starts: it loads the kubernetes client
 
 log = logging.getLogger("clusterdns.dev")
 
@@ -124,6 +129,11 @@ def options_from(args: argparse.Namespace, parser: argparse.ArgumentParser) -> D
     )
 
 
+def _nodes_of(cluster: Cluster) -> Callable[[], list[Node]]:
+    """``cluster.nodes``, typed as the Nodes it holds (for NodePort answers)."""
+    return lambda: [node for node in cluster.nodes() if isinstance(node, Node)]
+
+
 class ForwardingLoop(Exception):
     """An upstream sends our queries back to us; the message names it and what to pass instead."""
 
@@ -133,7 +143,7 @@ class DevServing:
         self.options = options
         self.metrics = Metrics(server=f"dns://{options.listen[0]}:{options.listen[1]}")
         self.contexts: list[ContextDNS] = []
-        self.sources: dict[str, object] = {}  # context name → KubeSource
+        self.sources: dict[str, KubeSource] = {}  # context name → its source
         self.responder: DevResponder | None = None
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None
@@ -169,7 +179,7 @@ class DevServing:
         kinds = {*REQUIRED_KINDS, NODE} | ({POD} if options.pod_names else set())
         for context in contexts:
             cluster = Cluster()
-            policy = ReachPolicy(context.name, per_context.get(context.name, default_reach), loopbacks, cluster.nodes)
+            policy = ReachPolicy(context.name, per_context.get(context.name, default_reach), loopbacks, _nodes_of(cluster))
             required = REQUIRED_KINDS | ({POD} if options.pod_names else set())
             dns = ContextDNS(context, policy, frozenset(required), cluster=cluster, on_services=self._services_changed)
             for zone in self._zones_of(context):
@@ -181,7 +191,7 @@ class DevServing:
             source = KubeSource(
                 dns.sink, kubeconfig=options.kubeconfig, context=context.name, kinds=kinds,
                 options=WatchOptions(inactivity_timeout=options.watch_inactivity_timeout),
-                on_restart=lambda kind, reason, d=dns: self._watch_restarted(d, reason),
+                on_restart=functools.partial(self._watch_restarted, dns),
             )
             try:
                 source.start()
@@ -280,8 +290,9 @@ class DevServing:
 
     # ------------------------------------------------------------------ events
 
-    def _watch_restarted(self, dns: ContextDNS, reason: str) -> None:  # on a watch thread
+    def _watch_restarted(self, dns: ContextDNS, kind: str, reason: str) -> None:  # on a watch thread
         if reason in CONTACT_LOST:
+            assert self._loop is not None  # set by start(), before any source starts
             try:
                 self._loop.call_soon_threadsafe(dns.api_lost)
             except RuntimeError:
@@ -321,16 +332,21 @@ class DevServing:
         if reach is not None and reach.mode == "forward":
             wanted[""] = (reach.addresses[0], "")
             wanted.update((p.label, (p.address, p.pod)) for p in reach.pods)
+        forwards = self.forwards
+        assert forwards is not None  # set by start(), before any source starts
         async with self._forward_lock:
-            for key in self.forwards.keys_of(context, *ref):
+            for key in forwards.keys_of(context, *ref):
                 if key[3] not in wanted:
-                    await self.forwards.remove(key)
-            for label, (address, pod) in wanted.items():
-                await self.forwards.ensure(context, service, address, label, pod)
+                    await forwards.remove(key)
+            if service is not None:  # else nothing is wanted
+                for label, (address, pod) in wanted.items():
+                    await forwards.ensure(context, service, address, label, pod)
 
     def _backend_for(self, context: str, namespace: str, name: str, port: int, pod: str) -> Backend | None:
         dns = next((d for d in self.contexts if d.context.name == context), None)
-        service = dns.cluster.service((namespace, name)) if dns else None
+        if dns is None:
+            return None
+        service = dns.cluster.service((namespace, name))
         if service is None:
             return None
         return pick_backend(service, dns.cluster.endpoint_slices((namespace, name)), port, pod)
@@ -347,7 +363,7 @@ class DevServing:
         for dns in self.contexts:
             services = []
             for namespace, name, reach in dns.services():
-                entry = {"namespace": namespace, "name": name, "reach": reach.mode, "via": reach.via,
+                entry: dict[str, object] = {"namespace": namespace, "name": name, "reach": reach.mode, "via": reach.via,
                          "addresses": list(reach.addresses), "cname": reach.cname,
                          "node_ports": [list(p) for p in reach.node_ports], "note": reach.note}
                 entry["address"] = reach.addresses[0] if reach.addresses else reach.cname

@@ -122,7 +122,7 @@ class Forwarder:
         if query is None or query.name in self.probes:
             return None
         entry, fresh = self.cache.get(query.key)
-        if not fresh:
+        if entry is None or not fresh:
             return None
         return Outcome(self._deliver(entry, query, udp), entry.rcode, True)
 
@@ -189,7 +189,7 @@ class Forwarder:
         if task is None:
             task = asyncio.ensure_future(self._ask(group, question, query.do, query.cd, query.name, query.qtype))
             self._in_flight[key] = task
-            task.add_done_callback(lambda _t, key=key: self._in_flight.pop(key, None))
+            task.add_done_callback(lambda _t: self._in_flight.pop(key, None))
         return await asyncio.shield(task)
 
     async def _ask(self, group: Group, question: bytes, do: bool, cd: bool, name: str, qtype: int) -> Entry | None:

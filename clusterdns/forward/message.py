@@ -59,9 +59,10 @@ def client_query(data: bytes, max_udp: int) -> ClientQuery | None:
     ``max_udp`` caps the client's UDP limit (our advertised payload size, whatever the client asks)."""
     question = parse_question(data, max_udp)
     if question is None:
-        data = _normalise(data)
-        if data is None:
+        normalised = _normalise(data)
+        if normalised is None:
             return None
+        data = normalised
         question = parse_question(data, max_udp)
         if question is None:
             return None

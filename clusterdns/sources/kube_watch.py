@@ -371,7 +371,7 @@ class ListWatch:
 
     def _read(self, doc: Any) -> KubeObject | None:
         try:
-            return read_object(doc, self.spec.kind)
+            return read_object(doc, self.spec.kind, live=True)
         except ObjectError as err:
             log.warning("skipping %s: %s", err.object_ref, err)
             return None

@@ -41,7 +41,54 @@ SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # --max-manifest-bytes
 DEFAULT_SETTLE = 0.5  # seconds a changed file must stay unchanged before it is applied
 ROOT_CHECK_INTERVAL = 0.5  # seconds between checks that the named paths are still the ones watched
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+_SCALARS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:float")
+
+
+class _Unusual(Exception):
+    """A node the fast path leaves to PyYAML's own constructor (merge keys, timestamps, sets, unknown tags...)."""
+
+
+class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The safe loader, with plain documents (maps, lists, strings, numbers, booleans) built in one tight pass.
+
+    PyYAML's constructor goes through several generic calls per node; most of
+    a big manifest load was spent there.  A document with anything else is
+    built by the safe constructor itself, so values and errors are the same.
+    """
+
+    def construct_document(self, node):
+        try:
+            return self._plain(node, {})
+        except _Unusual:
+            return super().construct_document(node)
+
+    def _plain(self, node, seen: dict[int, Any]) -> Any:
+        tag = node.tag
+        if tag == _STR:
+            return node.value
+        if tag == _MAP:
+            if id(node) in seen:  # an alias: the same object, as PyYAML gives
+                return seen[id(node)]
+            out: dict[Any, Any] = {}
+            seen[id(node)] = out
+            for key_node, value_node in node.value:
+                key = self._plain(key_node, seen)
+                if isinstance(key, (dict, list)) or key_node.tag not in (_STR, *_SCALARS):
+                    raise _Unusual  # unhashable or merge key ('<<'): PyYAML says what is wrong
+                out[key] = self._plain(value_node, seen)
+            return out
+        if tag == _SEQ:
+            if id(node) in seen:
+                return seen[id(node)]
+            items: list[Any] = []
+            seen[id(node)] = items
+            items.extend(self._plain(item, seen) for item in node.value)
+            return items
+        if tag in _SCALARS:
+            return self.yaml_constructors[tag](self, node)
+        raise _Unusual
 
 
 @dataclass
