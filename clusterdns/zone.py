@@ -54,8 +54,7 @@ _RDATA = {
 
 
 class OneKey(Mapping):
-    """A read-only mapping of one key: the record sets of a name with one record type
-    (most names), and the names of an owner with one name (every pod).
+    """A read-only mapping of one key: the record sets of a name with one record type.
 
     48 bytes where a one-key dict takes 184; at 150,000 pods and 100,000
     endpoints that is most of the zone's memory.
@@ -91,12 +90,37 @@ class OneKey(Mapping):
         return f"{{{self._key!r}: {self._value!r}}}"
 
 
-def compact(mapping: Mapping) -> Mapping:
-    """``mapping`` as the zone keeps it: a :class:`OneKey` for one key, else as it is."""
-    if len(mapping) == 1 and not isinstance(mapping, OneKey):
-        ((key, value),) = mapping.items()
-        return OneKey(key, value)
-    return mapping
+class OneRecord(OneKey):
+    """The record sets of a name with one record (a service's address, an endpoint's, a PTR: most names).
+
+    The value is kept bare and its 1-tuple made when read (answers are
+    encoded once and cached as bytes, so reads are rare): 64 bytes where a
+    OneKey and the tuple took 128.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key):
+        if key == self._key:
+            return (self._value,)
+        raise KeyError(key)
+
+    def get(self, key, default=None):
+        return (self._value,) if key == self._key else default
+
+    def items(self):
+        return ((self._key, (self._value,)),)
+
+    def __repr__(self) -> str:
+        return f"{{{self._key!r}: ({self._value!r},)}}"
+
+
+def compact_sets(sets: Sets) -> Sets:
+    """Record sets as the zone keeps them: a :class:`OneRecord` for one record, a :class:`OneKey` for one type."""
+    if len(sets) == 1 and not isinstance(sets, OneKey):
+        ((qtype, values),) = sets.items()
+        return OneRecord(qtype, values[0]) if len(values) == 1 else OneKey(qtype, values)
+    return sets
 
 
 class PodAddresses:
@@ -157,13 +181,18 @@ def to_rdata(qtype: int, value: Value) -> RD:
     return value if isinstance(value, RD) else _RDATA[qtype](value)
 
 
+_FIRST = object()  # in Zone._shared: the contribution of the owner that held the name first
+
+
 class Zone:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.serial = int(time.time())
-        self._by_owner: dict[Owner, RecordSets] = {}
-        # name → its owner, or {owner: its sets there} when several owners share the name
-        self._contributions: dict[str, Owner | dict[Owner, Sets]] = {}
+        self._by_owner: dict[Owner, tuple[str, ...]] = {}  # owner → the names it contributes to
+        # Names several owners contribute to (two services' endpoints at one address): what each
+        # contributes, the first under _FIRST.  A name of one owner (almost every name) needs no
+        # entry: its records are that owner's, and _by_owner says whose.
+        self._shared: dict[str, dict[Owner, Sets]] = {}
         self._records: dict[str, Sets] = {}  # merged view, read by queries
         self._below: Counter[str] = Counter()  # name → how many names exist under it
         self.record_count = 0  # kept up to date as names merge and withdraw
@@ -212,19 +241,19 @@ class Zone:
 
     def replace(self, owner: Owner, records: RecordSets) -> None:
         """Make ``records`` the whole contribution of ``owner`` (empty: remove it)."""
-        old = self._by_owner.get(owner, {})
-        records = compact({name: compact(sets) for name, sets in records.items()})
+        old = {name: self._contribution(owner, name) for name in self._by_owner.get(owner, ())}
+        records = {name: compact_sets(sets) for name, sets in records.items()}
         if old == records:
             return
         if records:
-            self._by_owner[owner] = records
+            self._by_owner[owner] = tuple(records)
         else:
             self._by_owner.pop(owner, None)
         for name in old.keys() - records.keys():
             self._withdraw(owner, name)
         for name, sets in records.items():
             if old.get(name) != sets:
-                self._contribute(owner, name, sets)
+                self._contribute(owner, name, sets, name in old)
         self._dirty = True
 
     def move_pod(self, namespace: str, before: Iterable[str], after: Iterable[str]) -> None:
@@ -265,33 +294,45 @@ class Zone:
             listener(changed)
         return True
 
-    def _contribute(self, owner: Owner, name: str, sets: Sets) -> None:
-        current = self._contributions.get(name)
-        if current is None or (not isinstance(current, dict) and current == owner):
-            if current is None:
-                self._count_ancestors(name, +1)
-            self._contributions[name] = owner  # one owner (almost every name): no dict of owners
+    def _contribution(self, owner: Owner, name: str) -> Sets:
+        """What ``owner`` contributes at ``name`` (which it is one of the owners of)."""
+        shared = self._shared.get(name)
+        if shared is None:
+            return self._records[name]
+        return shared[owner] if owner in shared else shared[_FIRST]
+
+    def _contribute(self, owner: Owner, name: str, sets: Sets, had: bool) -> None:
+        """``owner`` contributes ``sets`` at ``name``; ``had``: it contributed something there before."""
+        shared = self._shared.get(name)
+        if shared is not None:
+            # An owner not listed by name that had the name is the first one.
+            shared[owner if owner in shared or not had else _FIRST] = sets
+            self._merge(name, shared)
+        elif had:
             self._set_records(name, sets)
-            return
-        if not isinstance(current, dict):
-            current = self._contributions[name] = {current: self._by_owner[current][name]}
-        current[owner] = sets
-        self._merge(name, current)
+        elif name in self._records:  # another owner's name: now shared
+            shared = self._shared[name] = {_FIRST: self._records[name], owner: sets}
+            self._merge(name, shared)
+        else:
+            self._count_ancestors(name, +1)
+            self._set_records(name, sets)
 
     def _withdraw(self, owner: Owner, name: str) -> None:
-        current = self._contributions[name]
-        if not isinstance(current, dict):
-            del self._contributions[name]
+        shared = self._shared.get(name)
+        if shared is None:
             self._set_records(name, None)
             self._count_ancestors(name, -1)
             return
-        del current[owner]
-        if len(current) == 1:
-            (last,) = current
-            self._contributions[name] = last
-            self._set_records(name, current[last])
+        if owner in shared:
+            del shared[owner]
+        else:  # the first owner leaves: another takes its place
+            other = next(o for o in shared if o is not _FIRST)
+            shared[_FIRST] = shared.pop(other)
+        if len(shared) == 1:
+            del self._shared[name]
+            self._set_records(name, shared[_FIRST])
         else:
-            self._merge(name, current)
+            self._merge(name, shared)
 
     def _set_records(self, name: str, sets: Sets | None) -> None:
         self._touched.add(name)
@@ -304,8 +345,8 @@ class Zone:
 
     def _merge(self, name: str, by_owner: dict[Owner, Sets]) -> None:
         merged: dict[int, list[Value]] = {}
-        for owner in sorted(by_owner, key=repr):  # stable order across updates
-            for qtype, rds in by_owner[owner].items():
+        for sets in sorted(by_owner.values(), key=repr):  # the same order whoever came first
+            for qtype, rds in sets.items():
                 bucket = merged.setdefault(qtype, [])
                 bucket.extend(rd for rd in rds if rd not in bucket)
         self._set_records(name, {qtype: tuple(rds) for qtype, rds in merged.items()})

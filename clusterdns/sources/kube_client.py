@@ -4,12 +4,12 @@
 ``__init__``, which imports every generated model (~1,000 classes), the dynamic
 client, the watch and stream helpers, and the API classes whose ~1,300
 methods pydantic wraps: ~35 MB of RSS and ~0.5 s that a DNS server never
-uses, since it reads list and watch responses as raw JSON.  Here the two
-packages whose ``__init__`` is that heavy (``kubernetes``,
-``kubernetes.client``, and the models and utils below them) are registered
+uses, since it reads list and watch responses as raw JSON.  Here those
+packages (``kubernetes``, ``kubernetes.client``, and the models, utils and
+config packages below them) are registered with their ``__init__``
 unexecuted, and only the submodules we need are imported: the configuration,
-the config loaders (kubeconfig, in-cluster), ``ApiClient`` (authentication,
-TLS, the urllib3 pool) and ``ApiException``.
+the in-cluster config loader (the kubeconfig one when first used),
+``ApiClient`` (authentication, TLS, the urllib3 pool) and ``ApiException``.
 
 The first touch of anything else in such a package (``from kubernetes import
 stream``, ``kubernetes.client.CoreV1Api``, a model) runs its real ``__init__``
@@ -52,7 +52,7 @@ def _defer_init(name: str) -> None:
         setattr(sys.modules[parent], child, module)
 
 
-for _package in ("kubernetes", "kubernetes.client", "kubernetes.client.models", "kubernetes.utils"):
+for _package in ("kubernetes", "kubernetes.client", "kubernetes.client.models", "kubernetes.utils", "kubernetes.config"):
     _defer_init(_package)
 
 from kubernetes.client.api_client import ApiClient  # noqa: E402
@@ -67,10 +67,21 @@ for _attr, _value in (("ApiClient", ApiClient), ("Configuration", Configuration)
 
 from kubernetes.config.config_exception import ConfigException  # noqa: E402
 from kubernetes.config.incluster_config import load_incluster_config  # noqa: E402
-from kubernetes.config.kube_config import load_kube_config  # noqa: E402
 
 __all__ = ["ApiClient", "ApiException", "ConfigException", "Configuration", "get", "load_incluster_config",
            "load_kube_config"]
+
+
+def load_kube_config(**kwargs: Any) -> None:
+    """``kubernetes.config.load_kube_config``, imported when first used.
+
+    The kubeconfig loader brings requests, oauthlib and requests-oauthlib (its
+    OIDC and Azure helpers): ~6 MB that a server running in a pod, which reads
+    its service account instead, never needs.
+    """
+    from kubernetes.config.kube_config import load_kube_config as load
+
+    load(**kwargs)
 
 
 def get(api_client: ApiClient, path: str, query: dict[str, Any], timeout: Any) -> Any:
