@@ -15,6 +15,11 @@ Both tiers are LRUs of ``size`` entries.  When one evicts an entry, its keys
 leave the index too, so nothing here grows with the number of distinct queries:
 under a flood of unique names memory stays near ``2 × size`` entries (see
 docs/benchmark.md for the measured bytes per entry).
+
+Answers that are cheap to build again (the negatives encoded from the query's
+bytes) are kept only when their key comes a second time (:meth:`AnswerCache.admit`,
+TinyLFU's "doorkeeper"): names asked once each, as in a random-subdomain flood,
+then cost no entry and evict none of the answers that are asked again and again.
 """
 
 from __future__ import annotations
@@ -27,6 +32,10 @@ from .loadbalance import Plan
 ExactKey = tuple[bool, bytes]  # (over UDP?, query bytes after the ID)
 Key = Union[ExactKey, bytes]
 Names = tuple[str, ...]
+
+
+SEEN_BITS = 1 << 20  # the admission filter: one bit per key hash, 128 KB
+SEEN_MARKS = SEEN_BITS // 8  # bits set before it starts afresh: at most 1 in 8 keys is taken for seen wrongly
 
 
 class _Tier(OrderedDict):
@@ -59,6 +68,8 @@ class AnswerCache:
         self.by_question: _Tier = _Tier(self, size)
         # name → the key reading it, or a set of keys when several do (most names have one)
         self._index: dict[str, Key | set[Key]] = {}
+        self._seen = bytearray(SEEN_BITS // 8)
+        self._marks = 0
 
     def __len__(self) -> int:
         return len(self.by_question)
@@ -72,6 +83,25 @@ class AnswerCache:
         self._index.clear()
 
     # ------------------------------------------------------------------ storing
+
+    def admit(self, key: Key) -> bool:
+        """Has ``key`` been offered before (lately)?  It is marked now either way.
+
+        For answers worth keeping only when asked again.  A false "yes" (two
+        keys sharing a bit) only keeps one answer more; the bits start afresh
+        after SEEN_MARKS new keys, so the filter holds no more than that.
+        """
+        bit = hash(key) & (SEEN_BITS - 1)
+        seen = self._seen
+        byte, mask = bit >> 3, 1 << (bit & 7)
+        if seen[byte] & mask:
+            return True
+        seen[byte] |= mask
+        self._marks += 1
+        if self._marks >= SEEN_MARKS:
+            self._seen = bytearray(SEEN_BITS // 8)
+            self._marks = 0
+        return False
 
     def keep_exact(self, key: ExactKey, response: bytes, qtype: int, plan: Plan | None, names: Names) -> None:
         if key in self.exact:

@@ -26,7 +26,7 @@ CLASS_IN = 1
 OPT = 41
 DO_BIT = 0x8000
 EDE_OPTION = 15  # RFC 8914
-_AUTHORITY_ONLY = struct.Struct("!HHHHH")  # flags, qd, an, ns, ar
+_COUNTS = struct.Struct("!HHHH")  # qd, an, ns, ar
 _OPT = struct.Struct("!BHHBBHH")  # root owner, type, payload size, ext rcode, version, flags, rdlength
 
 
@@ -65,14 +65,19 @@ def encode_negative(query: bytes, qname_end: int, origin: str, tail: tuple[bytes
     EDNS option or nothing; ``ra`` sets RA, as answer() does when the server forwards.
     """
     # QR and AA set; RD and CD echoed; opcode QUERY (the caller checked); RA when forwarding; AD, TC clear.
-    flags = 0x8400 | (((query[2] << 8) | query[3]) & 0x0110) | (0x0080 if ra else 0) | rcode
-    header = query[:2] + _AUTHORITY_ONLY.pack(flags, 1, 0, 1, 1 if edns >= 0 else 0)
-    pointer = (0xC000 | (qname_end - len(origin) - 1)).to_bytes(2, "big")  # where the apex starts in the question
+    flags = (0x8400 | (query[2] & 0x01) << 8 | (query[3] & 0x10) | (0x0080 if ra else 0) | rcode).to_bytes(2, "big")
+    pointer = _POINTERS[qname_end - len(origin) - 1]  # where the apex starts in the question
     head, rname, numbers = tail
-    response = header + query[12:qname_end + 4] + pointer + head + pointer + rname + pointer + numbers
-    if edns >= 0:
-        response += _OPT.pack(0, OPT, payload, 0, 0, DO_BIT if edns else 0, len(option)) + option
-    return response
+    if edns < 0:
+        return b"".join((query[:2], flags, _COUNTS_NO_OPT, query[12:qname_end + 4], pointer, head, pointer, rname,
+                         pointer, numbers))
+    return b"".join((query[:2], flags, _COUNTS_OPT, query[12:qname_end + 4], pointer, head, pointer, rname, pointer,
+                     numbers, _OPT.pack(0, OPT, payload, 0, 0, DO_BIT if edns else 0, len(option)), option))
+
+
+_COUNTS_NO_OPT = _COUNTS.pack(1, 0, 1, 0)  # one question, no answer, one authority (the SOA), no additional
+_COUNTS_OPT = _COUNTS.pack(1, 0, 1, 1)  # and the OPT record
+_POINTERS = [(0xC000 | offset).to_bytes(2, "big") for offset in range(12 + 256)]  # to the apex, inside the question
 
 
 NXDOMAIN = RCODE.NXDOMAIN

@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 from dnslib import QTYPE, RCODE, RR, DNSError, DNSHeader, DNSQuestion, DNSRecord
 from dnslib.bimap import BimapError
@@ -54,9 +53,8 @@ CHASE = -2  # a cluster answer ending in a CNAME to an outside name, whose recor
 CACHED_RCODES = (RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.REFUSED)
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
-    """What the fast parser learns from a query without building objects."""
+class Question(NamedTuple):
+    """What the fast parser learns from a query without building objects (a tuple: made once per miss)."""
 
     key: bytes  # cache key: lower-cased question + answer-relevant bits
     qname_end: int  # offset just past QNAME in the query (question ends 4 later)
@@ -64,6 +62,18 @@ class Question:
     qtype: int
     qclass: int
     edns: int  # -1: no OPT record; else the DO bit (0 or 1)
+    labels: int  # labels in QNAME (0: the root); LONG_LABEL if one is longer than SHORT_LABEL bytes
+
+    def plain_name(self) -> str | None:
+        """The lower-cased QNAME as ``a.b.c.``, or None unless it is plain (see :func:`plain_name`)."""
+        wire = self.key[: self.qname_end - 12]
+        if self.labels == LONG_LABEL:
+            return _plain_name_walked(wire)
+        return _plain_text(wire, self.labels)
+
+
+SHORT_LABEL = 44  # labels up to this long have a length byte that no plain label byte ("-", digits) can be
+LONG_LABEL = -1
 
 
 def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
@@ -72,59 +82,75 @@ def parse_question(data: bytes, max_udp: int = MAX_MESSAGE) -> Question | None:
     ``max_udp`` is our own advertised payload size: a client asking for more
     gets no more (anti-amplification, as CoreDNS's ``bufsize``).
     """
-    if len(data) < 17:
+    size = len(data)
+    if size < 17:
         return None
     _, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     if flags & 0xF800 or qdcount != 1 or ancount or nscount or arcount > 1:
         return None  # a response, an opcode other than QUERY, or something unusual
     offset = 12
-    while True:
-        if offset >= len(data):
-            return None
-        length = data[offset]
-        if length == 0:
-            break
-        if length > 63:
-            return None  # compression pointer in a question: leave it to the full parser
-        offset += 1 + length
+    labels = 0
+    long_label = False
+    try:
+        length = data[12]
+        while length:
+            if length > SHORT_LABEL:
+                if length > MAX_LABEL:
+                    return None  # compression pointer in a question: leave it to the full parser
+                long_label = True
+            offset += 1 + length
+            labels += 1
+            length = data[offset]
+    except IndexError:
+        return None  # the name runs past the end
     qname_end = offset + 1
-    if qname_end + 4 > len(data) or qname_end - 12 > MAX_NAME:
+    if qname_end + 4 > size or qname_end - 12 > MAX_NAME:
         return None  # short, or a name too long to be one (the slow path says FORMERR)
     qtype = (data[qname_end] << 8) | data[qname_end + 1]
     qclass = (data[qname_end + 2] << 8) | data[qname_end + 3]
-    udp_limit = MIN_UDP_PAYLOAD
-    edns = -1
-    bits = b"-"
     rest = qname_end + 4
+    # RD and CD are echoed, so they are part of the key; so is EDNS presence/DO.
+    rd_cd = _RD_CD[flags & 0x0110]
     if arcount:
         # Only a bare OPT record (root owner, type 41) is understood here.
-        if rest + 11 > len(data) or data[rest] != 0 or data[rest + 1 : rest + 3] != b"\x00\x29":
+        if rest + 11 > size or data[rest] != 0 or data[rest + 1 : rest + 3] != b"\x00\x29":
             return None
         payload = (data[rest + 3] << 8) | data[rest + 4]
-        version = data[rest + 6]
         edns = 1 if data[rest + 7] & 0x80 else 0
-        rdlen = (data[rest + 9] << 8) | data[rest + 10]
-        if version != 0 or rest + 11 + rdlen != len(data):
-            return None
+        if data[rest + 6] != 0 or rest + 11 + ((data[rest + 9] << 8) | data[rest + 10]) != size:
+            return None  # an EDNS version we do not speak, or bytes beyond the OPT record
         udp_limit = min(max(MIN_UDP_PAYLOAD, payload), max_udp)
-        bits = b"D" if edns else b"E"
-    elif rest != len(data):
+        bits = rd_cd + (b"D" if edns else b"E")
+    elif rest != size:
         return None
-    # RD and CD are echoed, so they are part of the key; so is EDNS presence/DO.
-    bits = bytes((flags >> 8 & 0x01, flags & 0x10)) + bits
-    key = data[12:qname_end].lower() + data[qname_end : qname_end + 4] + bits
-    return Question(key, qname_end, udp_limit, qtype, qclass, edns)
+    else:
+        udp_limit, edns, bits = MIN_UDP_PAYLOAD, -1, rd_cd + b"-"
+    key = data[12:qname_end].lower() + data[qname_end:rest] + bits
+    return Question(key, qname_end, udp_limit, qtype, qclass, edns, LONG_LABEL if long_label else labels)
 
 
+_RD_CD = {flags: bytes((flags >> 8 & 0x01, flags & 0x10)) for flags in (0, 0x0010, 0x0100, 0x0110)}
 _PLAIN_NAME = re.compile(rb"(?:[a-z0-9_-]+\.)+")
+# Wire name → text in one pass: bytes below 64 (every length byte up to SHORT_LABEL, the final 0)
+# become dots, other bytes a plain label cannot hold become 0xFF, plain bytes stay.  A plain
+# name then has exactly one dot per length byte and no 0xFF: a non-plain byte below 64 inside a
+# label adds a dot.  ("-" and digits, 45 and 48-57, stay themselves: hence SHORT_LABEL.)
+_PLAIN_BYTES = b"abcdefghijklmnopqrstuvwxyz0123456789-_"
+_TO_TEXT = bytes(b if b in _PLAIN_BYTES else (0x2E if b < 64 else 0xFF) for b in range(256))
 
 
-def plain_name(wire: bytes) -> str | None:
-    """Lower-cased wire labels → ``a.b.c.``; None unless every label is letters, digits, ``-`` or ``_``.
+def _plain_text(wire: bytes, labels: int) -> str | None:
+    """Lower-cased wire labels (``labels`` of them, none longer than SHORT_LABEL) → ``a.b.c.``; None unless plain."""
+    if not labels:
+        return None
+    text = wire.translate(_TO_TEXT)  # ".a.b.c." for b"\x01a\x01b\x01c\x00"
+    if text.count(b".") != labels + 1 or b"\xff" in text:
+        return None
+    return text[1:].decode("ascii")
 
-    Other bytes (dots inside a label, spaces, non-ASCII) need dnslib's escaping,
-    and no such name is in the zone: the slow path answers those.
-    """
+
+def _plain_name_walked(wire: bytes) -> str | None:
+    """:func:`plain_name` label by label (names with a label longer than SHORT_LABEL)."""
     labels = []
     offset = 0
     while True:
@@ -139,6 +165,24 @@ def plain_name(wire: bytes) -> str | None:
     if _PLAIN_NAME.fullmatch(text) is None:
         return None
     return text.decode("ascii")
+
+
+def plain_name(wire: bytes) -> str | None:
+    """Lower-cased wire labels → ``a.b.c.``; None unless every label is letters, digits, ``-`` or ``_``.
+
+    Other bytes (dots inside a label, spaces, non-ASCII) need dnslib's escaping,
+    and no such name is in the zone: the slow path answers those.
+    """
+    labels = 0
+    offset = 0
+    length = wire[0]
+    while length:
+        if length > SHORT_LABEL:
+            return _plain_name_walked(wire)
+        offset += 1 + length
+        labels += 1
+        length = wire[offset]
+    return _plain_text(wire[: offset + 1], labels)
 
 
 class Responder:
@@ -167,6 +211,12 @@ class Responder:
         # Pod names are made up on the fly (answer.lookup): never a plain miss.
         self._pod_parent = f"pod.{zone.settings.zone}" if pods else None
         self._pod_suffix = f".pod.{zone.settings.zone}" if pods else None
+        # For the plain negatives: the zones as ".origin" suffixes, longest first (as Zone.origin_for picks),
+        # and the settings they read (a zone's settings never change: a reload builds a new zone and responder).
+        self._origins = sorted(((f".{origin}", origin) for origin in zone.settings.zones), key=lambda o: -len(o[1]))
+        self._explain = zone.settings.explain
+        self._ttl = zone.settings.ttl
+        self._recursion = zone.settings.recursion
         zone.listeners.append(self.forget)
 
     def use_hosts(self, hosts) -> None:
@@ -236,7 +286,8 @@ class Responder:
             if negative is not None:
                 self.misses += 1
                 response, rcode, names = negative
-                self.cache.keep_exact(key, response, question.qtype, None, names)  # no addresses to rotate
+                if self.cache.admit(key):  # asked before: worth an entry (a name asked once, as in a flood, is not)
+                    self.cache.keep_exact(key, response, question.qtype, None, names)  # no addresses to rotate
                 return response, question.qtype, rcode, False
         self.misses += 1
         result, names = self._respond_slowly(data, question, udp)
@@ -304,12 +355,16 @@ class Responder:
         zone = self.zone
         if not zone.complete:
             return None  # a miss answers SERVFAIL until the first sync (answer.py)
-        name = plain_name(question.key)
+        name = question.plain_name()
         if name is None:
             return None
-        origin = zone.origin_for(name)
-        if origin is None or name == origin:
-            return None  # not ours (REFUSED or forwarded), or the apex (its SOA is an answer)
+        origin = None
+        for suffix, apex in self._origins:
+            if name.endswith(suffix):
+                origin = apex
+                break
+        if origin is None:
+            return None  # not ours (REFUSED or forwarded), or an apex (its SOA is an answer)
         if self._pod_suffix is not None and (name.endswith(self._pod_suffix) or name == self._pod_parent):
             return None
         if self.hosts is not None and self.hosts.serves(name):
@@ -324,16 +379,16 @@ class Responder:
             rcode, types = NOERROR, tuple(t for t, rds in sets.items() if rds)
         names: Names = (name,)
         option = b""
-        if question.edns >= 0 and zone.settings.explain:
+        if question.edns >= 0 and self._explain:
             # Why, in words (RFC 8914), as answer() would say it; the facts it read join the names.
             reader = Reader(zone)
             reason = reasons.explain(reader, name, qtype, rcode, types)
             if reason is not None:
                 option = ede_option(reason.code, reason.text)
             names = (name, *(reader.names - {name}))
-        tail = soa_tail(origin, zone.serial, zone.settings.ttl)
+        tail = soa_tail(origin, zone.serial, self._ttl)
         response = encode_negative(data, question.qname_end, origin, tail, rcode, question.edns, self.max_udp, option,
-                                   zone.settings.recursion)
+                                   self._recursion)
         if udp and len(response) > question.udp_limit:
             return None  # a long name and reason: let the slow path trim it
         return response, rcode, names

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from clusterdns.burstlog import BurstLog
 from clusterdns.events import Upsert
 from clusterdns.metrics import Metrics
-from clusterdns.server import TcpLimits, _Observer, _UdpProtocol
+from clusterdns.server import UDP_BATCH, TcpLimits, _Observer, _udp_socket, _UdpListener
 
 from .builders import endpoint_slice, service
 from .conftest import ZONES
@@ -41,26 +41,62 @@ def wait_for(condition, timeout: float = 5.0, what: str = "condition") -> None:
 # --- source ports ------------------------------------------------------------------
 
 
-class _Sent:
-    """A datagram transport that records what would be sent."""
+class _Datagrams:
+    """A listener's socket that delivers the given datagrams (from any source port) and records where replies went."""
 
-    def __init__(self):
+    def __init__(self, real: socket.socket, datagrams):
+        self.real = real
+        self.datagrams = list(datagrams)
         self.sent = []
+
+    def recvfrom(self, size):
+        if not self.datagrams:
+            raise BlockingIOError
+        return self.datagrams.pop(0)
 
     def sendto(self, data, addr):
         self.sent.append(addr)
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def close(self):
+        self.real.close()
 
 
 @pytest.mark.parametrize("drop_low", [False, True])
 @pytest.mark.parametrize("port", [0, 7, 19, 53, 1023, 1024, 40000])
 def test_which_source_ports_are_answered(port, drop_low):
+    query = dns.message.make_query(WEB, "A").to_wire()
+
+    def answer_one():  # on the server's loop, where listeners live
+        listener = _UdpListener(_udp_socket("127.0.0.1", 0, socket.AF_INET), srv.dns.responder,
+                                _Observer(None, ".", BurstLog(logging.getLogger())), "1", 1024 if drop_low else 1)
+        fake = listener.sock = _Datagrams(listener.sock, [(query, ("127.0.0.1", port))])
+        listener._readable()
+        listener.close()
+        return fake.sent
+
     with RunningServer() as srv:
-        protocol = _UdpProtocol(srv.dns.responder, _Observer(None, ".", BurstLog(logging.getLogger())), "1",
-                                1024 if drop_low else 1)
-        transport = protocol.transport = _Sent()
-        protocol.datagram_received(dns.message.make_query(WEB, "A").to_wire(), ("127.0.0.1", port))
+        sent = srv.call(answer_one)
     answered = port != 0 and (not drop_low or port >= 1024 or port == 53)
-    assert transport.sent == ([("127.0.0.1", port)] if answered else [])
+    assert sent == ([("127.0.0.1", port)] if answered else [])
+
+
+def test_a_flood_is_read_in_batches_so_the_loop_gets_turns():
+    """One wake-up answers at most UDP_BATCH datagrams; the rest wait for the next turn (TCP and timers run between)."""
+    query = dns.message.make_query(WEB, "A").to_wire()
+
+    def one_wakeup():
+        listener = _UdpListener(_udp_socket("127.0.0.1", 0, socket.AF_INET), srv.dns.responder,
+                                _Observer(None, ".", BurstLog(logging.getLogger())), "1", 1)
+        fake = listener.sock = _Datagrams(listener.sock, [(query, ("127.0.0.1", 40000))] * (UDP_BATCH + 10))
+        listener._readable()
+        listener.close()
+        return len(fake.sent), len(fake.datagrams)
+
+    with RunningServer() as srv:
+        assert srv.call(one_wakeup) == (UDP_BATCH, 10)
 
 
 def _raw_udp_from_port_0(payload: bytes, port: int) -> None:

@@ -93,10 +93,10 @@ async def test_off_prints_nothing_and_uses_the_plain_callback(serve, capsys):
     serving = await serve()
     await udp_exchange(serving, dns.message.make_query("kubia.default.svc.cluster.local", "A"))
     assert capsys.readouterr().out == ""
-    protocol = serving.dns_server.udp[0].get_protocol()
-    assert type(protocol.observe) is _Observer
+    listener = serving.dns_server.udp[0]
+    assert type(listener.observe) is _Observer
     logging_on = await serve(log_queries=frozenset({"all"}))
-    assert type(logging_on.dns_server.udp[0].get_protocol().observe) is _LoggingObserver
+    assert type(logging_on.dns_server.udp[0].observe) is _LoggingObserver
 
 
 def test_fields_of_odd_queries():

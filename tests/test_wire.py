@@ -223,7 +223,7 @@ BURST = 400  # queries in flight at once: more than Linux's default receive buff
 
 def test_udp_listener_asks_for_big_socket_buffers(server):
     """The kernel's default receive buffer is what dropped a burst; the listener's is the grant for UDP_BUFFER."""
-    listener = server.server.udp[0].get_extra_info("socket")
+    listener = server.server.udp[0].sock
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as plain, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as asked:
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             asked.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER)
