@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .names import canonical_ip
@@ -80,10 +80,11 @@ class Service:
     labels: Labels = ()
     ip_families: tuple[str, ...] = ()  # IPv4 / IPv6, as spec.ipFamilies says
     exposure: "Exposure | None" = None  # None (most Services): nothing reaches it from outside the cluster
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (SERVICE, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (SERVICE, self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,10 +128,11 @@ class EndpointSlice:
     address_type: str  # IPv4, IPv6 or FQDN
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (ENDPOINT_SLICE, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (ENDPOINT_SLICE, self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,10 +145,11 @@ class Endpoints:
     namespace: str
     name: str
     subsets: tuple[tuple[tuple[Endpoint, ...], tuple[EndpointPort, ...]], ...] = ()
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (ENDPOINTS, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (ENDPOINTS, self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +160,11 @@ class Namespace:
     @property
     def namespace(self) -> str:
         return ""
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (NAMESPACE, "", self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (NAMESPACE, "", self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +358,8 @@ class _Reader:
             raise self.fail(path, f"expected a DNS label (a-z, 0-9, '-', at most 63), got {_show(value)}")
         return text
 
-    def labels(self, value: Any, path: str) -> Labels:
+    def labels(self, value: Any, path: str, intern_values: bool = True) -> Labels:
+        """Sorted (key, value) pairs; keys (and, unless told otherwise, values) interned: they repeat."""
         labels = self.mapping(value, path)
         out = []
         for k, v in labels.items():
@@ -364,7 +369,8 @@ class _Reader:
                 v = ""
             if isinstance(v, bool | int | float):
                 raise self.fail(f"{path}.{k}", f"label values must be strings, got {_show(v)} (quote it)")
-            out.append((sys.intern(k), self.token(v, f"{path}.{k}")))
+            v = self.string(v, f"{path}.{k}")
+            out.append((sys.intern(k), sys.intern(v) if intern_values else v))
         return tuple(sorted(out))
 
 
@@ -555,7 +561,8 @@ def _target_pod(r: _Reader, raw: Any, path: str, namespace: str) -> str:
 
 def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
     r, meta = _metadata(doc, ENDPOINT_SLICE, namespaced=True)
-    labels = dict(r.labels(meta.get("labels"), "metadata.labels"))
+    # Only the service-name label is kept (one per slice, not worth interning).
+    labels = dict(r.labels(meta.get("labels"), "metadata.labels", intern_values=False))
     address_type = r.token(doc.get("addressType"), "addressType", "IPv4")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
         raise r.fail("addressType", f"expected IPv4, IPv6 or FQDN, got {_show(address_type)}")
