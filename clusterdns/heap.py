@@ -9,9 +9,11 @@ reflects the live state.  A no-op where glibc is not the C library.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
+from typing import Iterator
 
 
 def _malloc_trim():
@@ -23,6 +25,24 @@ def _malloc_trim():
 
 
 _TRIM = _malloc_trim()
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """No garbage-collector passes while a big load builds long-lived state.
+
+    Each pass walks every container the process holds, and a 10,000-Service
+    load triggers several while its heap grows: ~10% of the load's time spent
+    finding no garbage.  Loading makes little cyclic garbage; the caller
+    collects once afterwards (:func:`release`).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def release() -> None:

@@ -9,11 +9,10 @@ makes "did anything DNS-visible change?" a plain ``==`` between two values.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from .names import canonical_ip
@@ -81,10 +80,11 @@ class Service:
     labels: Labels = ()
     ip_families: tuple[str, ...] = ()  # IPv4 / IPv6, as spec.ipFamilies says
     exposure: "Exposure | None" = None  # None (most Services): nothing reaches it from outside the cluster
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (SERVICE, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (SERVICE, self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,10 +128,11 @@ class EndpointSlice:
     address_type: str  # IPv4, IPv6 or FQDN
     endpoints: tuple[Endpoint, ...] = ()
     ports: tuple[EndpointPort, ...] = ()
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (ENDPOINT_SLICE, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (ENDPOINT_SLICE, self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,10 +145,11 @@ class Endpoints:
     namespace: str
     name: str
     subsets: tuple[tuple[tuple[Endpoint, ...], tuple[EndpointPort, ...]], ...] = ()
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (ENDPOINTS, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (ENDPOINTS, self.namespace, self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +160,11 @@ class Namespace:
     @property
     def namespace(self) -> str:
         return ""
+    # Made once: the stores that hold the object (the cluster, a source's last state) share one tuple.
+    key: Key = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> Key:
-        return (NAMESPACE, "", self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", (NAMESPACE, "", self.name))
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,28 +187,89 @@ class PodDNSConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class Pod:
-    namespace: str
-    name: str
-    ips: tuple[str, ...] = ()
+class PodResolving:
+    """What kubelet reads to write a pod's resolv.conf and service variables (resolv-conf, env, autopath).
+
+    Most pods have the defaults, and share :data:`DEFAULT_RESOLVING`.
+    """
+
+    dns_policy: str = "ClusterFirst"  # interned
+    dns_config: PodDNSConfig | None = None
+    enable_service_links: bool = True
+
+
+DEFAULT_RESOLVING = PodResolving()
+
+
+@dataclass(frozen=True, slots=True)
+class PodEndpointFields:
+    """What only our own EndpointSlice controller reads (manifests): a live cluster runs its own."""
+
     hostname: str = ""
     subdomain: str = ""
     labels: Labels = ()
-    phase: str = ""
-    ready: bool = False
     container_ports: tuple[ContainerPort, ...] = ()
     node_name: str = ""
+
+
+NO_ENDPOINT_FIELDS = PodEndpointFields()
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    """A Pod as DNS needs it; what fewer readers need is grouped, so a live pod's object stays small."""
+
+    # (POD, namespace, name), made once: the store and the watch's own record share this one tuple
+    # rather than building one each (at 150,000 pods, 20 MB).
+    key: Key
+    ips: tuple[str, ...] = ()
+    phase: str = ""  # interned
+    ready: bool = False
     terminating: bool = False
-    # What kubelet reads to write the pod's resolv.conf and service variables
-    # (resolv-conf, env, autopath); the policy string is interned, the config usually None.
-    dns_policy: str = "ClusterFirst"
-    dns_config: PodDNSConfig | None = None
     host_network: bool = False
-    enable_service_links: bool = True
+    resolving: PodResolving = DEFAULT_RESOLVING
+    endpoint_fields: PodEndpointFields = NO_ENDPOINT_FIELDS  # left out (the shared empty one) when live
 
     @property
-    def key(self) -> Key:
-        return (POD, self.namespace, self.name)
+    def namespace(self) -> str:
+        return self.key[1]
+
+    @property
+    def name(self) -> str:
+        return self.key[2]
+
+    # Read through, so callers need not know the grouping.
+    @property
+    def dns_policy(self) -> str:
+        return self.resolving.dns_policy
+
+    @property
+    def dns_config(self) -> PodDNSConfig | None:
+        return self.resolving.dns_config
+
+    @property
+    def enable_service_links(self) -> bool:
+        return self.resolving.enable_service_links
+
+    @property
+    def hostname(self) -> str:
+        return self.endpoint_fields.hostname
+
+    @property
+    def subdomain(self) -> str:
+        return self.endpoint_fields.subdomain
+
+    @property
+    def labels(self) -> Labels:
+        return self.endpoint_fields.labels
+
+    @property
+    def container_ports(self) -> tuple[ContainerPort, ...]:
+        return self.endpoint_fields.container_ports
+
+    @property
+    def node_name(self) -> str:
+        return self.endpoint_fields.node_name
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +358,8 @@ class _Reader:
             raise self.fail(path, f"expected a DNS label (a-z, 0-9, '-', at most 63), got {_show(value)}")
         return text
 
-    def labels(self, value: Any, path: str) -> Labels:
+    def labels(self, value: Any, path: str, intern_values: bool = True) -> Labels:
+        """Sorted (key, value) pairs; keys (and, unless told otherwise, values) interned: they repeat."""
         labels = self.mapping(value, path)
         out = []
         for k, v in labels.items():
@@ -304,7 +369,8 @@ class _Reader:
                 v = ""
             if isinstance(v, bool | int | float):
                 raise self.fail(f"{path}.{k}", f"label values must be strings, got {_show(v)} (quote it)")
-            out.append((sys.intern(k), self.token(v, f"{path}.{k}")))
+            v = self.string(v, f"{path}.{k}")
+            out.append((sys.intern(k), sys.intern(v) if intern_values else v))
         return tuple(sorted(out))
 
 
@@ -495,7 +561,8 @@ def _target_pod(r: _Reader, raw: Any, path: str, namespace: str) -> str:
 
 def read_endpoint_slice(doc: Mapping[str, Any]) -> EndpointSlice:
     r, meta = _metadata(doc, ENDPOINT_SLICE, namespaced=True)
-    labels = dict(r.labels(meta.get("labels"), "metadata.labels"))
+    # Only the service-name label is kept (one per slice, not worth interning).
+    labels = dict(r.labels(meta.get("labels"), "metadata.labels", intern_values=False))
     address_type = r.token(doc.get("addressType"), "addressType", "IPv4")
     if address_type not in ("IPv4", "IPv6", "FQDN"):
         raise r.fail("addressType", f"expected IPv4, IPv6 or FQDN, got {_show(address_type)}")
@@ -580,19 +647,21 @@ def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
     policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
     if policy not in DNS_POLICIES:
         raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
-    # The few words every pod repeats are interned: one string for all, not one per pod.
-    phase = sys.intern(r.string(status.get("phase"), "status.phase"))
-    pod = Pod(
-        namespace=r.namespace, name=r.name, ips=tuple(ips), phase=phase, ready=ready,
-        terminating=meta.get("deletionTimestamp") is not None,
-        dns_policy=sys.intern(policy),
+    resolving = PodResolving(
+        dns_policy=sys.intern(policy),  # the few words every pod repeats: one string for all
         dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
-        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
         enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
     )
-    if live:
-        return pod
+    return Pod(
+        key=(POD, r.namespace, r.name), ips=tuple(ips), phase=sys.intern(r.string(status.get("phase"), "status.phase")),
+        ready=ready, terminating=meta.get("deletionTimestamp") is not None,
+        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
+        resolving=DEFAULT_RESOLVING if resolving == DEFAULT_RESOLVING else resolving,
+        endpoint_fields=NO_ENDPOINT_FIELDS if live else _pod_endpoint_fields(r, meta, spec),
+    )
 
+
+def _pod_endpoint_fields(r: _Reader, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> PodEndpointFields:
     container_ports = []
     for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
         c = r.mapping(raw_c, f"spec.containers[{i}]")
@@ -606,8 +675,7 @@ def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
                     protocol=r.protocol(p.get("protocol"), f"{path}.protocol"),
                 )
             )
-    return dataclasses.replace(
-        pod,
+    return PodEndpointFields(
         hostname=r.dns_label(spec.get("hostname"), "spec.hostname"),
         subdomain=r.dns_label(spec.get("subdomain"), "spec.subdomain"),
         labels=r.labels(meta.get("labels"), "metadata.labels"),

@@ -8,6 +8,7 @@ releases them all.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import gc
 import errno
@@ -276,7 +277,8 @@ class Serving:
             max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
             on_missing=self.metrics.set_manifest_paths_missing,
         )
-        self.manifests.load()
+        with heap.collection_paused():
+            self.manifests.load()
         heap.release()
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
@@ -349,13 +351,15 @@ class Serving:
             pass
 
     def _manifest_events(self, events) -> None:
-        self.dns.sink(events)
+        with heap.collection_paused():  # a load or a reload: a file's objects at once
+            self.dns.sink(events)
         _freeze_heap()
 
     def _kube_events(self, events) -> None:
         was_synced = self.dns.synced
-        self.dns.sink(events)
         size = sum(len(e.objects) if isinstance(e, Replace) else 1 for e in events)
+        with heap.collection_paused() if size >= BIG_BATCH else contextlib.nullcontext():
+            self.dns.sink(events)
         if size >= BIG_BATCH or (self.dns.synced and not was_synced):  # a (re)list, or the first sync
             _freeze_heap()
         self._api_back()

@@ -181,7 +181,7 @@ class KindState:
                     if self._emitted.pop(key, None) is not None:
                         events.append(Delete(key))
                 elif self._emitted.get(key) != obj:  # invisible-to-DNS changes stop here
-                    self._emitted[key] = obj
+                    self._emitted[obj.key] = obj  # (the object's own key: one tuple shared with the store)
                     events.append(Upsert(obj))
             self.last_sync_time = time.time()  # events and bookmarks both say "up to date"
             self._outbox.put(events)

@@ -489,7 +489,9 @@ def _merge(files: dict[Path, dict[Key, KubeObject]], previous: dict[Key, KubeObj
     """Every file's objects in one map (a later file wins a clash), and the events that turn ``previous`` into it."""
     merged: dict[Key, KubeObject] = {}
     owners: dict[Key, Path] = {}
-    for path in sorted(files):
+    if len(files) == 1:  # one file (the common case): its map is the merged one (neither is changed in place)
+        (merged,) = files.values()
+    for path in sorted(files) if len(files) > 1 else ():
         for key, obj in files[path].items():
             if key in merged and merged[key] != obj:
                 log.warning(
