@@ -117,6 +117,13 @@ class CpuCap:
             (self.path / "cpu.cfs_period_us").write_text(str(self.PERIOD))
             (self.path / "cpu.cfs_quota_us").write_text("-1" if fraction is None else str(int(fraction * self.PERIOD)))
 
+    def throttled(self) -> tuple[int, int]:
+        """(periods, periods in which the quota ran out) so far, from cpu.stat; (0, 0) without a cgroup."""
+        if self.path is None:
+            return 0, 0
+        stat = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines() if " " in line)
+        return int(stat.get("nr_periods", 0)), int(stat.get("nr_throttled", 0))
+
     def remove(self) -> None:
         if self.path is not None:
             try:
@@ -264,6 +271,8 @@ class Result:
     p99_ms: float | None = None
     cpu_us: float = 0.0
     rcodes: str = ""
+    periods: int = 0  # cgroup CPU periods during the run (100 ms each), and those in which the quota ran out
+    throttled: int = 0
 
 
 def dnsperf(tool: str, port: int, queries: Path, seconds: float, core: int, rate: float | None = None,
@@ -305,8 +314,11 @@ def dnsperf(tool: str, port: int, queries: Path, seconds: float, core: int, rate
 
 def measure(server: Server, tool: str, queries: Path, seconds: float, core: int, **kw) -> Result:
     cpu = server.cpu_seconds()
+    periods, throttled = server.cap.throttled()
     result = dnsperf(tool, server.port, queries, seconds, core, **kw)
     used = server.cpu_seconds() - cpu
+    periods_after, throttled_after = server.cap.throttled()
+    result.periods, result.throttled = periods_after - periods, throttled_after - throttled
     done = max(1, result.sent - result.lost)
     result.cpu_us = used / done * 1e6
     return result
@@ -417,21 +429,26 @@ def main() -> None:
                         print(f"  {cap_label:>9} {kind:<6} {server.name:<10} {result.qps:>9,.0f} q/s "
                               f"{result.cpu_us:6.1f} µs CPU/q  avg {result.avg_ms:.3f} ms  lost {result.lost}  "
                               f"[{result.rcodes}]")
-        # Latency at 80% of each server's own peak, capped when caps exist (the deployment case).
+        # Latency at 80% of each server's own capped peak: capped when caps exist (the deployment case),
+        # then at the same rates uncapped, which tells what the quota's throttling adds.
         cap_label, fraction = cap_modes[-1]
-        latency: dict[tuple[str, str], Result] = {}
-        for kind in KINDS:
-            for server in servers:
-                peak = table.best(cap_label, kind, server.name).qps
-                if kind == "unique":
-                    path = query_file(work, f"unique-{server.name}", unique_queries(
-                        cluster, uuid.uuid4().hex[:8], int(peak * 0.8 * args.seconds) + 1000))
-                    result = measure(server, dnsperf_tool, path, args.seconds, client_core, rate=peak * 0.8,
-                                     once=True, verbose=True)
-                else:
-                    result = measure(server, dnsperf_tool, files[kind], args.seconds, client_core,
-                                     rate=peak * 0.8, verbose=True)
-                latency[(kind, server.name)] = result
+        latency: dict[tuple[str, str, str], Result] = {}
+        for run_label, run_fraction in ([(cap_label, fraction), ("uncapped", None)] if fraction else [(cap_label, None)]):
+            for cap in caps:
+                if cap.available:
+                    cap.set(run_fraction)
+            for kind in KINDS:
+                for server in servers:
+                    peak = table.best(cap_label, kind, server.name).qps
+                    if kind == "unique":
+                        path = query_file(work, f"unique-{server.name}", unique_queries(
+                            cluster, uuid.uuid4().hex[:8], int(peak * 0.8 * args.seconds) + 1000))
+                        result = measure(server, dnsperf_tool, path, args.seconds, client_core, rate=peak * 0.8,
+                                         once=True, verbose=True)
+                    else:
+                        result = measure(server, dnsperf_tool, files[kind], args.seconds, client_core,
+                                         rate=peak * 0.8, verbose=True)
+                    latency[(run_label, kind, server.name)] = result
         rss = {s.name: s.rss_mb() for s in servers}
         print_table(table, cap_modes, latency, cap_label, rss)
     finally:
@@ -457,15 +474,22 @@ def print_table(table: Table, cap_modes, latency, latency_cap: str, rss: dict[st
             print(f"| {cap_label} | {kind} | {k.qps:,.0f} | {c.qps:,.0f} | {c.qps / k.qps:.2f} | {k_us:.1f} | "
                   f"{c_us:.1f} | {k_us / c_us:.2f} | {k.avg_ms:.3f} | {c.avg_ms:.3f} | {k.lost} | {c.lost} |")
     print()
-    print(f"Latency at 80% of each server's own peak ({latency_cap}), from dnsperf -v:")
+    print(f"Latency at 80% of each server's own peak rate at {latency_cap} (with that cap, then at the same rate "
+          "uncapped), from dnsperf -v; CPU µs per query at that rate; throttled: the 100 ms periods in which the "
+          "server's CPU quota ran out (it then waits for the next period):")
     print()
-    print("| traffic | rate Knot | rate clusterdns | avg ms Knot | avg ms clusterdns | p99 ms Knot | p99 ms clusterdns "
-          "| lost Knot | lost clusterdns |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for kind in KINDS:
-        k, c = latency[(kind, "knot")], latency[(kind, "clusterdns")]
-        print(f"| {kind} | {k.qps:,.0f} | {c.qps:,.0f} | {k.avg_ms:.3f} | {c.avg_ms:.3f} | {k.p99_ms or 0:.3f} | "
-              f"{c.p99_ms or 0:.3f} | {k.lost} | {c.lost} |")
+    print("| cpu | traffic | rate Knot | rate clusterdns | CPU µs/q Knot | CPU µs/q clusterdns | avg ms Knot "
+          "| avg ms clusterdns | p99 ms Knot | p99 ms clusterdns | lost Knot | lost clusterdns | throttled Knot "
+          "| throttled clusterdns |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for run_label, kind, _ in latency:
+        if _ != "knot":
+            continue
+        k, c = latency[(run_label, kind, "knot")], latency[(run_label, kind, "clusterdns")]
+        throttled = [f"{r.throttled}/{r.periods}" if r.periods else "-" for r in (k, c)]
+        print(f"| {run_label} | {kind} | {k.qps:,.0f} | {c.qps:,.0f} | {k.cpu_us:.1f} | {c.cpu_us:.1f} | "
+              f"{k.avg_ms:.3f} | {c.avg_ms:.3f} | {k.p99_ms or 0:.3f} | {c.p99_ms or 0:.3f} | {k.lost} | {c.lost} | "
+              f"{throttled[0]} | {throttled[1]} |")
     print()
     print(f"RSS after the run: Knot {rss['knot']:.0f} MB, clusterdns {rss['clusterdns']:.0f} MB")
 

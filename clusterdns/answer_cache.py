@@ -62,7 +62,7 @@ class AnswerCache:
 
     def __init__(self, size: int = 100_000):
         self.size = size
-        # (udp, query[2:]) → (response, qtype, rotation plan, names read)
+        # (udp, query[2:]) → (response[2:], qtype, rcode, rotation plan, names read): a replay adds the query's ID
         self.exact: _Tier = _Tier(self, size)
         # normalised question → (response, rotation plan, names read); plans: loadbalance.py
         self.by_question: _Tier = _Tier(self, size)
@@ -106,7 +106,7 @@ class AnswerCache:
     def keep_exact(self, key: ExactKey, response: bytes, qtype: int, plan: Plan | None, names: Names) -> None:
         if key in self.exact:
             self._unindex(key, self.exact[key][-1])
-        self.exact.put(key, (response, qtype, plan, names))
+        self.exact.put(key, (response[2:], qtype, response[3] & 0x0F, plan, names))
         self._index_add(key, names)
 
     def keep_question(self, key: bytes, response: bytes, plan: Plan | None, names: Names) -> None:

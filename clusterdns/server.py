@@ -223,7 +223,8 @@ class _UdpListener:
             self.sock.close()
 
     def _readable(self) -> None:
-        recvfrom, responder, record, lowest_port = self.sock.recvfrom, self.responder, self.record, self.lowest_port
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        respond, autopath, record, lowest_port = self.responder.respond, self.autopath, self.record, self.lowest_port
         for _ in range(UDP_BATCH):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -236,10 +237,10 @@ class _UdpListener:
                 continue  # port 0 is spoofed; a low port is a service that would answer our answer (a loop)
             started = perf_counter()
             try:
-                if self.autopath:
-                    response, qtype, rcode, hit = responder.respond(data, True, addr[0])
+                if autopath:
+                    response, qtype, rcode, hit = respond(data, True, addr[0])
                 else:
-                    response, qtype, rcode, hit = responder.respond(data, True)
+                    response, qtype, rcode, hit = respond(data, True)
             except Exception as exc:  # never let one packet take the listener down
                 self.observe.panic("udp", addr, exc)
                 response, qtype, rcode, hit = servfail(data), 0, RCODE.SERVFAIL, False
@@ -247,7 +248,10 @@ class _UdpListener:
                 self._forward(data, response, qtype, rcode, addr, started)
                 continue
             if response is not None:
-                self.sendto(response, addr)
+                try:  # (written out, not self.sendto: this runs for every answer)
+                    sendto(response, addr)
+                except OSError as exc:
+                    self._unsent(addr, exc)
             if record is not None:
                 record(qtype, rcode, hit, perf_counter() - started, len(data), len(response) if response else 0)
             elif type(self.observe) is not _Observer:  # the query log (a bare _Observer without metrics has nothing to do)
@@ -256,8 +260,13 @@ class _UdpListener:
     def sendto(self, response: bytes, addr) -> None:
         try:
             self.sock.sendto(response, addr)
-        except OSError as exc:  # a full send buffer (BlockingIOError) or an unreachable client: the reply is lost
-            log.debug("UDP reply to %s port %s not sent: %s", addr[0], addr[1], exc)
+        except OSError as exc:
+            self._unsent(addr, exc)
+
+    @staticmethod
+    def _unsent(addr, exc: OSError) -> None:
+        # A full send buffer (BlockingIOError) or an unreachable client: the reply is lost, as UDP may lose it.
+        log.debug("UDP reply to %s port %s not sent: %s", addr[0], addr[1], exc)
 
     def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
         forwarding = self.forwarding

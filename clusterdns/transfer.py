@@ -5,8 +5,9 @@ AXFR or IXFR (a few byte reads, on TCP only: the UDP hot path never sees
 this module).  An IXFR is answered with the whole zone, in AXFR form, as RFC
 1995 allows.  The transfer is the SOA, every stored record under the zone's
 apex, and the SOA again, in messages of at most :data:`RECORDS_PER_MESSAGE`
-records.  Pod names made up on the fly (``--pods insecure``) are not stored
-and not transferred.  Over UDP the answer path replies TC (AXFR) or the
+records.  ``a-b-c-d.<ns>.pod`` names are not stored, so not transferred (as
+CoreDNS): made up on the fly with ``--pods insecure``, looked up in the pod
+index per query with ``--pods verified``.  Over UDP the answer path replies TC (AXFR) or the
 current SOA alone (IXFR), both telling the client to come back over TCP.
 """
 

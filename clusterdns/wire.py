@@ -245,7 +245,8 @@ class Responder:
         send upstream; CHASE, a cluster answer whose CNAME target is upstream.
         ``client``, the query's source address, is given only with autopath.
         """
-        data = bytes(data)
+        if type(data) is not bytes:
+            data = bytes(data)
         if client is not None and self.autopath is not None:
             namespace = self.autopath.namespace_of(client)
             if namespace is not None:
@@ -258,12 +259,12 @@ class Responder:
         if replay is not None:
             exact.move_to_end(key)
             self.hits += 1
-            response, qtype, plan, _ = replay
-            response = data[:2] + response[2:]
+            after_id, qtype, rcode, plan, _ = replay
+            response = data[:2] + after_id
             if plan is not None:
                 self._turn += 1
                 response = rotate(response, plan, self._turn)
-            return response, qtype, response[3] & 0x0F, True
+            return response, qtype, rcode, True
         question = parse_question(data, self.max_udp)
         if question is not None:
             by_question = self.cache.by_question

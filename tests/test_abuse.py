@@ -99,6 +99,28 @@ def test_a_flood_is_read_in_batches_so_the_loop_gets_turns():
         assert srv.call(one_wakeup) == (UDP_BATCH, 10)
 
 
+def test_a_reply_the_kernel_will_not_take_is_dropped_and_the_next_query_answered():
+    query = dns.message.make_query(WEB, "A").to_wire()
+
+    class _FullOnce(_Datagrams):
+        def sendto(self, data, addr):
+            if not self.sent:
+                self.sent.append(None)
+                raise BlockingIOError(11, "Resource temporarily unavailable")  # the send buffer is full
+            super().sendto(data, addr)
+
+    def two_queries():
+        listener = _UdpListener(_udp_socket("127.0.0.1", 0, socket.AF_INET), srv.dns.responder,
+                                _Observer(None, ".", BurstLog(logging.getLogger())), "1", 1)
+        fake = listener.sock = _FullOnce(listener.sock, [(query, ("127.0.0.1", 40000)), (query, ("127.0.0.1", 40001))])
+        listener._readable()
+        listener.close()
+        return fake.sent
+
+    with RunningServer() as srv:
+        assert srv.call(two_queries) == [None, ("127.0.0.1", 40001)]
+
+
 def _raw_udp_from_port_0(payload: bytes, port: int) -> None:
     """One UDP datagram to 127.0.0.1:port whose source port is 0 (needs CAP_NET_RAW)."""
     with socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP) as raw:

@@ -137,6 +137,28 @@ def test_resolve_against_a_live_cluster(fake_apiserver: FakeApiServer, kubeconfi
     assert result.returncode == 1 and "--cluster-dns" in result.stderr  # this cluster has no kube-dns Service
 
 
+def test_resolve_a_verified_pod_name_and_a_pods_resolv_conf_from_a_live_cluster(fake_apiserver: FakeApiServer,
+                                                                                 kubeconfig):
+    import yaml
+
+    fake_apiserver.add(namespace("shop"))
+    fake_apiserver.add(service("kube-dns", namespace="kube-system", ip="10.96.0.10"))
+    fake_apiserver.add({"apiVersion": "v1", **yaml.safe_load(POD_WITH_DNS)})
+    live = ("--kubeconfig", str(kubeconfig))
+    code, walk = walk_of("10-244-9-9.shop.pod.cluster.local.", "--pods", "verified", *live)
+    assert code == 0 and walk["candidates"][0]["queries"][0]["answers"] == ["A 10.244.9.9"]
+    code, walk = walk_of("10-244-9-8.shop.pod.cluster.local.", "--pods", "verified", *live)
+    assert code == 1
+    assert walk["candidates"][0]["queries"][0]["reason"] == "no pod with IP 10.244.9.8 in namespace shop (--pods verified)"
+    # the pod as the watch keeps it still has what kubelet reads (dnsPolicy, dnsConfig, enableServiceLinks)
+    result = run("resolv-conf", "--pod", "shop/tuned", *live)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        "search shop.svc.cluster.local svc.cluster.local cluster.local corp.example\n"
+        "nameserver 10.96.0.10\nnameserver 192.0.2.53\noptions ndots:2 single-request-reopen\n"
+    )
+
+
 # ----------------------------------------------------------------- resolv-conf
 
 

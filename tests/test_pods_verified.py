@@ -171,3 +171,60 @@ async def test_verified_and_pod_names_together_keep_the_pod_name_and_its_ptr(fak
 
 async def _answers(serving, name: str) -> bool:
     return await addresses(serving, name) != NXDOMAIN
+
+
+# ------------------------------------------------------------ what a batch drops from the answer cache
+
+
+@pytest.fixture
+def server():
+    from tests.dnsserver import RunningServer
+
+    with RunningServer(settings=VERIFIED) as srv:  # manifest mode: "default" exists; batches applied by hand
+        yield srv
+
+
+def apply(server, *events):
+    server.call(server.dns.sink, list(events))
+
+
+def hits(server) -> int:
+    return server.call(lambda: server.dns.responder.hits)
+
+
+def test_a_pod_batch_drops_only_the_answers_of_its_pod_names(server):
+    from clusterdns.events import Upsert
+
+    from .builders import pod as built_pod, service
+
+    apply(server, Upsert(service("web")), Upsert(built_pod("a", "10.2.0.1")))
+    for name in ("web.default.svc.cluster.local", "10-2-0-1.default.pod.cluster.local",
+                 "10-2-0-2.default.pod.cluster.local"):
+        server.query(name)
+        server.query(name)  # a negative is kept once asked again
+    before = hits(server)
+    apply(server, Upsert(built_pod("b", "10.2.0.2")))
+    assert [rd.to_text() for rrset in server.query("10-2-0-2.default.pod.cluster.local").answer for rd in rrset] \
+        == ["10.2.0.2"]
+    assert server.query("web.default.svc.cluster.local").answer  # untouched: still from the cache
+    assert server.query("10-2-0-1.default.pod.cluster.local").answer
+    assert hits(server) == before + 2
+
+
+def test_a_batch_moving_many_pod_addresses_starts_the_answer_cache_afresh(server, monkeypatch):
+    from clusterdns import zone
+    from clusterdns.events import Replace, Upsert
+
+    from .builders import pod as built_pod, service
+
+    monkeypatch.setattr(zone, "POD_CHANGES_NAMED", 3)
+    apply(server, Upsert(service("web")))
+    for _ in range(2):
+        server.query("web.default.svc.cluster.local")
+        server.query("10-2-0-4.default.pod.cluster.local")
+    before = hits(server)
+    apply(server, Replace("Pod", tuple(built_pod(f"p{i}", f"10.2.0.{i}") for i in range(1, 5))))  # a relist of 4
+    assert [rd.to_text() for rrset in server.query("10-2-0-4.default.pod.cluster.local").answer for rd in rrset] \
+        == ["10.2.0.4"]
+    assert server.query("web.default.svc.cluster.local").answer
+    assert hits(server) == before  # both answered afresh: the batch said "everything changed"
