@@ -54,6 +54,13 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.services or self.namespaces or self.pods)
 
+    def update(self, later: "Changes") -> None:
+        """Fold a later batch's changes into these (a pod keeps its state from before the first batch)."""
+        self.services |= later.services
+        self.namespaces |= later.namespaces
+        for key, before in later.pods.items():
+            self.pods.setdefault(key, before)
+
 
 class Cluster:
     def __init__(
