@@ -43,11 +43,34 @@ class ClusterDNS:
         self.zone, self.responder = new_zone(settings, self.cluster)
         self.zone.set_complete(not self.required_kinds)
         self.batches = 0
+        self._pending: Changes | None = None  # gathered until the first sync (defer_until_synced)
+
+    def defer_until_synced(self) -> None:
+        """Build the zone once, when every required kind has synced, rather than as each kind arrives.
+
+        The kinds list in parallel: Services that arrive before their
+        EndpointSlices would have their records built twice.  Until the sync
+        (or :meth:`build_pending`) the zone holds nothing from the cluster;
+        ``serve`` is not ready then anyway.  Call before the first event.
+        """
+        if not self.synced:
+            self._pending = Changes()
+
+    def build_pending(self) -> None:
+        """Stop deferring and build what has arrived (``serve`` gave up waiting for the first sync)."""
+        pending, self._pending = self._pending, None
+        if pending:
+            apply_changes(self.zone, self.cluster, pending, self.settings)
 
     def sink(self, events: Sequence[Event]) -> None:
         """Apply one batch of source events (on the event-loop thread)."""
         changes = self.cluster.apply(events)
         self.batches += 1
+        if self._pending is not None:
+            self._pending.update(changes)
+            if not self.synced:
+                return
+            changes, self._pending = self._pending, None
         if changes and apply_changes(self.zone, self.cluster, changes, self.settings):
             log.debug("zone serial %d after %d event(s)", self.zone.serial, len(events))
         if not self.zone.complete and self.synced:

@@ -29,7 +29,7 @@ from dnslib import CNAME, QTYPE, RCODE, RR, DNSHeader, DNSQuestion, DNSRecord
 from .names import namespace_name
 from .answer import answer
 from .cluster import Cluster
-from .objects import POD, Pod
+from .objects import Pod
 from .zone import Zone
 
 SEARCHING_POLICIES = ("ClusterFirst", "ClusterFirstWithHostNet")
@@ -43,10 +43,10 @@ class Autopath:
 
     def namespace_of(self, client: str) -> str | None:
         """The namespace of the pod at ``client`` if autopath may answer for it."""
-        ref = self.cluster.pods_by_ip.get(client) if self.cluster.pods_by_ip is not None else None
-        if ref is None:
+        key = self.cluster.pods_by_ip.get(client) if self.cluster.pods_by_ip is not None else None
+        if key is None:
             return None
-        pod = self.cluster.get(POD, *ref)
+        pod = self.cluster.objects.get(key)
         if not isinstance(pod, Pod) or pod.host_network or pod.dns_policy not in SEARCHING_POLICIES:
             return None
         if pod.dns_config is not None and pod.dns_config.searches:

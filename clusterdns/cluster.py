@@ -54,6 +54,13 @@ class Changes:
     def __bool__(self) -> bool:
         return bool(self.services or self.namespaces or self.pods)
 
+    def update(self, later: "Changes") -> None:
+        """Fold a later batch's changes into these (a pod keeps its state from before the first batch)."""
+        self.services |= later.services
+        self.namespaces |= later.namespaces
+        for key, before in later.pods.items():
+            self.pods.setdefault(key, before)
+
 
 class Cluster:
     def __init__(
@@ -75,8 +82,9 @@ class Cluster:
         self._pods_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._selector_services_by_namespace: dict[str, set[str]] = defaultdict(set)
         self._services_by_namespace: dict[str, set[str]] = defaultdict(set)
-        # pod IP → (namespace, name), for autopath to know who asks; None (no memory) unless enabled.
-        self.pods_by_ip: dict[str, tuple[str, str]] | None = None
+        # pod IP → the pod's key (its own tuple, not another), for autopath to know who asks;
+        # None (no memory) unless enabled.
+        self.pods_by_ip: dict[str, Key] | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -167,7 +175,7 @@ class Cluster:
             changes.services.update(self._node_port_services())
         elif kind == POD:
             if self.pods_by_ip is not None:
-                self._index_pod_ips(namespace, name, old, new)  # type: ignore[arg-type]
+                self._index_pod_ips(old, new)  # type: ignore[arg-type]
             changes.pods.setdefault(key, old)  # type: ignore[arg-type]
             if self.derive_endpoints:  # only our EndpointSlice controller looks for pods by namespace
                 if new is None:
@@ -181,18 +189,18 @@ class Cluster:
         self.pods_by_ip = {}
         for key, obj in self.objects.items():
             if key[0] == POD:
-                self._index_pod_ips(key[1], key[2], None, obj)  # type: ignore[arg-type]
+                self._index_pod_ips(None, obj)  # type: ignore[arg-type]
 
-    def _index_pod_ips(self, namespace: str, name: str, old: Pod | None, new: Pod | None) -> None:
+    def _index_pod_ips(self, old: Pod | None, new: Pod | None) -> None:
         if self.pods_by_ip is None:
             return
         if old is not None and not old.host_network:
             for ip in old.ips:
-                if self.pods_by_ip.get(ip) == (namespace, name):
+                if self.pods_by_ip.get(ip) == old.key:
                     del self.pods_by_ip[ip]
         if new is not None and not new.host_network and new.phase not in ("Succeeded", "Failed"):
             for ip in new.ips:
-                self.pods_by_ip[ip] = (namespace, name)
+                self.pods_by_ip[ip] = new.key
 
     def nodes(self) -> list[KubeObject]:
         return [obj for key, obj in self.objects.items() if key[0] == NODE]

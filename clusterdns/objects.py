@@ -222,7 +222,10 @@ class Pod:
     # (POD, namespace, name), made once: the store and the watch's own record share this one tuple
     # rather than building one each (at 150,000 pods, 20 MB).
     key: Key
-    ips: tuple[str, ...] = ()
+    # The first address alone, the others (dual-stack) in a tuple: most pods have one, and a
+    # one-address tuple each would be 7 MB at 150,000 pods.  Read them as ``ips``.
+    ip: str = ""
+    other_ips: tuple[str, ...] = ()
     phase: str = ""  # interned
     ready: bool = False
     terminating: bool = False
@@ -237,6 +240,11 @@ class Pod:
     @property
     def name(self) -> str:
         return self.key[2]
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        """Every address of the pod (status.podIPs), the first first; () before it has one."""
+        return (self.ip, *self.other_ips) if self.ip else ()
 
     # Read through, so callers need not know the grouping.
     @property
@@ -653,7 +661,7 @@ def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
         enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
     )
     return Pod(
-        key=(POD, r.namespace, r.name), ips=tuple(ips), phase=sys.intern(r.string(status.get("phase"), "status.phase")),
+        key=(POD, r.namespace, r.name), ip=ips[0] if ips else "", other_ips=tuple(ips[1:]), phase=sys.intern(r.string(status.get("phase"), "status.phase")),
         ready=ready, terminating=meta.get("deletionTimestamp") is not None,
         host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
         resolving=DEFAULT_RESOLVING if resolving == DEFAULT_RESOLVING else resolving,

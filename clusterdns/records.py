@@ -145,10 +145,11 @@ def _srv_records(name: str, ports: list[tuple[str, str, int, str]], out: _Sets) 
         by_owner[name].append((port, target))
         if port_name:
             by_owner[names.srv_owner(port_name, protocol, name)].append((port, target))
+    made: dict[tuple[int, int, str], tuple[int, int, int, str]] = {}  # one tuple for the SRV two owners hold
     for owner, entries in by_owner.items():
         weight = max(1, 100 // len(entries))
         for port, target in dict.fromkeys(entries):
-            out.add(owner, QTYPE.SRV, (0, weight, port, target))
+            out.add(owner, QTYPE.SRV, made.setdefault((weight, port, target), (0, weight, port, target)))
 
 
 # --------------------------------------------------------------------- pods, apex

@@ -299,6 +299,7 @@ class Serving:
         if options.settings.pods == "verified" or options.settings.pod_names:
             kinds.append(POD)
         self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
+        self.dns.defer_until_synced()
         self.kube = KubeSource(
             self._kube_events,
             kubeconfig=options.kubeconfig,
@@ -325,6 +326,7 @@ class Serving:
             heap.release()
             log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
         else:
+            self.dns.build_pending()
             missing = sorted(set(kinds) - self.dns.cluster.synced)
             log.warning(
                 "not synced after %.1fs (still waiting for %s): serving what is known; "

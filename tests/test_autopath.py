@@ -167,3 +167,32 @@ def test_autopath_needs_verified_pods():
     with pytest.raises(ValueError, match="--autopath needs --pods verified"):
         settings_from(parser.parse_args(["serve", "--autopath"]))
     assert settings_from(parser.parse_args(["serve", "--autopath", "--pods", "verified"])).autopath
+
+
+def test_a_pod_that_comes_goes_and_comes_back_elsewhere_is_known_by_its_current_address():
+    from clusterdns.events import Delete, Upsert
+
+    from .builders import pod
+
+    with RunningServer([ZONES], settings=Settings(pods="verified", autopath=True)) as server:
+        def first_search_name(source: str) -> list[str]:
+            reply = resolver(server.port).resolve("kubia.default.shop.svc.cluster.local.", "A", source=source,
+                                                  raise_on_no_answer=False).response
+            return [rrset.to_text() for rrset in reply.answer]
+
+        def nxdomain(source: str) -> bool:
+            try:
+                first_search_name(source)
+            except dns.resolver.NXDOMAIN:
+                return True
+            return False
+
+        cname = "kubia.default.shop.svc.cluster.local. 5 IN CNAME kubia.default.svc.cluster.local."
+        assert nxdomain("127.0.0.7")  # nobody known there: answered as asked
+        server.call(server.dns.sink, [Upsert(pod("walker", "127.0.0.7", ns="shop"))])
+        assert first_search_name("127.0.0.7")[0] == cname
+        server.call(server.dns.sink, [Upsert(pod("walker", "127.0.0.8", ns="shop"))])  # a new address
+        assert nxdomain("127.0.0.7")
+        assert first_search_name("127.0.0.8")[0] == cname
+        server.call(server.dns.sink, [Delete(("Pod", "shop", "walker"))])
+        assert nxdomain("127.0.0.8")

@@ -3,7 +3,7 @@
 import random
 
 from clusterdns.settings import Settings
-from clusterdns.zone import OneKey, OneRecord, Zone, compact_sets
+from clusterdns.zone import OneKey, OneRecord, TwoKeys, Zone, compact_sets
 
 
 def test_one_record_reads_as_the_mapping_it_stands_for():
@@ -16,7 +16,12 @@ def test_one_record_reads_as_the_mapping_it_stands_for():
     assert repr(one) == repr(plain)
     two = compact_sets({1: ("10.0.0.1", "10.0.0.2")})
     assert type(two) is OneKey and two == {1: ("10.0.0.1", "10.0.0.2")}
-    several = {1: ("10.0.0.1",), 28: ("fd00::1",)}
+    pair = {1: ("10.0.0.1",), 33: ((0, 100, 80, "web."),)}
+    kept = compact_sets(pair)
+    assert type(kept) is TwoKeys and kept == pair and dict(kept.items()) == pair and repr(kept) == repr(pair)
+    assert kept[33] == pair[33] and kept.get(1) == pair[1] and kept.get(28) is None and 28 not in kept
+    assert list(kept) == [1, 33] and len(kept) == 2 and list(kept.values()) == list(pair.values())
+    several = {1: ("10.0.0.1",), 28: ("fd00::1",), 33: ((0, 100, 80, "web."),)}
     assert compact_sets(several) is several
 
 
@@ -48,7 +53,8 @@ def test_owners_sharing_names_in_any_order_give_the_merged_view_from_scratch():
         records = {
             # (records.py drops repeats within an owner's set; the zone merges repeats across owners)
             name: {12: tuple(dict.fromkeys(f"t{rng.randrange(3)}.s{rng.randrange(2)}." for _ in range(rng.randrange(1, 3))))}
-            if name.endswith("arpa.") else {1: (f"10.0.0.{rng.randrange(4)}",)}
+            if name.endswith("arpa.")
+            else {1: (f"10.0.0.{rng.randrange(4)}",), **({33: ((0, 100, 80, "t."),)} if rng.random() < 0.5 else {})}
             for name in rng.sample(names, rng.randrange(0, 4))
         }
         zone.replace(owner, records)
