@@ -662,18 +662,18 @@ def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
     if not ips and status.get("podIP"):
         ips.append(r.ip(status.get("podIP"), "status.podIP"))
 
-    policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
+    policy = r.token(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
     if policy not in DNS_POLICIES:
         raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
     resolving = PodResolving(
-        dns_policy=sys.intern(policy),  # the few words every pod repeats: one string for all
+        dns_policy=policy,
         dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
         enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
         host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
     )
     return Pod(
         key=(POD, r.namespace, r.name), ip=ips[0] if ips else "", other_ips=tuple(ips[1:]),
-        phase=sys.intern(r.string(status.get("phase"), "status.phase")),
+        phase=r.token(status.get("phase"), "status.phase"),
         terminating=meta.get("deletionTimestamp") is not None,
         resolving=_resolving(resolving),
         endpoint_fields=NO_ENDPOINT_FIELDS if live else _pod_endpoint_fields(r, meta, spec, status),
