@@ -1,10 +1,13 @@
 """The object store and the endpoint controllers it plays for manifest input."""
 
+import clusterdns.records
+from clusterdns.app import ClusterDNS
 from clusterdns.cluster import Cluster
-from clusterdns.events import Delete, Replace, Upsert
-from clusterdns.objects import ENDPOINT_SLICE, SERVICE, read_object
+from clusterdns.events import Delete, Replace, Synced, Upsert
+from clusterdns.objects import ENDPOINT_SLICE, NAMESPACE, SERVICE, read_object
+from clusterdns.settings import Settings
 
-from .builders import endpoint_slice, pod, service
+from .builders import endpoint_slice, namespace, pod, service
 
 
 def manifest_cluster(*objs):
@@ -98,3 +101,33 @@ def test_slice_moving_between_services_updates_both():
     assert cluster.endpoint_slices(("default", "a")) == []
     cluster.apply([Delete((ENDPOINT_SLICE, "default", "s1"))])
     assert cluster.endpoint_slices(("default", "b")) == []
+
+
+def test_a_zone_deferred_until_synced_builds_once_from_every_kind(monkeypatch):
+    """serve's first sync: Services listed before their EndpointSlices get their records built once, with both."""
+    built = []
+    real = clusterdns.records.service_records
+    monkeypatch.setattr(clusterdns.records, "service_records", lambda *a: built.append(a[0].name) or real(*a))
+    dns = ClusterDNS(Settings(), required_kinds=(NAMESPACE, SERVICE, ENDPOINT_SLICE))
+    dns.defer_until_synced()
+    dns.sink([Replace(NAMESPACE, (namespace("default"),)), Synced(NAMESPACE)])
+    dns.sink([Replace(SERVICE, (service("web", cluster_ip="10.96.0.5"),)), Synced(SERVICE)])
+    assert dns.zone.records("web.default.svc.cluster.local.") is None and not dns.zone.complete
+    dns.sink([Replace(ENDPOINT_SLICE, (endpoint_slice("web-1", "web", ["10.1.0.7"]),)), Synced(ENDPOINT_SLICE)])
+    assert built == ["web"] and dns.zone.complete
+    assert dns.zone.records("web.default.svc.cluster.local.")[1] == ("10.96.0.5",)
+    assert dns.zone.records("10-1-0-7.web.default.svc.cluster.local.")[1] == ("10.1.0.7",)
+    dns.sink([Upsert(service("web", cluster_ip="10.96.0.6"))])  # after the sync, each batch applies at once
+    assert dns.zone.records("web.default.svc.cluster.local.")[1] == ("10.96.0.6",)
+
+
+def test_a_deferred_zone_given_up_on_serves_what_arrived():
+    """serve stops waiting at --startup-timeout: build_pending() builds what is known, later batches apply at once."""
+    dns = ClusterDNS(Settings(), required_kinds=(NAMESPACE, SERVICE, ENDPOINT_SLICE))
+    dns.defer_until_synced()
+    dns.sink([Replace(NAMESPACE, (namespace("default"),)), Synced(NAMESPACE)])
+    dns.sink([Replace(SERVICE, (service("web", cluster_ip="10.96.0.5"),)), Synced(SERVICE)])
+    dns.build_pending()
+    assert dns.zone.records("web.default.svc.cluster.local.")[1] == ("10.96.0.5",) and not dns.zone.complete
+    dns.sink([Upsert(service("api", cluster_ip="10.96.0.7"))])
+    assert dns.zone.records("api.default.svc.cluster.local.")[1] == ("10.96.0.7",)
