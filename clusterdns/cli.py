@@ -536,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _loop_factory():
-    """uvloop when installed: its UDP path is about twice as fast as asyncio's own."""
+    """uvloop when installed (UDP is read with plain recvfrom/sendto on either loop: docs/usage.md)."""
     try:
         import uvloop
     except ImportError:
