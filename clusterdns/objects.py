@@ -190,21 +190,31 @@ class PodDNSConfig:
 class PodResolving:
     """What kubelet reads to write a pod's resolv.conf and service variables (resolv-conf, env, autopath).
 
-    Most pods have the defaults, and share :data:`DEFAULT_RESOLVING`.
+    Pods without a dnsConfig share one value per combination (see :func:`_resolving`).
     """
 
     dns_policy: str = "ClusterFirst"  # interned
     dns_config: PodDNSConfig | None = None
     enable_service_links: bool = True
+    host_network: bool = False
 
 
 DEFAULT_RESOLVING = PodResolving()
+_SHARED_RESOLVING: dict[PodResolving, PodResolving] = {DEFAULT_RESOLVING: DEFAULT_RESOLVING}  # at most 16
+
+
+def _resolving(value: PodResolving) -> PodResolving:
+    """``value``, or the equal one pods already share (without a dnsConfig there are at most 16)."""
+    if value.dns_config is not None:
+        return value
+    return _SHARED_RESOLVING.setdefault(value, value)
 
 
 @dataclass(frozen=True, slots=True)
 class PodEndpointFields:
     """What only our own EndpointSlice controller reads (manifests): a live cluster runs its own."""
 
+    ready: bool = False  # the Ready condition
     hostname: str = ""
     subdomain: str = ""
     labels: Labels = ()
@@ -227,9 +237,7 @@ class Pod:
     ip: str = ""
     other_ips: tuple[str, ...] = ()
     phase: str = ""  # interned
-    ready: bool = False
     terminating: bool = False
-    host_network: bool = False
     resolving: PodResolving = DEFAULT_RESOLVING
     endpoint_fields: PodEndpointFields = NO_ENDPOINT_FIELDS  # left out (the shared empty one) when live
 
@@ -258,6 +266,14 @@ class Pod:
     @property
     def enable_service_links(self) -> bool:
         return self.resolving.enable_service_links
+
+    @property
+    def host_network(self) -> bool:
+        return self.resolving.host_network
+
+    @property
+    def ready(self) -> bool:
+        return self.endpoint_fields.ready
 
     @property
     def hostname(self) -> str:
@@ -646,30 +662,32 @@ def read_pod(doc: Mapping[str, Any], live: bool = False) -> Pod:
     if not ips and status.get("podIP"):
         ips.append(r.ip(status.get("podIP"), "status.podIP"))
 
+    policy = r.token(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
+    if policy not in DNS_POLICIES:
+        raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
+    resolving = PodResolving(
+        dns_policy=policy,
+        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
+        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
+        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
+    )
+    return Pod(
+        key=(POD, r.namespace, r.name), ip=ips[0] if ips else "", other_ips=tuple(ips[1:]),
+        phase=r.token(status.get("phase"), "status.phase"),
+        terminating=meta.get("deletionTimestamp") is not None,
+        resolving=_resolving(resolving),
+        endpoint_fields=NO_ENDPOINT_FIELDS if live else _pod_endpoint_fields(r, meta, spec, status),
+    )
+
+
+def _pod_endpoint_fields(
+    r: _Reader, meta: Mapping[str, Any], spec: Mapping[str, Any], status: Mapping[str, Any]
+) -> PodEndpointFields:
     ready = False
     for i, raw in enumerate(r.sequence(status.get("conditions"), "status.conditions")):
         c = r.mapping(raw, f"status.conditions[{i}]")
         if c.get("type") == "Ready":
             ready = r.string(c.get("status"), f"status.conditions[{i}].status") == "True"
-
-    policy = r.string(spec.get("dnsPolicy"), "spec.dnsPolicy", "ClusterFirst")
-    if policy not in DNS_POLICIES:
-        raise r.fail("spec.dnsPolicy", f"expected {', '.join(DNS_POLICIES)}, got {_show(policy)}")
-    resolving = PodResolving(
-        dns_policy=sys.intern(policy),  # the few words every pod repeats: one string for all
-        dns_config=read_dns_config(spec.get("dnsConfig"), "spec.dnsConfig", r) if spec.get("dnsConfig") else None,
-        enable_service_links=r.boolean(spec.get("enableServiceLinks"), "spec.enableServiceLinks", True),
-    )
-    return Pod(
-        key=(POD, r.namespace, r.name), ip=ips[0] if ips else "", other_ips=tuple(ips[1:]), phase=sys.intern(r.string(status.get("phase"), "status.phase")),
-        ready=ready, terminating=meta.get("deletionTimestamp") is not None,
-        host_network=r.boolean(spec.get("hostNetwork"), "spec.hostNetwork"),
-        resolving=DEFAULT_RESOLVING if resolving == DEFAULT_RESOLVING else resolving,
-        endpoint_fields=NO_ENDPOINT_FIELDS if live else _pod_endpoint_fields(r, meta, spec),
-    )
-
-
-def _pod_endpoint_fields(r: _Reader, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> PodEndpointFields:
     container_ports = []
     for i, raw_c in enumerate(r.sequence(spec.get("containers"), "spec.containers")):
         c = r.mapping(raw_c, f"spec.containers[{i}]")
@@ -684,6 +702,7 @@ def _pod_endpoint_fields(r: _Reader, meta: Mapping[str, Any], spec: Mapping[str,
                 )
             )
     return PodEndpointFields(
+        ready=ready,
         hostname=r.dns_label(spec.get("hostname"), "spec.hostname"),
         subdomain=r.dns_label(spec.get("subdomain"), "spec.subdomain"),
         labels=r.labels(meta.get("labels"), "metadata.labels"),

@@ -100,15 +100,19 @@ def test_a_pod_from_a_live_watch_keeps_only_what_dns_and_kubelet_read():
                    "conditions": [{"type": "Ready", "status": "True"}]},
     }
     pod = read_object(doc, "Pod", live=True)
-    assert (pod.namespace, pod.name, pod.ips, pod.phase, pod.ready, pod.terminating) == (
-        "shop", "p", ("10.0.0.9", "fd00::9"), "Running", True, True)
+    assert (pod.namespace, pod.name, pod.ips, pod.phase, pod.terminating) == (
+        "shop", "p", ("10.0.0.9", "fd00::9"), "Running", True)
     assert (pod.dns_policy, pod.host_network, pod.enable_service_links, pod.dns_config.searches) == (
         "ClusterFirstWithHostNet", True, False, ("corp.example",))
     # what only our own EndpointSlice controller reads (manifests) is left out: a live cluster runs its own
-    assert (pod.labels, pod.container_ports, pod.hostname, pod.subdomain, pod.node_name) == ((), (), "", "", "")
+    assert (pod.ready, pod.labels, pod.container_ports, pod.hostname, pod.subdomain, pod.node_name) == (
+        False, (), (), "", "", "")
     full = read_object(doc, "Pod")
-    assert (full.labels, full.hostname, full.node_name) == ((("app", "a"),), "h", "node-1")
+    assert (full.ready, full.labels, full.hostname, full.node_name) == (True, (("app", "a"),), "h", "node-1")
     assert pod.phase is full.phase  # interned: one string for every pod, not one each
+    del doc["spec"]["dnsConfig"]
+    one, other = read_object(doc, "Pod", live=True), read_object({**doc, "metadata": {"name": "q"}}, "Pod", live=True)
+    assert one.resolving is other.resolving  # without a dnsConfig, pods share their resolv.conf settings
 
 
 @pytest.mark.parametrize("text, expected", [
