@@ -832,6 +832,7 @@ def _check_unknown_kind(doc: Mapping[str, Any], kind: str) -> None:
 
 def _object_error(doc: Mapping[str, Any], kind: str, path: str, message: str, default_namespace: str = "") -> ObjectError:
     """An error for an object that no reader has taken apart: its name as best known."""
-    meta = doc.get("metadata") if isinstance(doc.get("metadata"), Mapping) else {}
+    metadata = doc.get("metadata")
+    meta = metadata if isinstance(metadata, Mapping) else {}
     name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or default_namespace)
     return ObjectError(path, message, kind, namespace, name)
