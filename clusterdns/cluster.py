@@ -91,11 +91,15 @@ class Cluster:
     def get(self, kind: str, namespace: str, name: str) -> KubeObject | None:
         return self.objects.get((kind, namespace, name))
 
+    # (An object is kept under its own kind: the isinstance checks only tell mypy so.)
+
     def service(self, ref: ServiceRef) -> Service | None:
-        return self.objects.get((SERVICE, *ref))  # type: ignore[return-value]
+        obj = self.objects.get((SERVICE, *ref))
+        return obj if isinstance(obj, Service) else None
 
     def pod(self, namespace: str, name: str) -> Pod | None:
-        return self.objects.get((POD, namespace, name))  # type: ignore[return-value]
+        obj = self.objects.get((POD, namespace, name))
+        return obj if isinstance(obj, Pod) else None
 
     def namespace_exists(self, name: str) -> bool:
         return name in self.implicit_namespaces or (NAMESPACE, "", name) in self.objects
@@ -111,16 +115,18 @@ class Cluster:
         """The slices that hold ``ref``'s endpoints, given or derived."""
         names = self._slices_by_service.get(ref)
         if names:
-            return [self.objects[(ENDPOINT_SLICE, ref[0], n)] for n in sorted(names)]  # type: ignore[misc]
+            slices = [self.objects[(ENDPOINT_SLICE, ref[0], n)] for n in sorted(names)]
+            return [s for s in slices if isinstance(s, EndpointSlice)]
         if not self.derive_endpoints:
             return []
         endpoints = self.objects.get((ENDPOINTS, *ref))
-        if endpoints is not None:
-            return mirror_endpoints(endpoints)  # type: ignore[arg-type]
+        if isinstance(endpoints, Endpoints):
+            return mirror_endpoints(endpoints)
         service = self.service(ref)
         if service is not None and service.selector:
-            pods = [self.objects[(POD, ref[0], n)] for n in sorted(self._pods_by_namespace.get(ref[0], ()))]
-            return derive_slices(service, pods)  # type: ignore[arg-type]
+            in_namespace = sorted(self._pods_by_namespace.get(ref[0], ()))
+            pods = [pod for n in in_namespace if (pod := self.pod(ref[0], n)) is not None]
+            return derive_slices(service, pods)
         return []
 
     # ------------------------------------------------------------------ writing
@@ -156,14 +162,17 @@ class Cluster:
             self.objects[key] = new
             self.counts[key[0]] += old is None
         kind, namespace, name = key
+        # (The key's kind is the objects' class: the asserts only tell mypy so.)
         if kind == SERVICE:
-            self._index_service(namespace, name, new)  # type: ignore[arg-type]
+            assert new is None or isinstance(new, Service)
+            self._index_service(namespace, name, new)
             changes.services.add((namespace, name))
         elif kind == ENDPOINT_SLICE:
-            for obj in (old, new):
-                if obj is not None and obj.service_name:  # type: ignore[union-attr]
-                    changes.services.add((namespace, obj.service_name))  # type: ignore[union-attr]
-            self._index_slice(namespace, name, old, new)  # type: ignore[arg-type]
+            assert (old is None or isinstance(old, EndpointSlice)) and (new is None or isinstance(new, EndpointSlice))
+            for slice_ in (old, new):
+                if slice_ is not None and slice_.service_name:
+                    changes.services.add((namespace, slice_.service_name))
+            self._index_slice(namespace, name, old, new)
         elif kind == ENDPOINTS:
             changes.services.add((namespace, name))
         elif kind == NAMESPACE:
@@ -174,22 +183,23 @@ class Cluster:
             # A node's addresses are the answers of every NodePort Service (clusterdns dev).
             changes.services.update(self._node_port_services())
         elif kind == POD:
+            assert (old is None or isinstance(old, Pod)) and (new is None or isinstance(new, Pod))
             if self.pods_by_ip is not None:
-                self._index_pod_ips(old, new)  # type: ignore[arg-type]
-            changes.pods.setdefault(key, old)  # type: ignore[arg-type]
+                self._index_pod_ips(old, new)
+            changes.pods.setdefault(key, old)
             if self.derive_endpoints:  # only our EndpointSlice controller looks for pods by namespace
                 if new is None:
                     self._pods_by_namespace[namespace].discard(name)
                 else:
                     self._pods_by_namespace[namespace].add(name)
-                changes.services.update(self._services_selecting(namespace, old, new))  # type: ignore[arg-type]
+                changes.services.update(self._services_selecting(namespace, old, new))
 
     def index_pod_ips(self) -> None:
         """Keep :attr:`pods_by_ip` from now on (hostNetwork pods share the node's address: left out)."""
         self.pods_by_ip = {}
-        for key, obj in self.objects.items():
-            if key[0] == POD:
-                self._index_pod_ips(None, obj)  # type: ignore[arg-type]
+        for obj in self.objects.values():
+            if isinstance(obj, Pod):  # (kept under POD keys only)
+                self._index_pod_ips(None, obj)
 
     def _index_pod_ips(self, old: Pod | None, new: Pod | None) -> None:
         if self.pods_by_ip is None:
@@ -251,8 +261,11 @@ class Cluster:
 
 
 def selects(service: Service, pod: Pod) -> bool:
+    selector = service.selector
+    if not selector:
+        return False
     labels = dict(pod.labels)
-    return bool(service.selector) and all(labels.get(k) == v for k, v in service.selector)  # type: ignore[union-attr]
+    return all(labels.get(k) == v for k, v in selector)
 
 
 def mirror_endpoints(endpoints: Endpoints) -> list[EndpointSlice]:
