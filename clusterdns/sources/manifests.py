@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import yaml
 
@@ -41,7 +41,10 @@ SUFFIXES = (".yaml", ".yml", ".json")
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # --max-manifest-bytes
 DEFAULT_SETTLE = 0.5  # seconds a changed file must stay unchanged before it is applied
 ROOT_CHECK_INTERVAL = 0.5  # seconds between checks that the named paths are still the ones watched
-_BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+if TYPE_CHECKING:  # (libyaml's CSafeLoader, when built with it, has the same constructor methods)
+    _BaseLoader = yaml.SafeLoader
+else:
+    _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _STR, _SEQ, _MAP = "tag:yaml.org,2002:str", "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 _SCALARS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:float")
 
@@ -50,7 +53,7 @@ class _Unusual(Exception):
     """A node the fast path leaves to PyYAML's own constructor (merge keys, timestamps, sets, unknown tags...)."""
 
 
-class _Loader(_BaseLoader):  # type: ignore[misc,valid-type]
+class _Loader(_BaseLoader):
     """The safe loader, with plain documents (maps, lists, strings, numbers, booleans) built in one tight pass.
 
     PyYAML's constructor goes through several generic calls per node; most of
