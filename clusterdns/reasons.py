@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 EDE_OPTION = 15  # RFC 8914 option code
 # RFC 8914 info codes we use.
 OTHER, NOT_READY, NOT_AUTHORITATIVE, NO_REACHABLE_AUTHORITY, NETWORK_ERROR = 0, 14, 20, 22, 23
-MAX_LISTED = 5  # names listed in one reason ("endpoints: a, b, c and 4 more")
-MAX_KEPT_ENDPOINTS = 8  # endpoint names a service's facts keep, for listing
+MAX_LISTED = 5  # names listed in one reason ("endpoints: a, b, c and 4 more"), and all a service's facts keep
 SUGGESTION_CACHE = 1024  # "did you mean" results kept, by missing label
 NAMESPACES_KEY = " namespaces"  # pseudo-names recorded as read, so the answer cache drops stale reasons
 
@@ -90,12 +89,14 @@ class Catalog:
         # service name → namespaces holding one (a tuple: most names live in one namespace, and a set is 216 bytes)
         self.namespaces_of: dict[str, tuple[str, ...]] = {}
         self._suggestions: LRUCache[str, str | None] = LRUCache(maxsize=SUGGESTION_CACHE)
+        # Most services name the same few ports ((http, tcp),): one tuple per distinct set, not per service.
+        self._port_sets: PortSets = {}
 
     # ------------------------------------------------------------------ updates
 
     def service_changed(self, ref: tuple[str, str], service: Service | None, slices: list[EndpointSlice]) -> None:
         namespace, name = ref
-        facts = service_facts(service, slices, self.zone.settings) if service is not None else None
+        facts = service_facts(service, slices, self.zone.settings, self._port_sets) if service is not None else None
         if self.services.get(ref) == facts:
             return
         if facts is None:
@@ -155,7 +156,12 @@ def _lower(protocol: str) -> str:
     return _LOWER.get(protocol) or protocol.lower()
 
 
-def service_facts(service: Service, slices: list[EndpointSlice], settings) -> ServiceFacts:
+PortSets = dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]
+PORT_SETS_KEPT = 4096  # distinct port sets a catalog shares before it starts over
+
+
+def service_facts(service: Service, slices: list[EndpointSlice], settings, port_sets: PortSets | None = None) -> ServiceFacts:
+    """What explanations say about ``service``; ``port_sets`` shares equal port tuples between services."""
     ready = ready_endpoints(slices)
     ready_ips = {ip for endpoint, _ in ready for ip in endpoint.addresses}
     not_ready = {
@@ -182,11 +188,19 @@ def service_facts(service: Service, slices: list[EndpointSlice], settings) -> Se
         kind=kind,
         ready=len(ready_ips),
         not_ready=len(not_ready),
-        endpoints=tuple(names[:MAX_KEPT_ENDPOINTS]),
+        endpoints=tuple(names[:MAX_LISTED]),
         endpoint_count=len(names),
-        ports=tuple(sorted(ports)),
+        ports=_shared(port_sets, tuple(sorted(ports))),
         external_name=service.external_name,
     )
+
+
+def _shared(port_sets: PortSets | None, ports: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    if port_sets is None:
+        return ports
+    if len(port_sets) >= PORT_SETS_KEPT:  # a cache, not an index: bounded whatever the cluster does
+        port_sets.clear()
+    return port_sets.setdefault(ports, ports)
 
 
 # ---------------------------------------------------------------------- explaining

@@ -27,9 +27,9 @@ FAIR_SHARE = 8  # pipelined TCP queries answered in a row before other clients g
 MAX_TCP_PENDING = 64  # forwarded queries of one TCP connection waiting for upstreams at once
 FORWARD_ZONE = "."  # the zone label of forwarded queries (CoreDNS: the `.` server block)
 # Socket buffers asked for on UDP listeners.  Linux's default receive buffer
-# (212992 bytes) holds fewer than 200 small datagrams on loopback (each costs
-# its ~1 KB skb), so a client starting with 200 queries in flight lost ~15 of
-# them before the loop read its first; the kernel caps this at net.core.rmem_max.
+# (212992 bytes) holds only a couple of hundred small datagrams on loopback
+# (each is charged its ~1 KB skb): dnsperf starting with 200 queries in flight
+# lost ~15 of them every run.  The kernel caps this at net.core.rmem_max.
 UDP_BUFFER = 4 * 1024 * 1024
 UDP_BATCH = 64  # datagrams answered per wake-up before the loop's other work (TCP, timers) gets a turn
 MAX_DATAGRAM = 65535
@@ -187,7 +187,7 @@ class _UdpListener:
     Each time the socket is readable, up to UDP_BATCH datagrams are read and
     answered in one callback.  Against asyncio's (or uvloop's) datagram
     transport this saves the address conversions and the protocol callback of
-    every datagram: about 0.7 µs of the ~7.5 µs CPU a cached answer cost (see
+    every datagram: about 0.6 µs of the ~7.3 µs CPU a cached answer cost (see
     docs/benchmark.md).  Everything runs on the loop's thread, like the zone's
     commits, so a query is answered from one consistent state.
     """

@@ -360,12 +360,14 @@ class Responder:
         if name is None:
             return None
         origin = None
-        for suffix, apex in self._origins:
+        for suffix, apex in self._origins:  # longest first, as Zone.origin_for picks
+            if name == apex:
+                return None  # an apex: its SOA is an answer
             if name.endswith(suffix):
                 origin = apex
                 break
         if origin is None:
-            return None  # not ours (REFUSED or forwarded), or an apex (its SOA is an answer)
+            return None  # not ours (REFUSED or forwarded)
         if self._pod_suffix is not None and (name.endswith(self._pod_suffix) or name == self._pod_parent):
             return None
         if self.hosts is not None and self.hosts.serves(name):

@@ -206,3 +206,14 @@ def test_the_plain_name_of_any_wire_name_is_the_labels_joined_or_none(labels):
     if len(wire) <= 255:  # the same through a whole query's parse, which lower-cases the name
         question = parse_question(b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00" + wire + b"\x00\x01\x00\x01")
         assert question is not None and question.plain_name() == joined([label.lower() for label in labels])
+
+
+def test_the_apex_of_a_zone_inside_another_is_answered_by_its_own_soa():
+    """A cluster zone under a reverse zone: its apex is an answer (SOA), never a negative of the outer zone."""
+    nested = ClusterDNS(Settings(zone="k8s.in-addr.arpa."))
+    nested.sink([])
+    for qtype, answered in (("SOA", True), ("A", False)):
+        reply = dns_message(nested.responder.respond(query("k8s.in-addr.arpa.", qtype, True, False, None), udp=True)[0])
+        assert reply.rcode() == dns.rcode.NOERROR and bool(reply.answer) is answered
+        soa = (reply.answer if answered else reply.authority)[0]
+        assert soa.name.to_text() == "k8s.in-addr.arpa."
