@@ -1,6 +1,6 @@
 """Memory, start-up and churn at cluster scale, with the real server process.
 
-Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods] [--ready-only] [--only pods,...]
+Usage: python bench/scale.py [--services 10000] [--churn 10000] [--skip-pods] [--only pods,...]
 
 * 10,000 Services / ~30,000 endpoints: ``clusterdns serve`` from manifests and
   from the API (tests/fake_apiserver.py, run in this process and spoken to by
@@ -249,12 +249,10 @@ def main() -> None:
     parser.add_argument("--churn", type=int, default=10_000, help="EndpointSlice changes in the churn run")
     parser.add_argument("--skip-pods", action="store_true", help="skip the 150,000-pod run")
     parser.add_argument("--flood", type=int, default=300_000, help="unique names in the flood run (0: skip it)")
-    parser.add_argument("--ready-only", action="store_true",
-                        help="only the two ready rows (manifests, API) of --services: no pods, churn or flood run")
     parser.add_argument("--only", type=_runs, default=RUNS,
                         help=f"comma-separated runs to do, of {','.join(RUNS)} (default: all)")
     args = parser.parse_args()
-    runs = set(("manifests", "api") if args.ready_only else args.only) - ({"pods"} if args.skip_pods else set())
+    runs = set(args.only) - ({"pods"} if args.skip_pods else set())
     dnsperf = shutil.which("dnsperf")
     work = Path(tempfile.mkdtemp(prefix="clusterdns-scale-"))
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
