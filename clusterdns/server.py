@@ -7,7 +7,7 @@ import logging
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from dnslib import RCODE
 
@@ -16,7 +16,10 @@ from .acl import LOOPBACK, parse_networks
 from .burstlog import BurstLog
 from .querylog import QueryLog
 from .forward.forwarder import Outcome
-from .wire import CHASE, FORWARD, Responder, servfail
+from .wire import CHASE, FORWARD, servfail
+
+if TYPE_CHECKING:
+    from .zone import Zone
 
 log = logging.getLogger(__name__)
 perf_counter = time.perf_counter
@@ -33,6 +36,21 @@ FORWARD_ZONE = "."  # the zone label of forwarded queries (CoreDNS: the `.` serv
 UDP_BUFFER = 4 * 1024 * 1024
 UDP_BATCH = 64  # datagrams answered per wake-up before the loop's other work (TCP, timers) gets a turn
 MAX_DATAGRAM = 65535
+
+
+class Answers(Protocol):
+    """What the listeners ask of a responder: :class:`~clusterdns.wire.Responder`, or ``clusterdns dev``'s router.
+
+    A responder with an ``autopath`` attribute that is not None is passed each
+    query's client address.
+    """
+
+    @property
+    def zone(self) -> Zone | None:
+        """The zone AXFR/IXFR transfers; None: transfers are answered as other queries."""
+        ...
+
+    def respond(self, data: bytes, udp: bool, client: str | None = None) -> tuple[bytes | None, int, int, bool]: ...
 
 
 def parse_listen(text: str, flag: str = "--listen") -> tuple[str, int]:
@@ -163,9 +181,10 @@ class _Forwarding:
         """A forwarded answer from the forward cache without waiting, or None."""
         return self.forwarder.answer_cached(data, udp) if rcode == FORWARD else None
 
-    async def answer(self, data: bytes, response: bytes, rcode: int, udp: bool):
+    async def answer(self, data: bytes, response: bytes | None, rcode: int, udp: bool):
         """(outcome, zone label): the forwarder's answer to a query the zone handed over."""
         if rcode == CHASE:
+            assert response is not None  # a CHASE carries the cluster's answer, to complete
             return await self.forwarder.chase(response, data, udp), None
         return await self.forwarder.forward(data, udp), FORWARD_ZONE
 
@@ -193,14 +212,16 @@ class _UdpListener:
     """
 
     def __init__(
-        self, sock: socket.socket, responder: Responder, observe: _Observer, family: str, lowest_port: int,
+        self, sock: socket.socket, responder: Answers, observe: _Observer, family: str, lowest_port: int,
         forwarding: _Forwarding | None = None,
     ):
         self.sock = sock
         self.observe = observe
         self.family = family
         self.lowest_port = lowest_port  # 1, or LOW_PORTS with --drop-low-source-ports
-        self.forwarding = forwarding
+        # The server's side branch.  A listener made on its own gets one without a forwarder: its
+        # responder hands nothing over then (Responder.forwarding is off without a forwarder).
+        self.forwarding = forwarding if forwarding is not None else _Forwarding(None, observe)
         # Metrics only (no query log): record straight into them, one call per query.
         self.record = observe.recorder("udp", family) if type(observe) is _Observer else None
         self.use(responder)
@@ -208,7 +229,7 @@ class _UdpListener:
         self._loop = asyncio.get_running_loop()
         self._loop.add_reader(sock.fileno(), self._readable)
 
-    def use(self, responder: Responder) -> None:
+    def use(self, responder: Answers) -> None:
         self.responder = responder
         self.autopath = getattr(responder, "autopath", None) is not None  # only then is the client's address passed on
 
@@ -268,7 +289,7 @@ class _UdpListener:
         # A full send buffer (BlockingIOError) or an unreachable client: the reply is lost, as UDP may lose it.
         log.debug("UDP reply to %s port %s not sent: %s", addr[0], addr[1], exc)
 
-    def _forward(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float) -> None:
+    def _forward(self, data: bytes, response: bytes | None, qtype: int, rcode: int, addr, started: float) -> None:
         forwarding = self.forwarding
         outcome = forwarding.answer_now(data, rcode, True)
         if outcome is not None:
@@ -277,7 +298,7 @@ class _UdpListener:
             return
         forwarding.spawn(self._forward_later(data, response, qtype, rcode, addr, started))
 
-    async def _forward_later(self, data: bytes, response: bytes, qtype: int, rcode: int, addr, started: float):
+    async def _forward_later(self, data: bytes, response: bytes | None, qtype: int, rcode: int, addr, started: float):
         try:
             outcome, zone = await self.forwarding.answer(data, response, rcode, True)
         except Exception as exc:  # a bug: SERVFAIL, never silence
@@ -310,7 +331,7 @@ class _Connection:
 class DnsServer:
     """Every listener of one process; :meth:`close` stops them all."""
 
-    responder: Responder
+    responder: Answers
     metrics: object = None
     zone_label: str = "."
     query_log: QueryLog | None = None  # --log-queries
@@ -349,8 +370,8 @@ class DnsServer:
             bound_port = udp.sockname[1]
             try:
                 server = await asyncio.start_server(
-                    lambda r, w: self._serve_tcp(r, w, observe, fam), host, bound_port, family=family, reuse_address=True,
-                    reuse_port=self.reuse_port or None,
+                    lambda r, w: self._serve_tcp(r, w, observe, forwarding, fam), host, bound_port, family=family,
+                    reuse_address=True, reuse_port=self.reuse_port or None,
                 )
             except OSError:
                 udp.close()
@@ -364,7 +385,7 @@ class DnsServer:
             return host, bound_port
         raise OSError("no free port")
 
-    def use(self, responder: Responder, forwarder=None) -> None:
+    def use(self, responder: Answers, forwarder=None) -> None:
         """Answer from ``responder`` (and forward with ``forwarder``) from the next query on (a reload's swap)."""
         self.responder = responder
         self.forwarder = forwarder
@@ -387,9 +408,11 @@ class DnsServer:
             await asyncio.sleep(self.errors.interval / 2)
             self.errors.flush()
 
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe, family: str):
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, observe: _Observer,
+                         forwarding: _Forwarding, family: str):
         limits = self.tcp_limits
         task = asyncio.current_task()
+        assert task is not None  # asyncio.start_server runs each connection's handler in its own task
         if len(self._connections) >= limits.max_connections:
             self._close_longest_idle()
         conn = self._connections[task] = _Connection(writer, task, time.monotonic())
@@ -414,8 +437,9 @@ class DnsServer:
                     # pipelines thousands would hold the loop: let the others have a turn.
                     await asyncio.sleep(0)
                 started = time.perf_counter()
-                if transfer.is_transfer(data):
-                    messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
+                zone = self.responder.zone
+                if zone is not None and transfer.is_transfer(data):
+                    messages = transfer.transfer(zone, data, _peer(writer), self.transfer_to)
                     if messages is not None:
                         for message in messages:
                             if not await self._send(writer, message, conn):
@@ -433,8 +457,9 @@ class DnsServer:
                 if rcode < 0:  # FORWARD or CHASE: answered when the upstream is (RFC 7766: out of order)
                     if len(pending) >= MAX_TCP_PENDING:
                         await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    forwarded = self._forwarding.spawn(
-                        self._forward_tcp(writer, conn, data, response, qtype, rcode, observe, family, started, peer)
+                    forwarded = forwarding.spawn(
+                        self._forward_tcp(forwarding, writer, conn, data, response, qtype, rcode, observe, family,
+                                          started, peer)
                     )
                     pending.add(forwarded)
                     forwarded.add_done_callback(pending.discard)
@@ -454,9 +479,8 @@ class DnsServer:
             self._handlers.discard(task)
             writer.transport.abort()  # never wait on a client that may not read
 
-    async def _forward_tcp(self, writer, conn, data: bytes, response: bytes, qtype: int, rcode: int, observe, family,
-                           started: float, peer) -> None:
-        forwarding = self._forwarding
+    async def _forward_tcp(self, forwarding: _Forwarding, writer, conn, data: bytes, response: bytes | None,
+                           qtype: int, rcode: int, observe: _Observer, family, started: float, peer) -> None:
         try:
             outcome, zone = await forwarding.answer(data, response, rcode, False)
         except Exception as exc:  # a bug: SERVFAIL, never silence

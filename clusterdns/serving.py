@@ -16,6 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import heap, rewrite
 from .acl import LOOPBACK, parse_networks
@@ -29,11 +30,15 @@ from .metrics import Metrics
 from .querylog import QueryLog
 from .objects import ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE
 from .rewrite import Rewrite
-from .server import DnsServer, TcpLimits
+from .server import Answers, DnsServer, TcpLimits
 from .zoneview import zone_json
 from .settings import Settings
 from .sources.watch_options import CONTACT_LOST, WatchOptions
 from .sources.manifests import DEFAULT_MAX_BYTES, DEFAULT_SETTLE, ManifestSource, display
+
+if TYPE_CHECKING:
+    from .sources.kube import KubeSource
+    from .sources.kube_client import Configuration
 
 log = logging.getLogger("clusterdns")
 
@@ -67,7 +72,7 @@ class ServeOptions:
     startup_timeout: float = 5.0
     watch: WatchOptions = field(default_factory=WatchOptions)  # how the watch source talks to the API
     ready_grace: float = 300.0  # seconds /ready stays true after the API went away
-    kube_configuration: object = None  # a ready kubernetes.client.Configuration (tests)
+    kube_configuration: Configuration | None = None  # a ready kubernetes.client.Configuration (tests)
     kube_endpoint: str | None = None  # the API server's URL (a Corefile's kubernetes { endpoint URL })
     lameduck: float = 0.0  # seconds to keep answering, not ready, after SIGTERM
     reuse_port: bool = False  # SO_REUSEPORT on the DNS sockets (--workers: several processes on one port)
@@ -91,7 +96,7 @@ class Serving:
         if options.forward is not None and not options.settings.recursion:
             options = dataclasses.replace(options, settings=dataclasses.replace(options.settings, recursion=True))
         self.options = options
-        self.forwarder: Forwarder | None = None
+        self.forwarder: Forwarder | rewrite.RewritingForwarder | None = None
         self.failed = asyncio.Event()  # a fatal problem found after start (a forwarding loop)
         self.failure = ""
         self.metrics = metrics or Metrics(server=_server_label(options.listen))
@@ -100,7 +105,7 @@ class Serving:
         self._http_listeners: dict[tuple[str, int, frozenset[str]], HttpServer] = {}
         self.dns: ClusterDNS | None = None
         self.manifests: ManifestSource | None = None
-        self.kube = None  # KubeSource when serving a live cluster
+        self.kube: KubeSource | None = None  # when serving a live cluster
         self.hosts: Hosts | None = None
         self.dns_server: DnsServer | None = None
         self.http: HttpServer | None = None  # the first HTTP listener
@@ -127,38 +132,42 @@ class Serving:
         options = self.options
         self._event_loop = asyncio.get_running_loop()
         if options.manifests is not None:
-            self._start_manifests()
+            dns = self._start_manifests(options.manifests)
         else:
-            await self._start_kube()
-        self.dns.responder.loadbalance = options.loadbalance
+            dns = await self._start_kube()
+        dns.responder.loadbalance = options.loadbalance
         if options.hosts is not None:
             self.hosts = hosts = Hosts(options.hosts)
-            self.dns.responder.use_hosts(hosts)
+            dns.responder.use_hosts(hosts)
             self.metrics.watch_hosts(lambda: hosts.table.entry_count(), lambda: hosts.loaded_at)
             self._tasks.append(asyncio.create_task(self.hosts.watch(self._stop), name="clusterdns-hosts-watch"))
+        forwarder = None  # the forwarder itself (the loop probe's), wrapped below with rewrite rules
+        loop_check = False
         if options.forward is not None:
-            self.forwarder = Forwarder(options.forward, self.metrics)
-            if options.forward.loop_check:
-                arm(self.forwarder)  # know every probe name of this launch before the listeners open
-            self.forwarder.loadbalance = options.loadbalance
+            self.forwarder = forwarder = Forwarder(options.forward, self.metrics)
+            loop_check = options.forward.loop_check
+            if loop_check:
+                arm(forwarder)  # know every probe name of this launch before the listeners open
+            forwarder.loadbalance = options.loadbalance
+        answers: Answers = dns.responder
         if options.rewrites:  # only then: the responder's own respond stays the hot path
-            self.dns.responder.respond = rewrite.wrap(self.dns.responder.respond, options.rewrites)
-            if self.forwarder is not None:  # a name rewritten to an outside name is asked upstream as rewritten
-                self.forwarder = rewrite.RewritingForwarder(self.forwarder, options.rewrites)
+            answers = rewrite.RewritingResponder(dns.responder, options.rewrites)
+            if forwarder is not None:  # a name rewritten to an outside name is asked upstream as rewritten
+                self.forwarder = rewrite.RewritingForwarder(forwarder, options.rewrites)
         if take_over is not None:
-            if not self.dns.synced:
-                missing = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
+            if not dns.synced:
+                missing = ", ".join(sorted(dns.required_kinds - dns.cluster.synced))
                 raise NotSynced(f"the new configuration's zone did not sync within {options.startup_timeout:g}s "
                                 f"(waiting for {missing})")
-            await self._take_over(take_over)
+            await self._take_over(take_over, answers)
             self._read_gauges_live()
             self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
-            if self.forwarder is not None and options.forward.loop_check:  # a reload may have made a loop
-                self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
+            if forwarder is not None and loop_check:  # a reload may have made a loop
+                self._tasks.append(asyncio.create_task(self._check_loop(forwarder), name="clusterdns-loop-probe"))
             self._started = True
             return
         self.dns_server = DnsServer(
-            self.dns.responder,
+            answers,
             metrics=self.metrics,
             zone_label=options.settings.zone,
             tcp_limits=options.tcp_limits,
@@ -181,12 +190,12 @@ class Serving:
             raise ListenError(f"cannot listen for {what} on {host} port {port}: {_reason(exc)}{_bind_hint(what, port, exc)}") from exc
         self._read_gauges_live()
         self._tasks.append(asyncio.create_task(self._refresh_gauges(), name="clusterdns-gauges"))
-        if self.forwarder is not None and options.forward.loop_check:
-            self._tasks.append(asyncio.create_task(self._check_loop(), name="clusterdns-loop-probe"))
+        if forwarder is not None and loop_check:
+            self._tasks.append(asyncio.create_task(self._check_loop(forwarder), name="clusterdns-loop-probe"))
         self._started = True
 
-    async def _check_loop(self) -> None:
-        problem = await find_loop(self.forwarder)
+    async def _check_loop(self, forwarder: Forwarder) -> None:
+        problem = await find_loop(forwarder)
         if problem:
             log.error("%s", problem)
             self.failure = problem
@@ -196,20 +205,22 @@ class Serving:
         options = self.options
         return ([(*options.http, frozenset(PATHS))] if options.http is not None else []) + list(options.http_listeners)
 
-    async def _take_over(self, old: Serving) -> None:
-        """A reload: answer on ``old``'s listeners from this zone; close what is gone, open what is new."""
-        self.dns_server, old.dns_server = old.dns_server, None
-        self.dns_server.use(self.dns.responder, self.forwarder)
+    async def _take_over(self, old: Serving, answers: Answers) -> None:
+        """A reload: answer on ``old``'s listeners from ``answers``; close what is gone, open what is new."""
+        dns_server = old.dns_server
+        assert dns_server is not None  # old is the running Serving: it has started its listeners
+        self.dns_server, old.dns_server = dns_server, None
+        dns_server.use(answers, self.forwarder)
         self.failed = old.failed  # whoever waits for a fatal problem keeps waiting on the same event
-        self._reload_query_log(self.dns_server.query_log)
+        self._reload_query_log(dns_server.query_log)
         if self.options.transfer_to is not None:
-            self.dns_server.transfer_to = self.options.transfer_to
+            dns_server.transfer_to = self.options.transfer_to
         wanted = set(self.options.listen)
         for requested, bound in old._dns_listeners.items():
             if requested in wanted:
                 self._dns_listeners[requested] = bound
             else:
-                await self.dns_server.close_listener(bound)
+                await dns_server.close_listener(bound)
         for key in self._wanted_http():
             server = old._http_listeners.pop(key, None)
             if server is not None:
@@ -225,7 +236,7 @@ class Serving:
         for host, port in self.options.listen:  # a listener that cannot be bound is reported, the rest serve on
             if (host, port) not in self._dns_listeners:
                 try:
-                    self._dns_listeners[(host, port)] = await self.dns_server.listen(host, port)
+                    self._dns_listeners[(host, port)] = await dns_server.listen(host, port)
                 except OSError as exc:
                     log.error("reload: cannot listen for DNS on %s port %d: %s", host, port, _reason(exc))
         for host, port, paths in self._wanted_http():
@@ -269,11 +280,11 @@ class Serving:
         served = "health, readiness and metrics" if paths == set(PATHS) else " and ".join(sorted(paths))
         log.info("%s on http://%s:%d/", served, _host_for_url(host), server.port)
 
-    def _start_manifests(self) -> None:
+    def _start_manifests(self, paths: list[str]) -> ClusterDNS:
         started = time.monotonic()
-        self.dns = ClusterDNS.for_manifests(self.options.settings)
+        self.dns = dns = ClusterDNS.for_manifests(self.options.settings)
         self.manifests = ManifestSource(
-            self.options.manifests, self._manifest_events, on_error=self._manifest_error,
+            paths, self._manifest_events, on_error=self._manifest_error,
             max_bytes=self.options.max_manifest_bytes, settle=self.options.manifest_settle,
             on_missing=self.metrics.set_manifest_paths_missing,
         )
@@ -283,23 +294,25 @@ class Serving:
         errors = sum(len(m) for m in self.manifests.errors.values())
         log.info(
             "loaded %s in %.2fs: %s; %d names, %d records%s",
-            ", ".join(self.options.manifests), time.monotonic() - started, self._object_summary(),
-            len(self.dns.zone.names()), self.dns.zone.record_count,
+            ", ".join(paths), time.monotonic() - started, self._object_summary(),
+            len(dns.zone.names()), dns.zone.record_count,
             f"; {errors} error(s) above, those files were skipped" if errors else "",
         )
         for kind in KINDS:
             self.metrics.mark_synced(kind)
         self._tasks.append(asyncio.create_task(self.manifests.watch(self._stop), name="clusterdns-manifest-watch"))
+        return dns
 
-    async def _start_kube(self) -> None:
+    async def _start_kube(self) -> ClusterDNS:
         from .sources.kube import KubeSource  # the kubernetes client is heavy: import only when used
 
         options = self.options
         kinds = [NAMESPACE, SERVICE] + ([] if options.settings.noendpoints else [ENDPOINT_SLICE])
         if options.settings.pods == "verified" or options.settings.pod_names:
             kinds.append(POD)
-        self.dns = ClusterDNS(options.settings, required_kinds=kinds, require_namespace=bool(options.namespace_labels))
-        self.dns.defer_until_synced()
+        self.dns = dns = ClusterDNS(options.settings, required_kinds=kinds,
+                                    require_namespace=bool(options.namespace_labels))
+        dns.defer_until_synced()
         self.kube = KubeSource(
             self._kube_events,
             kubeconfig=options.kubeconfig,
@@ -317,24 +330,25 @@ class Serving:
         self.metrics.set_api_reachable(True)
         started = time.monotonic()
         deadline = started + options.startup_timeout
-        while not self.dns.synced and time.monotonic() < deadline:
+        while not dns.synced and time.monotonic() < deadline:
             await self._synced_or_timeout(min(1.0, deadline - time.monotonic()))
-            if not self.dns.synced:  # a status line each second of a long first sync
-                waiting = ", ".join(sorted(self.dns.required_kinds - self.dns.cluster.synced))
+            if not dns.synced:  # a status line each second of a long first sync
+                waiting = ", ".join(sorted(dns.required_kinds - dns.cluster.synced))
                 log.info("syncing with the API: %s so far; waiting for %s", self._object_summary() or "nothing", waiting)
-        if self.dns.synced:
+        if dns.synced:
             heap.release()
             log.info("synced with the API in %.2fs: %s", time.monotonic() - started, self._object_summary())
         else:
-            self.dns.build_pending()
-            missing = sorted(set(kinds) - self.dns.cluster.synced)
+            dns.build_pending()
+            missing = sorted(set(kinds) - dns.cluster.synced)
             log.warning(
                 "not synced after %.1fs (still waiting for %s): serving what is known; "
                 "misses answer SERVFAIL until the first full sync",
                 options.startup_timeout, ", ".join(missing),
             )
+        return dns
 
-    def _endpoint_configuration(self):
+    def _endpoint_configuration(self) -> Configuration | None:
         """The client configuration for a Corefile's ``endpoint URL``: the kubeconfig's credentials, if any."""
         options = self.options
         if not options.kube_endpoint:
@@ -353,21 +367,25 @@ class Serving:
             pass
 
     def _manifest_events(self, events) -> None:
+        dns = self.dns
+        assert dns is not None  # made before the source that calls this
         with heap.collection_paused():  # a load or a reload: a file's objects at once
-            self.dns.sink(events)
+            dns.sink(events)
         _freeze_heap()
 
     def _kube_events(self, events) -> None:
-        was_synced = self.dns.synced
+        dns = self.dns
+        assert dns is not None  # made before the source that calls this
+        was_synced = dns.synced
         size = sum(len(e.objects) if isinstance(e, Replace) else 1 for e in events)
         with heap.collection_paused() if size >= BIG_BATCH else contextlib.nullcontext():
-            self.dns.sink(events)
-        if size >= BIG_BATCH or (self.dns.synced and not was_synced):  # a (re)list, or the first sync
+            dns.sink(events)
+        if size >= BIG_BATCH or (dns.synced and not was_synced):  # a (re)list, or the first sync
             _freeze_heap()
         self._api_back()
-        for kind in self.dns.cluster.synced:
+        for kind in dns.cluster.synced:
             self.metrics.mark_synced(kind)
-        if self.dns.synced and not was_synced:
+        if dns.synced and not was_synced:
             self._synced_event.set()
             if self._started:  # a late first sync, after --startup-timeout
                 log.info("synced with the API: %s; misses are answered NXDOMAIN from now on", self._object_summary())
@@ -377,15 +395,19 @@ class Serving:
         if reason == "expired":
             self.metrics.count_watch_relist(kind)
         if reason in CONTACT_LOST:
+            loop = self._event_loop
+            assert loop is not None  # start() set it before starting the watch
             try:
-                self._event_loop.call_soon_threadsafe(self._api_lost)
+                loop.call_soon_threadsafe(self._api_lost)
             except RuntimeError:
                 pass  # the loop is closing: we are shutting down
 
     def _api_answered(self) -> None:  # on the probe thread
         if self._api_down_since is not None:
+            loop = self._event_loop
+            assert loop is not None  # start() set it before starting the watch
             try:
-                self._event_loop.call_soon_threadsafe(self._api_down)
+                loop.call_soon_threadsafe(self._api_down)
             except RuntimeError:
                 pass  # the loop is closing: we are shutting down
 
@@ -413,9 +435,13 @@ class Serving:
             task = asyncio.create_task(self.manifests.refresh(force=True, stop=self._stop),
                                        name="clusterdns-manifest-reload")
             self._tasks.append(task)
-            task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+            task.add_done_callback(self._forget_task)
         if self.hosts is not None:
             self.hosts.load()
+
+    def _forget_task(self, task: asyncio.Task) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
 
     def state(self) -> str:
         """One line saying how this server is doing (SIGUSR2)."""
@@ -458,6 +484,7 @@ class Serving:
             return False, (f"manifest path {display(path)} gone for {time.time() - since:.0f}s: "
                            "serving its last good state")
         if self.kube is not None and self._api_down():
+            assert self._api_down_since is not None  # what _api_down() said
             down_for = time.time() - self._api_down_since
             if down_for > self.options.ready_grace:
                 return False, f"Kubernetes API unreachable for {down_for:.0f}s (grace {self.options.ready_grace:g}s)"
@@ -465,10 +492,11 @@ class Serving:
 
     def zone_view(self) -> dict:
         """What GET /zone shows: the zone as DNS sees it (see zoneview.py)."""
+        assert self.dns is not None  # the HTTP listeners open after the zone is made
         return zone_json(self.dns)
 
     def _api_down(self) -> bool:
-        if self._api_down_since is None:
+        if self._api_down_since is None or self.kube is None:  # (only a live cluster's API goes away)
             return False
         if self.kube.last_contact > self._api_down_since:
             self._api_back()  # an answer since it went away: a list, an event, a bookmark or a probe
@@ -476,6 +504,7 @@ class Serving:
         return True
 
     def _object_summary(self) -> str:
+        assert self.dns is not None  # said once the zone is made
         counts = {kind: self.dns.cluster.count(kind) for kind in KINDS}
         return ", ".join(f"{n} {kind if kind.endswith('s') else kind + 's'}" for kind, n in counts.items() if n)
 
@@ -486,16 +515,18 @@ class Serving:
 
     def _read_gauges_live(self) -> None:
         """The state gauges read this Serving's state when /metrics is scraped."""
+        dns = self.dns
+        assert dns is not None  # read once start() has made the zone
 
         def cache_entries(cache_type: str) -> int:
             forwarded = self.forwarder.cache.counts() if self.forwarder is not None else {}
-            own = len(self.dns.responder.cache) if cache_type == "success" else 0
+            own = len(dns.responder.cache) if cache_type == "success" else 0
             return own + forwarded.get(cache_type, 0)
 
         self.metrics.read_live(
-            objects=lambda kind: self.dns.cluster.count(kind),
-            records=lambda: self.dns.zone.record_count,
-            serial=lambda: self.dns.zone.serial,
+            objects=lambda kind: dns.cluster.count(kind),
+            records=lambda: dns.zone.record_count,
+            serial=lambda: dns.zone.serial,
             cache_entries=cache_entries,
         )
 

@@ -99,3 +99,38 @@ def test_queries_remembered_as_unmatched_stay_bounded_and_correct(monkeypatch):
         assert ask(respond, f"n{i}.default.svc.cluster.local").header.rcode == 3  # NXDOMAIN, from the zone
         reply = ask(respond, "db.example.org")  # the rule still applies after every clear
         assert [(str(rr.rname), str(rr.rdata)) for rr in reply.rr] == [("db.example.org.", "10.96.0.5")]
+
+
+async def test_with_autopath_too_a_pod_gets_both_the_search_path_answer_and_the_rewritten_name(tmp_path):
+    """The listeners hand the client's address to autopath through the rules around the responder."""
+    import asyncio
+
+    import dns.message
+    import dns.query
+
+    from clusterdns.serving import ServeOptions, Serving
+    from tests.conftest import ZONES
+    from tests.test_autopath import PODS
+
+    pods = tmp_path / "pods.yaml"
+    pods.write_text(PODS)
+    rule = parse_rewrite("name exact db.example.org kubia.default.svc.cluster.local answer auto".split())
+    serving = Serving(ServeOptions(settings=Settings(pods="verified", autopath=True), manifests=[str(ZONES), str(pods)],
+                                   listen=[("127.0.0.1", 0)], http=None, rewrites=(rule,)))
+    await serving.start()
+    try:
+        assert serving.dns_server is not None
+        port = serving.dns_server.addresses[0][1]
+
+        def ask_as_pod(name: str) -> list[str]:  # from the pod's own address (127.0.0.5, in namespace shop)
+            reply = dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, source="127.0.0.5",
+                                  timeout=5)
+            return [rrset.to_text() for rrset in reply.answer]
+
+        searched = await asyncio.to_thread(ask_as_pod, "kubia.default.shop.svc.cluster.local.")
+        rewritten = await asyncio.to_thread(ask_as_pod, "db.example.org.")
+    finally:
+        await serving.close()
+    assert searched == ["kubia.default.shop.svc.cluster.local. 5 IN CNAME kubia.default.svc.cluster.local.",
+                        "kubia.default.svc.cluster.local. 5 IN A 10.96.100.10"]
+    assert rewritten == ["db.example.org. 5 IN A 10.96.100.10"]

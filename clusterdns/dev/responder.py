@@ -12,7 +12,7 @@
   of namespace ``com`` unless there is one).
 * Everything else is forwarded, or REFUSED when forwarding is off.
 
-It has the interface :class:`~clusterdns.server.DnsServer` expects of a responder.
+It is a :class:`~clusterdns.server.Answers`, what :class:`~clusterdns.server.DnsServer` asks of a responder.
 """
 
 from __future__ import annotations
@@ -22,10 +22,14 @@ import struct
 from dnslib import RCODE, DNSError, DNSLabel, DNSRecord
 
 from ..wire import FORWARD, formerr, parse_question, question_name
+from ..zone import Zone
 from .context_dns import View
 
 
 class DevResponder:
+    # Several zones, one per context: no zone transfers (an AXFR is answered as any other query).
+    zone: Zone | None = None
+
     def __init__(self, routes: list[tuple[str, View]], short_forms: View | None, namespace: str, forwarding: bool):
         # Longest origin first, so staging.k8s wins over k8s.
         self.routes = sorted(routes, key=lambda r: -len(r[0]))
@@ -43,8 +47,11 @@ class DevResponder:
                 return view
         return None
 
-    def respond(self, data: bytes, udp: bool) -> tuple[bytes | None, int, int, bool]:
-        """As :meth:`Responder.respond`: (response or None, qtype, rcode, answered from a cache?)."""
+    def respond(self, data: bytes, udp: bool, client: str | None = None) -> tuple[bytes | None, int, int, bool]:
+        """As :meth:`Responder.respond`: (response or None, qtype, rcode, answered from a cache?).
+
+        ``client`` is never given: there is no autopath here.
+        """
         data = bytes(data)
         question = parse_question(data)
         if question is not None:

@@ -353,6 +353,8 @@ class KubeSource:
         seconds lets them go again (backoff reset) the moment the server answers.
         """
         options = self.options
+        api = self._probe_client
+        assert api is not None  # start() makes it before starting this thread
         tick = min(0.25, options.probe_while_down, options.inactivity_timeout / 4)
         last_probe = 0.0
         while not self._stopping.wait(tick):
@@ -362,7 +364,7 @@ class KubeSource:
             if not silent and not (waiting and now - last_probe >= options.probe_while_down):
                 continue
             last_probe = now
-            answered = self._probe((silent or waiting)[0])
+            answered = self._probe(api, (silent or waiting)[0])
             if self._stopping.is_set():
                 return
             if answered:
@@ -376,11 +378,11 @@ class KubeSource:
                 for watch in silent:
                     watch.hung()
 
-    def _probe(self, watch: ListWatch) -> bool:
+    def _probe(self, api: client.ApiClient, watch: ListWatch) -> bool:
         """One limit=1 list for ``watch``'s resource: did the API server answer (any HTTP status)?"""
         self.probes += 1
         try:
-            resp = watch.spec.get(self._probe_client, (self.options.connect_timeout, self.options.probe_timeout),
+            resp = watch.spec.get(api, (self.options.connect_timeout, self.options.probe_timeout),
                                   limit=1, resourceVersion="0")
             resp.release_conn()
         except client.ApiException:

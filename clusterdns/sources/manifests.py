@@ -233,7 +233,7 @@ class _Update:
 
     files: dict[Path, dict[Key, KubeObject]]
     errors: dict[Path, list[str]]
-    seen: dict[Path, Signature]
+    seen: dict[Path, Signature | None]
     merged: dict[Key, KubeObject]
     events: list[Event]
     touched: list[str]
@@ -261,7 +261,8 @@ class ManifestSource:
         self.settle = settle
         self._files: dict[Path, dict[Key, KubeObject]] = {}  # last good state per file
         self._merged: dict[Key, KubeObject] = {}
-        self._seen: dict[Path, Signature] = {}  # each file's signature when last read, good or bad
+        # Each file's signature when last read, good or bad; None: gone as it was read (read again next scan).
+        self._seen: dict[Path, Signature | None] = {}
         self.errors: dict[Path, list[str]] = {}
         self.missing: dict[Path, float] = {}  # named path -> time.time() it was found gone
         self.settling: frozenset[Path] = frozenset()  # changed files waiting to stop changing
@@ -389,7 +390,7 @@ class ManifestSource:
 
     def _identity(self) -> tuple:
         """What each named path leads to now; a change means the watch must start again."""
-        out = []
+        out: list[tuple[bool, int, int] | None] = []
         for path in self.paths:
             try:
                 st = path.stat() if path.is_dir() else path.parent.stat()
