@@ -622,3 +622,13 @@ async def test_a_node_port_service_waits_for_the_nodes_before_it_is_forwarded(cl
     await eventually(external, timeout=10)
     assert ("staging", "shop", "np", "") not in serving.forwards.services
     assert not any("shop/np" in r.getMessage() for r in caplog.records if r.name == "clusterdns.dev.forward")
+
+
+async def test_a_zone_transfer_query_is_answered_as_any_other_and_the_connection_kept(clusters, dev):
+    """dev serves several zones and transfers none: an AXFR gets the zone's ordinary answer, never a dropped connection."""
+    clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
+    serving = await dev(reach=["clusterip"])
+    host, port = serving.dns_server.addresses[0]
+    reply = await dns.asyncquery.tcp(dns.message.make_query("cluster.local", "AXFR"), host, port=port, timeout=2)
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer  # nothing transferred
+    assert await answers(serving, "api.shop.svc.cluster.local") == ["10.96.1.1"]  # still serving
