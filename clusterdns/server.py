@@ -437,9 +437,8 @@ class DnsServer:
                     # pipelines thousands would hold the loop: let the others have a turn.
                     await asyncio.sleep(0)
                 started = time.perf_counter()
-                zone = self.responder.zone
-                if zone is not None and transfer.is_transfer(data):
-                    messages = transfer.transfer(zone, data, _peer(writer), self.transfer_to)
+                if transfer.is_transfer(data):
+                    messages = transfer.transfer(self.responder.zone, data, _peer(writer), self.transfer_to)
                     if messages is not None:
                         for message in messages:
                             if not await self._send(writer, message, conn):

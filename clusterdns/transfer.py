@@ -20,9 +20,11 @@ from dnslib import EDNS0, QTYPE, RCODE, RR, DNSHeader, DNSRecord, EDNSOption
 from . import reasons
 from .acl import Network, allowed
 from .answer import NOTAUTH, Reader, soa_record
+from .settings import Settings
 from .zone import Zone, to_rdata
 
 RECORDS_PER_MESSAGE = 200  # well under 64 KiB with compression, and many messages for a big zone
+DEFAULTS = Settings()  # the EDNS payload and explain setting of a refusal made without a zone
 
 def is_transfer(data: bytes) -> bool:
     """Does this query ask for AXFR or IXFR?  (The type after an uncompressed QNAME.)"""
@@ -38,10 +40,11 @@ def is_transfer(data: bytes) -> bool:
     return False
 
 
-def transfer(zone: Zone, data: bytes, client: str, networks: Sequence[Network]) -> list[bytes] | None:
+def transfer(zone: Zone | None, data: bytes, client: str, networks: Sequence[Network]) -> list[bytes] | None:
     """The messages that answer a transfer query from ``client`` (one error message when refused).
 
     None when the query is not a plain one-question query: the ordinary path answers it (FORMERR).
+    ``zone`` None: a server that transfers nothing (``clusterdns dev`` answers several zones).
     """
     try:
         query = DNSRecord.parse(data)
@@ -52,6 +55,8 @@ def transfer(zone: Zone, data: bytes, client: str, networks: Sequence[Network]) 
     question = query.questions[0]
     origin = str(question.qname).lower()
     edns = any(rr.rtype == QTYPE.OPT for rr in query.ar)
+    if zone is None:
+        return [_error(query, RCODE.REFUSED, edns, reasons.Reason(reasons.OTHER, "this server offers no zone transfers"), None)]
     if not allowed(client, networks):
         why = f"zone transfers are not allowed from {client} (see --transfer-to)"
         return [_error(query, RCODE.REFUSED, edns, reasons.Reason(reasons.OTHER, why), zone)]
@@ -84,17 +89,17 @@ def zone_records(zone: Zone, origin: str) -> Iterable[RR]:
                 yield RR(name, qtype, ttl=ttl, rdata=to_rdata(qtype, rd))
 
 
-def _reply(query: DNSRecord, edns: bool, zone: Zone) -> DNSRecord:
+def _reply(query: DNSRecord, edns: bool, zone: Zone | None) -> DNSRecord:
     header = DNSHeader(id=query.header.id, qr=1, opcode=query.header.opcode, rd=query.header.rd)
     reply = DNSRecord(header, questions=list(query.questions))
     if edns:
-        reply.add_ar(EDNS0(udp_len=zone.settings.max_udp_size))
+        reply.add_ar(EDNS0(udp_len=(zone.settings if zone else DEFAULTS).max_udp_size))
     return reply
 
 
-def _error(query: DNSRecord, rcode: int, edns: bool, reason: reasons.Reason, zone: Zone) -> bytes:
+def _error(query: DNSRecord, rcode: int, edns: bool, reason: reasons.Reason, zone: Zone | None) -> bytes:
     reply = _reply(query, edns, zone)
     reply.header.rcode = rcode
-    if edns and zone.settings.explain:
+    if edns and (zone.settings if zone else DEFAULTS).explain:
         reply.ar[0].rdata.append(EDNSOption(reasons.EDE_OPTION, reason.option()))
     return bytes(reply.pack())

@@ -625,10 +625,12 @@ async def test_a_node_port_service_waits_for_the_nodes_before_it_is_forwarded(cl
 
 
 async def test_a_zone_transfer_query_is_answered_as_any_other_and_the_connection_kept(clusters, dev):
-    """dev serves several zones and transfers none: an AXFR gets the zone's ordinary answer, never a dropped connection."""
+    """dev serves several zones and transfers none: an AXFR is REFUSED with the reason, never a dropped connection."""
     clusters["staging"].add(service("api", namespace="shop", ip="10.96.1.1"))
     serving = await dev(reach=["clusterip"])
     host, port = serving.dns_server.addresses[0]
-    reply = await dns.asyncquery.tcp(dns.message.make_query("cluster.local", "AXFR"), host, port=port, timeout=2)
-    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer  # nothing transferred
+    reply = await dns.asyncquery.tcp(dns.message.make_query("cluster.local", "AXFR", use_edns=0), host, port=port,
+                                     timeout=2)
+    assert reply.rcode() == dns.rcode.REFUSED and not reply.answer  # nothing transferred
+    assert ede_text(reply) == "this server offers no zone transfers"
     assert await answers(serving, "api.shop.svc.cluster.local") == ["10.96.1.1"]  # still serving
