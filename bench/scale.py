@@ -115,37 +115,43 @@ def fake_api(objects) -> FakeApiServer:
     return api
 
 
-def ready_from_manifests(work: Path, cluster, label: str) -> None:
+def ready_from_manifests(work: Path, cluster, label: str) -> tuple[float, float]:
+    """(seconds to /ready, RSS MB then)."""
     manifests = write_manifests(cluster, work / f"manifests-{label}")
     server = Clusterdns(work, ["--manifests", str(manifests.parent)])
     try:
         seconds = server.wait_ready()
+        rss = rss_mb(server.process.pid)
         print(f"| {label} | manifests ({manifests.stat().st_size / 1e6:.0f} MB YAML) | {seconds:.2f} | "
-              f"{rss_mb(server.process.pid):.0f} | {cpu_seconds(server.process.pid):.2f} | "
+              f"{rss:.0f} | {cpu_seconds(server.process.pid):.2f} | "
               f"{server.logged('loaded').split(' in ', 1)[-1][:90]} |")
+        return seconds, rss
     finally:
         server.stop()
         shutil.rmtree(manifests.parent)
 
 
-def ready_from_api(work: Path, cluster, label: str, extra: list[str] = (), churn: int = 0, dnsperf: str | None = None) -> None:
+def ready_from_api(work: Path, cluster, label: str, extra: list[str] = (), churn: int = 0,
+                   dnsperf: str | None = None) -> tuple[float, float, float | None]:
+    """(seconds to /ready, RSS MB then, seconds until the last churned change was answered or None)."""
     api = fake_api(cluster.objects)
     kubeconfig = write_kubeconfig(work / "kubeconfig", api.url)
     server = Clusterdns(work, ["--kubeconfig", str(kubeconfig), "--startup-timeout", "120", *extra])
     try:
         seconds = server.wait_ready()
-        print(f"| {label} | API | {seconds:.2f} | {rss_mb(server.process.pid):.0f} | "
+        rss = rss_mb(server.process.pid)
+        print(f"| {label} | API | {seconds:.2f} | {rss:.0f} | "
               f"{cpu_seconds(server.process.pid):.2f} | "
               f"{server.logged('synced with the API in').split(' in ', 1)[-1][:90]} |")
-        if churn:
-            churn_while_answering(api, server, cluster, churn, dnsperf, work)
+        visible = churn_while_answering(api, server, cluster, churn, dnsperf, work) if churn else None
+        return seconds, rss, visible
     finally:
         server.stop()
         api.stop()
 
 
 def churn_while_answering(api: FakeApiServer, server: Clusterdns, cluster, changes: int, dnsperf: str | None,
-                          work: Path) -> None:
+                          work: Path) -> float:
     """Change ``changes`` EndpointSlices (of the first half of services) while asking for the second half."""
     slices = [o for o in cluster.objects if o["kind"] == "EndpointSlice"]
     half = len(slices) // 2
@@ -187,6 +193,7 @@ def churn_while_answering(api: FakeApiServer, server: Clusterdns, cluster, chang
           f"{visible:.2f} s after the first was sent")
     print(f"       during it, {hits:.0f} of {hits + misses:.0f} queries for untouched names were cache hits "
           f"({hits / max(1, hits + misses):.1%}); dnsperf at 2,000 q/s: {lost}")
+    return visible
 
 
 def dig(port: int, name: str) -> str:
@@ -253,6 +260,7 @@ def main() -> None:
                         help=f"comma-separated runs to do, of {','.join(RUNS)} (default: all)")
     args = parser.parse_args()
     runs = set(args.only) - ({"pods"} if args.skip_pods else set())
+    verdicts: list[str] = []
     dnsperf = shutil.which("dnsperf")
     work = Path(tempfile.mkdtemp(prefix="clusterdns-scale-"))
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} cores; Python {sys.version.split()[0]}")
@@ -263,22 +271,41 @@ def main() -> None:
         small = generate(args.services, namespaces=100, endpoints_per_service=(2, 5))
         label = f"{args.services} services, {small.endpoint_count} endpoints"
         if "manifests" in runs:
-            ready_from_manifests(work, small, label)
+            seconds, rss = ready_from_manifests(work, small, label)
+            verdicts.append(verdict(f"RSS ready, {label}, from manifests", rss, 100, "MB"))
+            verdicts.append(verdict(f"ready from manifests, {label}", seconds, 3, "s"))
         if "api" in runs:
-            ready_from_api(work, small, label)
+            seconds, rss, _ = ready_from_api(work, small, label)
+            verdicts.append(verdict(f"RSS ready, {label}, from the API", rss, 100, "MB"))
+            verdicts.append(verdict(f"ready from the API, {label}", seconds, 2, "s"))
         if "pods" in runs:
             big = generate(args.services, namespaces=100, endpoints_per_service=(11, 11), pods=150_000)
             big_label = f"{args.services} services, {big.endpoint_count} endpoints, {big.pod_count} pods"
-            ready_from_api(work, big, f"{big_label}, --pods verified", ["--pods", "verified"])
+            _, rss, _ = ready_from_api(work, big, f"{big_label}, --pods verified", ["--pods", "verified"])
+            verdicts.append(verdict(f"RSS ready, {big_label}, --pods verified", rss, 214, "MB"))
             # the same cluster without the pod watch: what the 150,000 pods themselves cost
             ready_from_api(work, big, f"{big_label}, --pods insecure (pods not watched)", ["--pods", "insecure"])
             del big
         if "churn" in runs:
-            ready_from_api(work, small, label + " (churn run)", churn=args.churn, dnsperf=dnsperf)
+            _, _, visible = ready_from_api(work, small, label + " (churn run)", churn=args.churn, dnsperf=dnsperf)
+            assert visible is not None
+            verdicts.append(verdict(f"{args.churn} endpoint changes applied while answering", visible, 10, "s"))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if args.flood and "flood" in runs:
         flood_memory(args.flood)
+    if verdicts:
+        print()
+        print("Targets (issue 9):")
+        for line in verdicts:
+            print(f"  {line}")
+
+
+def verdict(what: str, value: float, target: float, unit: str) -> str:
+    """``what`` against an upper bound: met, or missed by how much."""
+    if value <= target:
+        return f"{what}: {value:.2f} {unit} (target ≤ {target:g}) — met"
+    return f"{what}: {value:.2f} {unit} (target ≤ {target:g}) — missed by {value - target:.2f} {unit} ({value / target - 1:.0%})"
 
 
 if __name__ == "__main__":
