@@ -518,20 +518,19 @@ def print_targets(table: Table, cap_label: str, latency: dict[tuple[str, str, st
     runs = sum(len(v) for (_, _, server), v in table.rows.items() if server == "clusterdns") + sum(
         1 for (_, _, server) in latency if server == "clusterdns")
     print(f"  no lost queries: {lost} lost in {runs} runs — {'met' if lost == 0 else 'missed'}")
-    ours = {key: r for key, r in latency.items() if key[2] == "clusterdns"}
-    worst = max(ours.items(), key=lambda item: item[1].p99_ms or 0.0)
-    (run_label, kind, _), result = worst
-    p99 = result.p99_ms or 0.0
-    if p99 < P99_TARGET_MS:
-        print(f"  p99 < {P99_TARGET_MS:g} ms at 80% of peak: worst {p99:.3f} ms ({run_label} {kind}) — met")
-        return
-    knot_best = min((r.p99_ms or 0.0) for key, r in latency.items() if key[2] == "knot")
-    why = [f"the CPU quota ran out in {result.throttled} of {result.periods} periods"] if result.periods else []
-    if knot_best >= P99_TARGET_MS:
-        why.append(f"Knot's best p99 in the same runs is {knot_best:.1f} ms: this machine does not reach "
-                   f"{P99_TARGET_MS:g} ms for any server")
-    print(f"  p99 < {P99_TARGET_MS:g} ms at 80% of peak: worst {p99:.1f} ms ({run_label} {kind}) — missed"
-          + (f": {'; '.join(why)}" if why else ""))
+    for run_label in dict.fromkeys(label for label, _, _ in latency):  # capped first, then uncapped at the same rates
+        ours = {kind: r for (label, kind, server), r in latency.items() if label == run_label and server == "clusterdns"}
+        kind, result = max(ours.items(), key=lambda item: item[1].p99_ms or 0.0)
+        p99 = result.p99_ms or 0.0
+        what = f"  p99 < {P99_TARGET_MS:g} ms at 80% of the capped peak rate, {run_label}: worst {p99:.3f} ms ({kind})"
+        if p99 < P99_TARGET_MS:
+            print(f"{what} — met")
+            continue
+        knot = max((r.p99_ms or 0.0) for (label, _, server), r in latency.items() if label == run_label and server == "knot")
+        why = [f"the CPU quota ran out in {result.throttled} of {result.periods} periods"] if result.periods else []
+        if knot >= P99_TARGET_MS:
+            why.append(f"Knot's worst p99 in the same runs is {knot:.1f} ms: no server meets it here")
+        print(f"{what} — missed" + (f": {'; '.join(why)}" if why else ""))
 
 
 def free_port() -> int:
