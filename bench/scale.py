@@ -233,9 +233,26 @@ def flood_memory(names: int = 300_000) -> None:
         gc.collect()
         cache = responder.cache
         grown = rss_mb(os.getpid()) - before
+        # What the caches hold, object by object: RSS alone shows ~0 when the process reuses heap it freed
+        # in the bench's earlier runs, and overstates it in a fresh process (allocator growth).
+        held = deep_size([cache.exact, cache.by_question, cache._index, cache._seen])
         print(f"       {'with' if edns else 'without'} EDNS: {len(cache.exact):,} replayable answers, "
-              f"{len(cache.by_question):,} by question, {cache.index_size():,} names indexed; "
-              f"RSS +{grown:.0f} MB ({grown * 1e6 / max(1, len(cache.exact)):.0f} bytes per cached answer)")
+              f"{len(cache.by_question):,} by question, {cache.index_size():,} names indexed; the caches hold "
+              f"{held / 1e6:.1f} MB ({held / max(1, len(cache.exact)):.0f} bytes per cached answer); RSS +{grown:.0f} MB")
+
+
+def deep_size(obj, seen: set[int] | None = None) -> int:
+    """Bytes held by ``obj`` and what it contains (dicts, tuples, lists, sets), each object counted once."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (tuple, list, set, frozenset)):
+        size += sum(deep_size(item, seen) for item in obj)
+    return size
 
 
 RUNS = ("manifests", "api", "pods", "churn", "flood")
