@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import heap, rewrite
 from .acl import LOOPBACK, parse_networks
@@ -395,21 +395,20 @@ class Serving:
         if reason == "expired":
             self.metrics.count_watch_relist(kind)
         if reason in CONTACT_LOST:
-            loop = self._event_loop
-            assert loop is not None  # start() set it before starting the watch
-            try:
-                loop.call_soon_threadsafe(self._api_lost)
-            except RuntimeError:
-                pass  # the loop is closing: we are shutting down
+            self._on_loop(self._api_lost)
 
     def _api_answered(self) -> None:  # on the probe thread
         if self._api_down_since is not None:
-            loop = self._event_loop
-            assert loop is not None  # start() set it before starting the watch
-            try:
-                loop.call_soon_threadsafe(self._api_down)
-            except RuntimeError:
-                pass  # the loop is closing: we are shutting down
+            self._on_loop(self._api_down)
+
+    def _on_loop(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` on the event loop, from a watch or probe thread."""
+        loop = self._event_loop
+        assert loop is not None  # start() set it before starting the watch
+        try:
+            loop.call_soon_threadsafe(callback)
+        except RuntimeError:
+            pass  # the loop is closing: we are shutting down
 
     def _api_lost(self) -> None:
         if self._api_down_since is None:

@@ -21,21 +21,30 @@ def zones_server():
 
 
 @pytest.fixture
-async def serve_zones():
+async def started():
+    """``await started(server)``: start a Serving (or DevServing) and return it; all are closed after the test."""
+    running = []
+
+    async def start(server):
+        running.append(server)
+        await server.start()
+        return server
+
+    yield start
+    for server in running:
+        await server.close()
+
+
+@pytest.fixture
+def serve_zones(started):
     """``await serve_zones(**options)``: a Serving of zones/ on 127.0.0.1 (free port, no HTTP); all closed after."""
     from clusterdns.serving import ServeOptions, Serving
 
-    started: list[Serving] = []
-
     async def make(**options) -> Serving:
-        serving = Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None, **options))
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await started(Serving(ServeOptions(manifests=[str(ZONES)], listen=[("127.0.0.1", 0)], http=None,
+                                                  **options)))
 
-    yield make
-    for serving in started:
-        await serving.close()
+    return make
 
 
 @pytest.fixture(autouse=True, scope="session")

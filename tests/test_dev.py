@@ -89,9 +89,8 @@ def clusters():
 
 
 @pytest.fixture
-async def dev(clusters, tmp_path: Path):
+def dev(clusters, tmp_path: Path, started):
     """Start DevServing against the two clusters; closed after the test."""
-    started: list[DevServing] = []
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", clusters, "staging", {"staging": "shop"})
 
     async def make(**overrides) -> DevServing:
@@ -100,14 +99,9 @@ async def dev(clusters, tmp_path: Path):
                              forward=overrides.pop("forward", False), startup_timeout=overrides.pop("startup_timeout", WAIT),
                              state_file=tmp_path / "no-setup.json", resolv_conf=tmp_path / "no-resolv.conf",
                              **overrides)
-        serving = DevServing(options)
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await started(DevServing(options))
 
-    yield make
-    for serving in started:
-        await serving.close()
+    return make
 
 
 async def ask(serving: DevServing, name: str, qtype: str = "A", edns: bool = False) -> dns.message.Message:

@@ -63,9 +63,8 @@ async def http_get(serving: Serving, path: str) -> tuple[int, str]:
 
 
 @pytest.fixture
-async def start(kubeconfig: Path):
+def start(kubeconfig: Path, started):
     """Start Serving instances against the fake API server; close them all after the test."""
-    started: list[Serving] = []
 
     async def make(**overrides) -> Serving:
         options = ServeOptions(
@@ -76,14 +75,9 @@ async def start(kubeconfig: Path):
             startup_timeout=overrides.pop("startup_timeout", WAIT),
             **overrides,
         )
-        serving = Serving(options)
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await started(Serving(options))
 
-    yield make
-    for serving in started:
-        await serving.close()
+    return make
 
 
 def headless(name: str, ns: str = "default") -> dict:

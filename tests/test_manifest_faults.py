@@ -41,20 +41,14 @@ def web(ip: str) -> str:
 
 
 @pytest.fixture
-async def serve():
+def serve(started):
     """Start Serving instances on manifests; close them all after the test."""
-    started: list[Serving] = []
 
     async def make(*paths: Path, **overrides) -> Serving:
-        serving = Serving(ServeOptions(manifests=[str(p) for p in paths], listen=[("127.0.0.1", 0)],
-                                       http=("127.0.0.1", 0), **overrides))
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await started(Serving(ServeOptions(manifests=[str(p) for p in paths], listen=[("127.0.0.1", 0)],
+                                                  http=("127.0.0.1", 0), **overrides)))
 
-    yield make
-    for serving in started:
-        await serving.close()
+    return make
 
 
 def metric(body: str, name: str) -> float:

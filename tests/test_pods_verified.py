@@ -21,20 +21,14 @@ NXDOMAIN = dns.rcode.NXDOMAIN
 
 
 @pytest.fixture
-async def start(kubeconfig):
+def start(kubeconfig, started):
     """Start a Serving against the fake API server (closed after the test)."""
-    started: list[Serving] = []
 
     async def make(settings: Settings = VERIFIED) -> Serving:
-        serving = Serving(ServeOptions(settings=settings, listen=[("127.0.0.1", 0)], http=None,
-                                       kubeconfig=str(kubeconfig), startup_timeout=WAIT))
-        started.append(serving)
-        await serving.start()
-        return serving
+        return await started(Serving(ServeOptions(settings=settings, listen=[("127.0.0.1", 0)], http=None,
+                                                  kubeconfig=str(kubeconfig), startup_timeout=WAIT)))
 
-    yield make
-    for serving in started:
-        await serving.close()
+    return make
 
 
 def host_network_pod(name: str, ns: str, ip: str) -> dict:
